@@ -1,0 +1,28 @@
+"""agentgym: Gymnasium-style multi-turn agentic RL.
+
+The core imports nothing heavy (no torch): envs, registry, trajectories, rollouts, credit.
+"""
+
+from agentgym.core import INFO_DEFAULTS, Failure, InfraError, Text, TextEnv
+from agentgym.registry import EnvSpec, UnknownEnvError, load_yaml, make, register, spec
+from agentgym.trajectory import SCHEMA_VERSION, Trajectory, Turn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INFO_DEFAULTS",
+    "SCHEMA_VERSION",
+    "EnvSpec",
+    "Failure",
+    "InfraError",
+    "Text",
+    "TextEnv",
+    "Trajectory",
+    "Turn",
+    "UnknownEnvError",
+    "__version__",
+    "load_yaml",
+    "make",
+    "register",
+    "spec",
+]

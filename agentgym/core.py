@@ -1,0 +1,162 @@
+"""The env contract: a ``gymnasium.Env`` whose observations and actions are strings.
+
+Subclasses implement :meth:`TextEnv._reset` and :meth:`TextEnv._step`; the public
+``reset``/``step`` wrap them so every env gets the same guarantees for free:
+
+* seeding through Gymnasium (``self.np_random``), so the same seed picks the same task and
+  initial state (groups of rollouts depend on it);
+* turn counting and ``max_turns`` truncation;
+* the documented ``info`` keys always present (see :data:`INFO_DEFAULTS`);
+* a non-string action becomes a readable parse-error observation, never a crash.
+
+Async twins ``areset``/``astep`` run the sync methods in a worker thread unless the env says
+it steps in microseconds (``threaded_async = False``), where a thread hop would cost more than
+the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from enum import Enum
+from typing import Any, ClassVar
+
+import gymnasium
+from gymnasium import spaces
+
+__all__ = [
+    "INFO_DEFAULTS",
+    "Failure",
+    "InfraError",
+    "StepResult",
+    "Text",
+    "TextEnv",
+]
+
+
+class Failure(str, Enum):
+    """Why a trajectory failed. Infra failures are masked in training, never scored as 0."""
+
+    INFRA = "infra"
+    AGENT = "agent"
+
+
+class InfraError(RuntimeError):
+    """Infrastructure failed (sandbox, server, timeout); never the agent's fault.
+
+    Raised by envs and sandboxes; the rollout engine records the trajectory with
+    ``failure="infra"`` so trainers can drop it instead of learning from a bogus reward.
+    """
+
+
+# The info keys every env returns from reset() and step(); defaults fill what an env omits.
+INFO_DEFAULTS: dict[str, Any] = {
+    "state_key": None,  # hashable anchor for GiGPO: "the same decision situation"
+    "parse_error": None,  # str: why the action could not be parsed (the agent reads it in obs)
+    "void": False,  # no tool call and no final answer (SimpleTIR)
+    "failure": None,  # None | "infra" | "agent"
+    "tool_calls": (),  # parsed tool calls of this action: [{"name": ..., "arguments": {...}}]
+    "answer": None,  # the final answer extracted from the action, if any
+    "role": "user",  # role of the observation in a chat: "user" or "tool"
+}
+
+StepResult = tuple[str, float, bool, bool, dict[str, Any]]
+
+
+class Text(spaces.Text):
+    """A Text space that contains any string up to ``max_length`` characters.
+
+    Gymnasium's ``Text`` only contains strings over its charset; model text is arbitrary
+    Unicode, so membership here checks type and length only. Sampling stays over printable
+    ASCII, which is what ``check_env`` and random policies need.
+    """
+
+    def __init__(self, max_length: int = 1 << 16, *, min_length: int = 0, seed: int | None = None):
+        super().__init__(
+            max_length=max_length, min_length=min_length, charset=string.printable, seed=seed
+        )
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"Text({self.min_length}, {self.max_length}, any unicode)"
+
+
+class TextEnv(gymnasium.Env[str, str]):
+    """Base class of every agentgym environment (text in, text out).
+
+    Subclasses set ``system_prompt`` (optional) and implement ``_reset`` and ``_step``.
+    They may implement ``expert_action()`` (used by the scripted policy) and
+    ``legal_actions()`` (used by the random policy).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    system_prompt: str | None = None
+    threaded_async: ClassVar[bool] = True
+
+    def __init__(self, *, max_turns: int | None = None, render_mode: str | None = None):
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.max_turns = max_turns
+        self.observation_space = Text()
+        self.action_space = Text()
+        self.turn = 0
+        self.done = True
+        self.last_observation = ""
+
+    # -- to implement ---------------------------------------------------------------------
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Pick a task with ``self.np_random`` (or ``options["task"]``); return (obs, info)."""
+        raise NotImplementedError
+
+    def _step(self, action: str) -> StepResult:
+        """Apply one action; return (obs, reward, terminated, truncated, info)."""
+        raise NotImplementedError
+
+    # -- the contract -------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.turn = 0
+        self.done = False
+        obs, info = self._reset(dict(options or {}))
+        self.last_observation = obs
+        return obs, {**INFO_DEFAULTS, **info}
+
+    def step(self, action: str) -> StepResult:
+        if self.done:
+            raise RuntimeError("step() called on a finished episode: call reset() first")
+        self.turn += 1
+        if not isinstance(action, str):
+            error = f"action must be a string, got {type(action).__name__}"
+            obs, reward, terminated, truncated, info = (
+                f"Invalid action: {error}.", 0.0, False, False, {"parse_error": error}
+            )
+        else:
+            obs, reward, terminated, truncated, info = self._step(action)
+        if not terminated and self.max_turns is not None and self.turn >= self.max_turns:
+            truncated = True
+        self.done = terminated or truncated
+        self.last_observation = obs
+        return obs, float(reward), bool(terminated), bool(truncated), {**INFO_DEFAULTS, **info}
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        if not self.threaded_async:
+            return self.reset(seed=seed, options=options)
+        return await asyncio.to_thread(self.reset, seed=seed, options=options)
+
+    async def astep(self, action: str) -> StepResult:
+        if not self.threaded_async:
+            return self.step(action)
+        return await asyncio.to_thread(self.step, action)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def render(self) -> str | None:
+        return self.last_observation if self.render_mode == "ansi" else None

@@ -1,0 +1,181 @@
+"""Env registry: Gymnasium-style ids (``agentgym/Name-v0``), specs as plain data.
+
+A spec is JSON-serialisable so a worker process (or a Ray actor) can rebuild the env from it
+without sharing this process's registry. Third-party packages register through the entry-point
+group ``agentgym.envs``, looked up lazily when an id is missing; envs can also be declared in
+YAML. Every registered id is also registered with Gymnasium, so ``gymnasium.make`` works too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import json
+import re
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+
+from agentgym.core import TextEnv
+
+__all__ = ["EnvSpec", "UnknownEnvError", "load_yaml", "make", "register", "registry", "spec"]
+
+ENTRY_POINT_GROUP = "agentgym.envs"
+_ID_PATTERN = re.compile(r"^(?:[\w:.-]+/)?[\w:.-]+-v\d+$")
+
+
+class UnknownEnvError(KeyError):
+    """An env id that is not registered (the message suggests close matches)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """Everything needed to build an env, as plain data.
+
+    ``entry_point`` is ``"module:attr"`` where attr is a TextEnv subclass or a factory.
+    """
+
+    id: str
+    entry_point: str
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    max_turns: int | None = None
+    description: str = ""
+
+    def make(self, **overrides: Any) -> TextEnv:
+        module_name, _, attr = self.entry_point.partition(":")
+        if not attr:
+            raise ValueError(f"entry_point must look like 'module:attr', got {self.entry_point!r}")
+        factory = getattr(importlib.import_module(module_name), attr)
+        kwargs = {**self.kwargs, **overrides}
+        kwargs.setdefault("max_turns", self.max_turns)
+        env = factory(**kwargs)
+        env.agentgym_spec = dataclasses.replace(self, kwargs=kwargs, max_turns=kwargs["max_turns"])
+        return env
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EnvSpec:
+        return cls(**json.loads(text))
+
+
+registry: dict[str, EnvSpec] = {}
+_entry_points_loaded = False
+
+
+def _entry_point_string(entry_point: str | Callable[..., TextEnv]) -> str:
+    if isinstance(entry_point, str):
+        return entry_point
+    qualname = getattr(entry_point, "__qualname__", "")
+    if "<" in qualname or not qualname:
+        raise ValueError("entry_point must be importable (module-level class or function)")
+    return f"{entry_point.__module__}:{qualname}"
+
+
+def register(
+    id: str,
+    entry_point: str | Callable[..., TextEnv],
+    *,
+    kwargs: dict[str, Any] | None = None,
+    max_turns: int | None = None,
+    description: str = "",
+    force: bool = False,
+) -> EnvSpec:
+    """Register an env id. Re-registering an id raises unless ``force`` (or the spec is equal)."""
+    if not _ID_PATTERN.match(id):
+        raise ValueError(f"env id must look like 'namespace/Name-v0', got {id!r}")
+    new = EnvSpec(id, _entry_point_string(entry_point), dict(kwargs or {}), max_turns, description)
+    json.dumps(new.kwargs)  # fail now, not in a worker, if kwargs are not plain data
+    old = registry.get(id)
+    if old is not None and old != new and not force:
+        raise ValueError(f"env id {id!r} is already registered (pass force=True to replace it)")
+    registry[id] = new
+    gymnasium.register(id=id, entry_point=_GymnasiumEntry(id), disable_env_checker=True)
+    return new
+
+
+class _GymnasiumEntry:
+    """Callable that lets ``gymnasium.make(id, **kw)`` build the env through our spec."""
+
+    def __init__(self, env_id: str):
+        self.env_id = env_id
+
+    def __call__(self, **kwargs: Any) -> TextEnv:
+        return make(self.env_id, **kwargs)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        loaded = ep.load()  # importing the module registers its envs
+        if callable(loaded) and not isinstance(loaded, type):
+            loaded()  # or the entry point is a function that registers them
+
+
+def _ensure_builtins() -> None:
+    import agentgym.envs  # noqa: F401  (registers the built-in envs)
+
+
+def spec(id: str) -> EnvSpec:
+    """The spec of ``id``; unknown ids raise with close-match suggestions."""
+    _ensure_builtins()
+    if id not in registry:
+        _load_entry_points()
+    if id not in registry:
+        close = difflib.get_close_matches(id, list(registry), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownEnvError(f"No env registered as {id!r}.{hint} (see `agentgym envs list`)")
+    return registry[id]
+
+
+def all_specs() -> list[EnvSpec]:
+    """Every spec: built-ins, entry points and whatever was registered in this process."""
+    _ensure_builtins()
+    _load_entry_points()
+    return [registry[k] for k in sorted(registry)]
+
+
+def make(id: str | EnvSpec, **kwargs: Any) -> TextEnv:
+    """Build an env from an id or a spec; ``kwargs`` override the spec's kwargs."""
+    env_spec = id if isinstance(id, EnvSpec) else spec(id)
+    return env_spec.make(**kwargs)
+
+
+def load_yaml(path: str | Path) -> list[EnvSpec]:
+    """Register the envs declared in a YAML file.
+
+    The file holds ``envs:`` (or a bare list) of mappings with ``id``, ``entry_point`` and
+    optionally ``kwargs``, ``max_turns``, ``description``. An entry may instead name an
+    existing ``base`` id and override its kwargs, to declare variants without code.
+    """
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    entries = data.get("envs", []) if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a list of envs under 'envs:'")
+    specs = []
+    for entry in entries:
+        entry = dict(entry)
+        if "base" in entry:
+            base = spec(entry.pop("base"))
+            entry.setdefault("entry_point", base.entry_point)
+            entry["kwargs"] = {**base.kwargs, **entry.get("kwargs", {})}
+            entry.setdefault("max_turns", base.max_turns)
+            entry.setdefault("description", base.description)
+        unknown = set(entry) - {"id", "entry_point", "kwargs", "max_turns", "description"}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)} in env {entry.get('id')!r}")
+        specs.append(register(entry.pop("id"), entry.pop("entry_point"), **entry))
+    return specs
