@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
+import time
+import uuid
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
 import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 import agentgym
+from agentgym import registry
 
 app = typer.Typer(
     help="agentgym: multi-turn agentic RL environments, rollouts, credit assignment and training.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="rich",
 )
+envs_app = typer.Typer(help="List and inspect registered environments.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+console = Console()
 
 
 def _version(value: bool) -> None:
@@ -24,8 +42,203 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    env_file: list[Path] = typer.Option(
+        [], "--env-file", help="YAML file of extra env declarations to register (repeatable).",
+        exists=True, dir_okay=False,
+    ),
 ) -> None:
     """agentgym: multi-turn agentic RL environments, rollouts, credit assignment and training."""
+    for path in env_file:
+        registry.load_yaml(path)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    """Parse ``key=value`` options; values are YAML scalars (``3`` is an int, ``true`` a bool)."""
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"{what} must look like key=value, got {pair!r}")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
+# -- envs ---------------------------------------------------------------------------------
+@envs_app.command("list")
+def envs_list() -> None:
+    """List every registered env: built-ins, installed plugins and --env-file declarations."""
+    table = Table("id", "max turns", "description", "entry point")
+    for env_spec in registry.all_specs():
+        table.add_row(env_spec.id, str(env_spec.max_turns), env_spec.description, env_spec.entry_point)
+    console.print(table)
+
+
+@envs_app.command("show")
+def envs_show(
+    env_id: str = typer.Argument(..., help="Env id, e.g. agentgym/Bifurcation-v0."),
+    seed: int = typer.Option(0, help="Seed of the example episode whose first observation is shown."),
+) -> None:
+    """Show an env's spec (as JSON), its system prompt and the first observation for a seed."""
+    try:
+        env_spec = registry.spec(env_id)
+    except registry.UnknownEnvError as e:
+        raise _fail(str(e)) from None
+    console.print_json(env_spec.to_json())
+    env = env_spec.make()
+    try:
+        obs, info = env.reset(seed=seed)
+        if env.system_prompt:
+            console.rule("system prompt")
+            console.print(env.system_prompt, markup=False)
+        console.rule(f"first observation (seed {seed})")
+        console.print(obs, markup=False)
+        console.rule("info")
+        console.print(json.dumps(info, default=str, indent=2), markup=False)
+    finally:
+        env.close()
+
+
+# -- rollout ------------------------------------------------------------------------------
+class PolicyName(str, Enum):
+    random = "random"
+    scripted = "scripted"
+    openai = "openai"
+
+
+# Run settings stored in run.json; on --resume any that is given again must match.
+_RUN_SETTINGS = ("env", "policy", "tasks", "group_size", "seed", "max_turns", "max_tokens", "env_kwargs",
+                 "policy_kwargs", "base_url", "model")
+
+
+@app.command()
+def rollout(
+    env: str = typer.Option(None, "--env", help="Env id to roll out, e.g. agentgym/Bifurcation-v0."),
+    policy: PolicyName = typer.Option(
+        None, help="Who acts: 'random' (legal actions), 'scripted' (the env's expert) or 'openai' "
+        "(any OpenAI-compatible server, e.g. `vllm serve`; needs --base-url and --model).",
+    ),
+    base_url: str = typer.Option(None, help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
+    model: str = typer.Option(None, help="Model name to request from the server."),
+    api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="API key for the server (not stored)."),
+    tasks: int = typer.Option(None, help="Number of tasks (distinct seeds). [default: 8]", min=1),
+    group_size: int = typer.Option(None, help="Rollouts per task sharing its seed (G). [default: 1]", min=1),
+    concurrency: int = typer.Option(8, help="Episodes in flight at once.", min=1),
+    out: Path = typer.Option(..., help="Run directory: run.json and trajectories.jsonl are written here."),
+    resume: bool = typer.Option(False, help="Continue the run in --out: run exactly the missing episodes."),
+    seed: int = typer.Option(None, help="Seed of task 0; task i uses seed+i. [default: 0]"),
+    max_turns: int = typer.Option(None, help="Override the env's turn limit (truncates, marked).", min=1),
+    max_tokens: int = typer.Option(
+        None, help="Completion-token budget per episode (truncates, marked; ~4 chars/token when the "
+        "policy reports no token counts).", min=1,
+    ),
+    step_timeout: float = typer.Option(None, help="Seconds before an env reset/step counts as an infra failure."),
+    env_kwarg: list[str] = typer.Option([], "--env-kwarg", help="Env kwarg override key=value (repeatable)."),
+    policy_kwarg: list[str] = typer.Option(
+        [], "--policy-kwarg", help="Policy option key=value, e.g. epsilon=0.2 or temperature=0.7 (repeatable).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Roll out a policy on an env in groups, writing trajectories as JSONL (kill-safe, resumable)."""
+    from agentgym.policies import make_policy
+    from agentgym.rollout import plan, summarize
+    from agentgym.rollout import rollout as run_rollouts
+    from agentgym.store import TrajectoryStore
+
+    given = {
+        "env": env, "policy": policy.value if policy else None, "tasks": tasks, "group_size": group_size,
+        "seed": seed, "max_turns": max_turns, "max_tokens": max_tokens,
+        "env_kwargs": _parse_pairs(env_kwarg, "--env-kwarg") or None,
+        "policy_kwargs": _parse_pairs(policy_kwarg, "--policy-kwarg") or None,
+        "base_url": base_url, "model": model,
+    }
+    store = TrajectoryStore(out)
+    manifest = store.read_manifest()
+    if resume:
+        if manifest is None:
+            raise _fail(f"--resume: {out} holds no run (no run.json)")
+        clashes = [f"--{k.replace('_', '-')} {given[k]!r} (run has {manifest[k]!r})"
+                   for k in _RUN_SETTINGS if given[k] is not None and given[k] != manifest[k]]
+        if clashes:
+            raise _fail("--resume with settings that differ from the run: " + "; ".join(clashes))
+    else:
+        if manifest is not None or store.path.exists():
+            raise _fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        if env is None or policy is None:
+            raise _fail("--env and --policy are required for a new run")
+        defaults = {"tasks": 8, "group_size": 1, "seed": 0, "env_kwargs": {}, "policy_kwargs": {}}
+        manifest = {k: given[k] if given[k] is not None else defaults.get(k) for k in _RUN_SETTINGS}
+        manifest.update(run_id=uuid.uuid4().hex[:8], created_at=time.time(), agentgym_version=agentgym.__version__)
+    try:
+        env_spec = registry.spec(manifest["env"])
+    except registry.UnknownEnvError as e:
+        raise _fail(str(e)) from None
+    manifest["env_spec"] = dataclasses.asdict(env_spec)
+    policy_kwargs = dict(manifest["policy_kwargs"])
+    if manifest["policy"] == "openai":
+        if not manifest["base_url"] or not manifest["model"]:
+            raise _fail("--policy openai needs --base-url and --model")
+        policy_kwargs.update(base_url=manifest["base_url"], model=manifest["model"], api_key=api_key)
+    try:
+        agent = make_policy(manifest["policy"], **policy_kwargs)
+    except (TypeError, ValueError) as e:
+        raise _fail(f"policy {manifest['policy']!r}: {e}") from None
+    store.write_manifest(manifest)
+
+    items = plan(manifest["run_id"], tasks=manifest["tasks"], group_size=manifest["group_size"], seed=manifest["seed"])
+    done = store.completed_ids()
+    todo = [item for item in items if item.traj_id not in done]
+    console.print(
+        f"[bold]{env_spec.id}[/] × [bold]{agent.name}[/]: {manifest['tasks']} tasks × G={manifest['group_size']}"
+        f" → {out}  ({len(items) - len(todo)} done, {len(todo)} to run, concurrency {concurrency})"
+    )
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("success {task.fields[success]:.0%}"), TextColumn("failed {task.fields[failed]}"),
+        TimeElapsedColumn(), console=console, disable=quiet, transient=False,
+    ) as progress:
+        bar = progress.add_task("rollout", total=len(todo), success=0.0, failed=0)
+        counts = {"n": 0, "ok": 0, "failed": 0}
+
+        def on_done(traj: agentgym.Trajectory) -> None:
+            counts["n"] += 1
+            counts["ok"] += traj.success
+            counts["failed"] += traj.failure is not None
+            progress.update(bar, advance=1, success=counts["ok"] / counts["n"], failed=counts["failed"])
+
+        async def go() -> None:
+            try:
+                await run_rollouts(
+                    env_spec, agent, todo, concurrency=concurrency, store=store, max_turns=manifest["max_turns"],
+                    max_tokens=manifest["max_tokens"], step_timeout=step_timeout,
+                    env_kwargs=manifest["env_kwargs"], on_done=on_done,
+                )
+            finally:
+                await agent.aclose()
+
+        try:
+            asyncio.run(go())
+        finally:
+            store.close()
+    _print_summary(summarize(store.read(), time.perf_counter() - started), len(items))
+
+
+def _print_summary(summary: Any, planned: int) -> None:
+    table = Table(title="rollout summary", show_header=False)
+    table.add_row("trajectories", f"{summary.trajectories} / {planned}")
+    table.add_row("success rate", f"{summary.success_rate:.1%}")
+    table.add_row("mean outcome", f"{summary.mean_outcome:.3f}")
+    table.add_row("mean turns", f"{summary.mean_turns:.2f}")
+    table.add_row("truncated", str(summary.truncated))
+    failures = ", ".join(f"{k}: {v}" for k, v in sorted(summary.failures.items())) or "none"
+    table.add_row("failures by kind", failures)
+    table.add_row("this session", f"{summary.seconds:.1f} s")
+    console.print(table)
 
 
 def main() -> None:

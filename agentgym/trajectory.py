@@ -10,7 +10,6 @@ Schema version history:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +91,11 @@ class Trajectory:
         return self.terminated and self.failure is None and self.outcome > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow copies, not dataclasses.asdict: asdict deep-copies every value and costs more
+        # than the rest of a rollout step. Callers must not mutate nested values.
+        data = dict(self.__dict__)
+        data["turns"] = [dict(turn.__dict__) for turn in self.turns]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:

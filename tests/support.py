@@ -1,0 +1,63 @@
+"""Small envs for testing the core machinery (the built-in envs are tested in tests/envs)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agentgym.core import InfraError, StepResult, TextEnv
+
+
+class EchoEnv(TextEnv):
+    """Say the task's number back. Seed → number; wrong answers get a readable hint."""
+
+    threaded_async = False
+
+    def __init__(self, *, max_turns: int | None = 4, modulus: int = 10, **kwargs: Any):
+        super().__init__(max_turns=max_turns, **kwargs)
+        self.modulus = modulus
+        self.number = 0
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self.number = int(options.get("task", self.np_random.integers(self.modulus)))
+        return f"Say {self.number}.", {"task_id": f"echo-{self.number}", "state_key": "start"}
+
+    def _step(self, action: str) -> StepResult:
+        if action.strip() == str(self.number):
+            return "Correct.", 1.0, True, False, {"answer": action.strip(), "state_key": "end"}
+        return f"No, say {self.number}.", 0.0, False, False, {"state_key": f"wrong-{self.turn}"}
+
+    def expert_action(self) -> str:
+        return str(self.number)
+
+    def legal_actions(self) -> list[str]:
+        return [str(n) for n in range(self.modulus)]
+
+
+class FlakyEnv(EchoEnv):
+    """EchoEnv whose step fails on some seeds: ``fail_on`` maps seed % 3 to an error kind."""
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self.kind = {0: "crash", 1: "infra"}.get(self.np_random.integers(3))
+        return super()._reset(options)
+
+    def _step(self, action: str) -> StepResult:
+        if self.kind == "crash":
+            raise ZeroDivisionError("env bug")
+        if self.kind == "infra":
+            raise InfraError("sandbox went away")
+        return super()._step(action)
+
+
+class SlowEnv(EchoEnv):
+    """EchoEnv whose step blocks for ``delay`` seconds (in a worker thread)."""
+
+    threaded_async = True
+
+    def __init__(self, *, delay: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def _step(self, action: str) -> StepResult:
+        time.sleep(self.delay)
+        return super()._step(action)
