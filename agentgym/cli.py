@@ -243,3 +243,7 @@ def _print_summary(summary: Any, planned: int) -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+MAPPING = {"agentgym": "agentgym", "agentgym.envs": "envs", "agentgym.sandboxes": "sandboxes",
+           "agentgym.trainers": "trainers"}
+
+
+def test_every_subpackage_is_declared():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for package, folder in MAPPING.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found == declared
+
+
+def test_import_agentgym_is_light():
+    code = ("import sys, agentgym, agentgym.envs, agentgym.rollout, agentgym.store, agentgym.credit;"
+            "heavy = {'torch', 'transformers', 'vllm', 'datasets', 'docker'} & set(sys.modules);"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
