@@ -1,0 +1,1 @@
+"""Search-R1-style retrieval QA (agentgym/Search-v0)."""
