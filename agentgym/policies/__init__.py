@@ -1,0 +1,38 @@
+"""Policies: who acts in an episode (a model server, the env's scripted expert, or chance)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.openai_chat import OpenAIChatPolicy, RequestRejectedError, parse_chat_completion
+from agentgym.policies.simple import RandomPolicy, ScriptedPolicy
+
+__all__ = [
+    "POLICIES",
+    "Completion",
+    "Message",
+    "OpenAIChatPolicy",
+    "Policy",
+    "RandomPolicy",
+    "RequestRejectedError",
+    "ScriptedPolicy",
+    "make_policy",
+    "parse_chat_completion",
+]
+
+# The names the CLI's --policy accepts.
+POLICIES: dict[str, type[Policy]] = {
+    "random": RandomPolicy,
+    "scripted": ScriptedPolicy,
+    "openai": OpenAIChatPolicy,
+}
+
+
+def make_policy(name: str, **kwargs: Any) -> Policy:
+    """Build a policy by CLI name; ``kwargs`` go to its constructor (``TypeError`` if unknown)."""
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}") from None
+    return cls(**kwargs)

@@ -1,0 +1,308 @@
+"""A policy backed by any OpenAI-compatible chat-completions server (``vllm serve``, SGLang, OpenAI).
+
+Built for thousands of concurrent rollout turns: one pooled ``httpx`` client per event loop, a
+retry policy that separates transient failures (429, 5xx, dropped connections, read timeouts:
+retried with exponential backoff and jitter, honouring ``Retry-After``) from requests that can
+never succeed (any other 4xx: raised at once with the server's message), and a typed
+:class:`~agentgym.core.InfraError` when the server stays down, so the rollout engine masks the
+episode instead of scoring it 0.
+
+Token-in/token-out: besides the OpenAI-standard ``choices[0].logprobs.content[*].logprob``, the
+policy asks vLLM (>= 0.10.2) for ``return_token_ids`` and reads the response's top-level
+``prompt_token_ids`` and ``choices[0].token_ids``; with logprobs it also asks for
+``return_tokens_as_token_ids`` (older vLLM), whose logprob tokens read ``"token_id:123"``.
+Servers that ignore these fields still work; servers that reject unknown fields (api.openai.com)
+need ``return_token_ids=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agentgym.core import InfraError
+from agentgym.policies.base import Completion, Message, Policy
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from agentgym.core import TextEnv
+
+__all__ = ["OpenAIChatPolicy", "RequestRejectedError", "parse_chat_completion"]
+
+logger = logging.getLogger(__name__)
+
+_TOKEN_ID_PREFIX = "token_id:"  # vLLM's return_tokens_as_token_ids spelling of a logprob token
+
+
+class RequestRejectedError(RuntimeError):
+    """The server refused the request (a 4xx other than 429): wrong model name, bad parameter,
+    prompt over the context length. Retrying cannot help, so it is raised at once."""
+
+    def __init__(self, status_code: int, message: str):
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+
+
+class TransientHTTPError(Exception):
+    """A 429 or 5xx answer: transient, worth another attempt."""
+
+    def __init__(self, status_code: int, message: str, retry_after: float | None):
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.retry_after = retry_after
+
+
+_RETRYABLE = (httpx.TransportError, TransientHTTPError)  # TransportError covers timeouts and drops
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI/new vLLM ``{"error": {"message"}}``, old vLLM
+    ``{"object": "error", "message"}``, FastAPI ``{"detail"}``, else the raw body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "detail", "error"):
+            if data.get(key):
+                return str(data[key])
+    return response.text[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):  # absent, or an HTTP date (rare from inference servers)
+        return None
+
+
+def _ids_from_tokens(tokens: list[Any]) -> list[int] | None:
+    """Token ids from vLLM's ``"token_id:123"`` logprob tokens; None for ordinary token text."""
+    if not all(isinstance(t, str) and t.startswith(_TOKEN_ID_PREFIX) for t in tokens):
+        return None
+    return [int(t[len(_TOKEN_ID_PREFIX):]) for t in tokens]
+
+
+def parse_chat_completion(data: dict[str, Any]) -> Completion:
+    """Turn a chat-completions response body into a :class:`Completion`.
+
+    Token ids come from vLLM's ``choices[0].token_ids``, else from ``"token_id:N"`` logprob
+    tokens; ``num_tokens`` from ``usage.completion_tokens``, else the number of tokens seen.
+    """
+    try:
+        choice = data["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError) as e:
+        raise InfraError(f"malformed chat completion (no choices[0].message): {str(data)[:300]}") from e
+    token_ids = choice.get("token_ids")
+    logprobs = None
+    content = (choice.get("logprobs") or {}).get("content")
+    if content is not None:
+        logprobs = [float(item["logprob"]) for item in content]
+        if token_ids is None:
+            token_ids = _ids_from_tokens([item.get("token") for item in content])
+    num_tokens = (data.get("usage") or {}).get("completion_tokens")
+    if num_tokens is None:
+        counted = token_ids if token_ids is not None else logprobs
+        num_tokens = len(counted) if counted is not None else None
+    prompt_token_ids = data.get("prompt_token_ids")
+    return Completion(
+        text=message.get("content") or "",
+        token_ids=[int(t) for t in token_ids] if token_ids is not None else None,
+        logprobs=logprobs,
+        prompt_token_ids=[int(t) for t in prompt_token_ids] if prompt_token_ids is not None else None,
+        finish_reason=choice.get("finish_reason"),
+        num_tokens=num_tokens,
+    )
+
+
+class OpenAIChatPolicy(Policy):
+    """Chat with an OpenAI-compatible server: ``POST {base_url}/v1/chat/completions``.
+
+    ``base_url`` may end with or without ``/v1``. ``max_retries`` counts retries after the first
+    attempt; backoff starts near ``retry_wait_min`` seconds, doubles, and is capped (with any
+    ``Retry-After``) at ``retry_wait_max``. ``extra_body`` is merged last into every request
+    (e.g. ``{"top_k": 20}``). The connection pool waits for a free slot without a time limit:
+    the caller bounds concurrency, and a full pool is not a server failure.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_tokens: int | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        max_connections: int = 64,
+        request_logprobs: bool = True,
+        return_token_ids: bool = True,
+        extra_body: dict[str, Any] | None = None,
+        name: str | None = None,
+        retry_wait_min: float = 0.5,
+        retry_wait_max: float = 30.0,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if max_retries < 0 or max_connections < 1 or timeout <= 0:
+            raise ValueError("need max_retries >= 0, max_connections >= 1 and timeout > 0")
+        root = base_url.rstrip("/")
+        self.url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+        self.model = model
+        self.name = name or model
+        self.sampling: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
+        if max_tokens is not None:
+            self.sampling["max_tokens"] = max_tokens
+        self.request_logprobs = request_logprobs
+        self.return_token_ids = return_token_ids
+        self.extra_body = dict(extra_body or {})
+        self.max_retries = max_retries
+        self.retry_wait_max = retry_wait_max
+        self._backoff = wait_exponential_jitter(initial=retry_wait_min, max=retry_wait_max, jitter=retry_wait_min)
+        self._client_kwargs: dict[str, Any] = {
+            "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
+            "timeout": httpx.Timeout(timeout, pool=None),
+            "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        }
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._client: httpx.Client | None = None
+
+    # -- requests -------------------------------------------------------------------------
+    def request_body(self, messages: list[Message]) -> dict[str, Any]:
+        """The JSON body sent for ``messages`` (public so callers can log or replay it)."""
+        body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
+        if self.request_logprobs:
+            body["logprobs"] = True
+        if self.return_token_ids:
+            body["return_token_ids"] = True
+            if self.request_logprobs:
+                body["return_tokens_as_token_ids"] = True
+        body.update(self.extra_body)
+        return body
+
+    def _retry_kwargs(self) -> dict[str, Any]:
+        return {
+            "stop": stop_after_attempt(self.max_retries + 1),
+            "wait": self._wait,
+            "retry": retry_if_exception_type(_RETRYABLE),
+            "before_sleep": self._log_retry,
+            "reraise": True,
+        }
+
+    def _wait(self, state: RetryCallState) -> float:
+        delay = self._backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientHTTPError) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return min(delay, self.retry_wait_max)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        logger.warning("%s: %s: %s; retry %d/%d in %.2fs", self.url, type(error).__name__, error,
+                       state.attempt_number, self.max_retries, sleep)
+
+    @staticmethod
+    def _check(response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise TransientHTTPError(status, _error_message(response), _retry_after(response))
+        if status >= 400:
+            raise RequestRejectedError(status, _error_message(response))
+        try:
+            return response.json()
+        except ValueError as e:
+            raise InfraError(f"HTTP {status} with a body that is not JSON: {response.text[:300]!r}") from e
+
+    def _gave_up(self, error: BaseException) -> InfraError:
+        return InfraError(
+            f"{self.url}: no completion after {self.max_retries + 1} attempts; "
+            f"last error: {type(error).__name__}: {error}"
+        )
+
+    def _async_client(self) -> httpx.AsyncClient:
+        # Connections belong to the loop that opened them: a new loop (e.g. repeated asyncio.run)
+        # gets a fresh pool; the old one cannot be closed from here and is left to the GC.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            self._aclient = httpx.AsyncClient(**self._client_kwargs)
+            self._aclient_loop = loop
+        return self._aclient
+
+    # -- the policy -------------------------------------------------------------------------
+    async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
+        client, body = self._async_client(), self.request_body(messages)
+
+        async def attempt() -> dict[str, Any]:
+            return self._check(await client.post(self.url, json=body))
+
+        try:
+            data = await AsyncRetrying(**self._retry_kwargs())(attempt)
+        except _RETRYABLE as e:
+            raise self._gave_up(e) from e
+        return parse_chat_completion(data)
+
+    def act_sync(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
+        """Blocking twin of :meth:`act` on a pooled ``httpx.Client`` (usable inside a running loop's
+        worker threads, unlike ``asyncio.run``)."""
+        if self._client is None:
+            self._client = httpx.Client(**self._client_kwargs)
+        client, body = self._client, self.request_body(messages)
+        try:
+            data = Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
+        except _RETRYABLE as e:
+            raise self._gave_up(e) from e
+        return parse_chat_completion(data)
+
+    # -- lifetime -------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close both connection pools; idempotent, and a later call opens new ones."""
+        aclient, loop = self._aclient, self._aclient_loop
+        self._aclient = self._aclient_loop = None
+        if aclient is not None and loop is asyncio.get_running_loop():
+            await aclient.aclose()
+        self.close()
+
+    def close(self) -> None:
+        """Close the blocking client (for code that only uses :meth:`act_sync`); idempotent."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def __aenter__(self) -> OpenAIChatPolicy:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> OpenAIChatPolicy:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatPolicy(url={self.url!r}, model={self.model!r})"
