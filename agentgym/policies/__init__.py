@@ -29,8 +29,11 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(name: str, **kwargs: Any) -> Policy:
-    """Build a policy by CLI name; ``kwargs`` go to its constructor (``TypeError`` if unknown)."""
+def make_policy(name: str, /, **kwargs: Any) -> Policy:
+    """Build a policy by CLI name; ``kwargs`` go to its constructor (``TypeError`` if unknown).
+
+    ``name`` is positional-only so a policy's own ``name=`` option passes through.
+    """
     try:
         cls = POLICIES[name]
     except KeyError:

@@ -28,7 +28,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from agentgym.core import InfraError
@@ -176,7 +177,9 @@ class OpenAIChatPolicy(Policy):
         self.extra_body = dict(extra_body or {})
         self.max_retries = max_retries
         self.retry_wait_max = retry_wait_max
-        self._backoff = wait_exponential_jitter(initial=retry_wait_min, max=retry_wait_max, jitter=retry_wait_min)
+        # Exponential from retry_wait_min, capped, plus up to retry_wait_min of jitter so that many
+        # rollouts failing together do not retry in lock-step.
+        self._backoff = wait_exponential(multiplier=retry_wait_min, max=retry_wait_max) + wait_random(0, retry_wait_min)
         self._client_kwargs: dict[str, Any] = {
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
             "timeout": httpx.Timeout(timeout, pool=None),

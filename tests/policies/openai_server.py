@@ -1,0 +1,196 @@
+"""A scriptable OpenAI-compatible chat-completions server on loopback, for tests.
+
+Real HTTP (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive), so clients are tested with their
+real transports. Each request takes the next scripted :class:`Reply` (an error status, a delay, a
+dropped connection) or, when the script is empty, succeeds. Successful replies follow the request
+the way the server ``flavor`` would:
+
+* ``"vllm"``: ``return_token_ids`` adds top-level ``prompt_token_ids`` and ``choices[0].token_ids``;
+  ``return_tokens_as_token_ids`` spells logprob tokens ``"token_id:N"`` (vLLM >= 0.10.2);
+* ``"vllm-legacy"``: only ``return_tokens_as_token_ids`` (vLLM < 0.10.2);
+* ``"openai"``: rejects unknown request fields with a 400, as api.openai.com does.
+
+The fake tokenizer maps each character to its code point, so tests can predict token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+CHAT_PATH = "/v1/chat/completions"
+OPENAI_FIELDS = {
+    "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "logprobs",
+    "top_logprobs", "n", "stop", "seed", "stream", "user", "presence_penalty", "frequency_penalty",
+}
+
+
+@dataclass
+class Reply:
+    """What the server does with one request: answer ``status`` (with ``message`` for errors),
+    after ``delay`` seconds; or ``drop`` the connection without answering. ``text`` overrides
+    the echo of a successful reply; ``raw`` sends these bytes as a 200 body instead."""
+
+    status: int = 200
+    message: str = ""
+    delay: float = 0.0
+    drop: bool = False
+    text: str | None = None
+    raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """OpenAI's (and current vLLM's) error shape."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+
+def tokenize(text: str) -> list[int]:
+    return [ord(c) for c in text]
+
+
+class ChatServer:
+    """``with ChatServer() as server:`` serves on ``server.url``; ``server.script(...)`` queues
+    replies; ``server.requests`` and ``server.connections`` record what clients did."""
+
+    def __init__(self, flavor: str = "vllm", models: tuple[str, ...] = ("tiny",)):
+        self.flavor = flavor
+        self.models = set(models)
+        self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"} of every request
+        self.connections: set[tuple[str, int]] = set()  # client (host, port): one per TCP connection
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        self._httpd.handle_error = lambda request, client_address: None  # clients hang up on purpose
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def __enter__(self) -> ChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    # -- serving --------------------------------------------------------------------------
+    def _next_reply(self, path: str, headers: dict[str, str], body: Any, client: tuple[str, int]) -> Reply:
+        with self._lock:
+            self.requests.append({"path": path, "headers": headers, "body": body})
+            self.connections.add(client)
+            return self._script.popleft() if self._script else Reply()
+
+    def _validate(self, path: str, body: Any) -> tuple[int, str] | None:
+        """The checks a real server makes before generating: route, JSON, fields, model."""
+        if path != CHAT_PATH:
+            return 404, f"Not found: {path}"
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return 400, "'messages' is a required property and must be a non-empty list"
+        if not all(isinstance(m, dict) and "role" in m for m in body["messages"]):
+            return 400, "each message needs a 'role'"
+        if self.flavor == "openai":
+            unknown = sorted(set(body) - OPENAI_FIELDS)
+            if unknown:
+                return 400, f"Unrecognized request argument supplied: {', '.join(unknown)}"
+        if body.get("model") not in self.models:
+            return 404, f"The model `{body.get('model')}` does not exist."
+        return None
+
+    def completion(self, body: dict[str, Any], text: str | None) -> dict[str, Any]:
+        """A success body of exactly the OpenAI shape, plus the flavor's extensions."""
+        last = str(body["messages"][-1].get("content", ""))
+        text = f"echo: {last}" if text is None else text
+        ids = tokenize(text)
+        prompt_ids = tokenize("".join(str(m.get("content", "")) for m in body["messages"]))
+        as_ids = self.flavor.startswith("vllm") and body.get("return_tokens_as_token_ids")
+        logprobs = None
+        if body.get("logprobs"):
+            content = []
+            for i, (char, token_id) in enumerate(zip(text, ids, strict=True)):
+                token = f"token_id:{token_id}" if as_ids else char
+                content.append({"token": token, "logprob": -0.1 * (i + 1),
+                                "bytes": list(char.encode()), "top_logprobs": []})
+            logprobs = {"content": content, "refusal": None}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None, "tool_calls": None},
+            "logprobs": logprobs,
+            "finish_reason": "stop",
+        }
+        response: dict[str, Any] = {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [choice],
+            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids),
+                      "total_tokens": len(prompt_ids) + len(ids)},
+            "system_fingerprint": None,
+        }
+        if self.flavor == "vllm":
+            choice["stop_reason"] = None
+            if body.get("return_token_ids"):
+                choice["token_ids"] = ids
+                response["prompt_token_ids"] = prompt_ids
+        return response
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is observable
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+                reply = server._next_reply(self.path, dict(self.headers), body, self.client_address)
+                if reply.drop:
+                    self.close_connection = True  # hang up without a status line
+                    return
+                time.sleep(reply.delay)
+                if reply.raw is not None:
+                    self._send(200, reply.raw, reply.headers)
+                    return
+                if reply.status != 200:
+                    self._send(reply.status, error_body(reply.status, reply.message), reply.headers)
+                    return
+                problem = server._validate(self.path, body)
+                if problem is not None:
+                    self._send(problem[0], error_body(*problem), reply.headers)
+                    return
+                self._send(200, server.completion(body, reply.text), reply.headers)
+
+            def _send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
