@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -188,6 +189,7 @@ class OpenAIChatPolicy(Policy):
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()  # act_sync may be called from many threads
 
     # -- requests -------------------------------------------------------------------------
     def request_body(self, messages: list[Message]) -> dict[str, Any]:
@@ -265,11 +267,13 @@ class OpenAIChatPolicy(Policy):
         return parse_chat_completion(data)
 
     def act_sync(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
-        """Blocking twin of :meth:`act` on a pooled ``httpx.Client`` (usable inside a running loop's
-        worker threads, unlike ``asyncio.run``)."""
-        if self._client is None:
-            self._client = httpx.Client(**self._client_kwargs)
-        client, body = self._client, self.request_body(messages)
+        """Blocking twin of :meth:`act` on a pooled, thread-safe ``httpx.Client``: it works where
+        ``asyncio.run`` cannot (inside a running loop, or from many threads at once)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(**self._client_kwargs)
+            client = self._client
+        body = self.request_body(messages)
         try:
             data = Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
         except _RETRYABLE as e:
@@ -287,7 +291,8 @@ class OpenAIChatPolicy(Policy):
 
     def close(self) -> None:
         """Close the blocking client (for code that only uses :meth:`act_sync`); idempotent."""
-        client, self._client = self._client, None
+        with self._client_lock:
+            client, self._client = self._client, None
         if client is not None:
             client.close()
 

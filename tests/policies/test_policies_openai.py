@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -222,8 +223,11 @@ def test_act_sync_uses_a_blocking_client_and_retries(server: ChatServer) -> None
             return policy.act_sync(MESSAGES).text
 
         assert asyncio.run(inside_a_running_loop()) == "echo: Say 7."
-    assert len(server.requests) == 4
-    assert len(server.connections) == 1  # one kept-alive connection for all blocking calls
+        assert len(server.connections) == 1  # one kept-alive connection for sequential calls
+        with ThreadPoolExecutor(8) as pool:  # one client shared by many threads
+            prompts = [[{"role": "user", "content": f"t{i}"}] for i in range(16)]
+            assert [c.text for c in pool.map(policy.act_sync, prompts)] == [f"echo: t{i}" for i in range(16)]
+    assert len(server.requests) == 20
 
 
 def test_aclose_is_idempotent_and_the_policy_reopens(server: ChatServer) -> None:
