@@ -1,0 +1,370 @@
+"""Parsers: every format, malformed inputs, void turns, tool schemas, and a fuzz that never raises."""
+
+from __future__ import annotations
+
+import enum
+import json
+import subprocess
+import sys
+from typing import Annotated, Any, Literal, TypedDict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentgym.parsers import (
+    Action,
+    BoxedParser,
+    FirstOf,
+    HermesParser,
+    JSONParser,
+    ParseError,
+    PythonBlockParser,
+    TagParser,
+    ToolCall,
+    get_parser,
+    tool_schema,
+)
+
+
+# -- tags ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "kind", "payload"),
+    [
+        ("<search> capital of Vel </search>", "tool_call", "capital of Vel"),
+        ("I think so.\n<answer> Tavi Melkor </answer>", "answer", "Tavi Melkor"),
+        ("<search>a\nb</search>", "tool_call", "a\nb"),
+        ("<search >q</search>", "tool_call", "q"),
+        ("<think>maybe <answer>x</answer> or <search>y</search></think><answer>z</answer>", "answer", "z"),
+        ("prompt-side thinking</think><search>q</search>", "tool_call", "q"),
+        ("plain prose, no tags", "text", None),
+        ("<Search>q</Search>", "text", None),  # tags are case-sensitive, like Search-R1
+    ],
+)
+def test_tags_valid(text: str, kind: str, payload: str | None) -> None:
+    action = TagParser().parse(text)
+    assert action.kind == kind and action.error is None and action.text == text
+    if kind == "tool_call":
+        assert action.tool_calls == (ToolCall("search", {"query": payload}),)
+    if kind == "answer":
+        assert action.answer == payload
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("<search>never closed", "unclosed_tag"),
+        ("<answer>half", "unclosed_tag"),
+        ("query</search>", "unmatched_close"),
+        ("<search>a</search> and <search>b</search>", "multiple_actions"),
+        ("<search>a</search><answer>b</answer>", "multiple_actions"),
+        ("<search>   </search>", "empty"),
+        ("<answer></answer>", "empty"),
+        ("x" * 200_001, "too_long"),
+    ],
+)
+def test_tags_malformed(text: str, code: str) -> None:
+    action = TagParser().parse(text)
+    assert action.kind == "text" and action.void
+    assert action.error is not None and action.error.code == code
+    assert len(str(action.error)) < 200  # readable, and a snippet, never the whole text
+
+
+def test_tags_config() -> None:
+    parser = TagParser({"lookup": "term", "calc": "expr"}, answer_tag="final", allow_multiple=True)
+    action = parser.parse("<lookup>x</lookup><calc>1+1</calc>")
+    assert action.tool_calls == (ToolCall("lookup", {"term": "x"}), ToolCall("calc", {"expr": "1+1"}))
+    assert parser.parse("<final>7</final>").answer == "7"
+    assert parser.parse("<lookup>x</lookup><final>7</final>").error.code == "multiple_actions"
+    assert TagParser(["python"], answer_tag=None).parse("<python>1</python>").tool_calls[0].arguments == {
+        "input": "1"
+    }
+    with pytest.raises(ValueError):
+        TagParser({"bad tag": "x"})
+
+
+def test_error_message_is_readable() -> None:
+    error = TagParser().parse("ok <search>who founded Korvan").error
+    assert isinstance(error, ParseError)
+    assert "<search> is never closed" in str(error) and "who founded" in str(error)
+
+
+# -- hermes ---------------------------------------------------------------------------------------
+def test_hermes() -> None:
+    parser = HermesParser()
+    text = (
+        '<tool_call>\n{"name": "search", "arguments": {"query": "x", "k": 3}}\n</tool_call>\n'
+        '<tool_call>{"name": "python", "arguments": "{\\"code\\": \\"1\\"}"}</tool_call>'
+    )
+    action = parser.parse(text)
+    assert action.kind == "tool_call"
+    assert [c.to_dict() for c in action.tool_calls] == [
+        {"name": "search", "arguments": {"query": "x", "k": 3}},
+        {"name": "python", "arguments": {"code": "1"}},
+    ]
+    assert parser.parse('<tool_call>{"name": "f"}</tool_call>').tool_calls == (ToolCall("f", {}),)
+    assert parser.parse("<answer>42</answer>").answer == "42"
+    assert parser.parse("just chatting").kind == "text"
+    assert parser.parse("<think><tool_call>{bad</tool_call></think>ok").kind == "text"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('<tool_call>{"name": "f", "arguments": {}}', "unclosed_tag"),
+        ("<tool_call>{not json}</tool_call>", "invalid_tool_call"),
+        ('<tool_call>{"arguments": {}}</tool_call>', "invalid_tool_call"),
+        ('<tool_call>{"name": "f", "arguments": [1]}</tool_call>', "invalid_tool_call"),
+        ('<tool_call>{"name": "f", "arguments": "{oops"}</tool_call>', "invalid_tool_call"),
+        ("<tool_call>" + "[" * 50_000 + "</tool_call>", "invalid_tool_call"),
+        ('<tool_call>{"name": "f"}</tool_call><answer>1</answer>', "multiple_actions"),
+        ("stray </tool_call>", "unmatched_close"),
+    ],
+)
+def test_hermes_malformed(text: str, code: str) -> None:
+    action = HermesParser().parse(text)
+    assert action.void and action.error is not None and action.error.code == code, action
+
+
+# -- json ---------------------------------------------------------------------------------------
+def test_json() -> None:
+    parser = JSONParser()
+    fenced = 'Calling:\n```json\n{"name": "search", "arguments": {"query": "q"}}\n```'
+    assert parser.parse(fenced).tool_calls == (ToolCall("search", {"query": "q"}),)
+    many = '[{"name": "a", "arguments": {}}, {"name": "b", "parameters": {"x": 1}}]'
+    assert [c.name for c in parser.parse(many).tool_calls] == ["a", "b"]
+    assert parser.parse('{"answer": "Vel Dara"}').answer == "Vel Dara"
+    assert parser.parse('{"answer": 12}').answer == "12"
+    assert parser.parse("prose with [1] citations and {braces}").kind == "text"
+    assert parser.parse("prose with [1] citations and {braces}").error is None
+    assert parser.parse('{"name": broken}').error.code == "invalid_json"
+    assert parser.parse('{"tool": "x"}').error.code == "invalid_tool_call"
+    assert parser.parse('{"answer": " "}').error.code == "empty"
+    assert parser.parse("{" * 100_000).kind == "text"  # bounded scan, no blow-up
+
+
+# -- python blocks ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("```python\nprint(1)\n```", "print(1)"),
+        ("```py\nx = 2\nprint(x)\n```", "x = 2\nprint(x)"),
+        ("```\nbare()\n```", "bare()"),
+        ("Let me run:```python\ninline()\n```", "inline()"),
+        ("```bash\nls\n```\nthen\n```python\nreal()\n```", "real()"),  # a bash block's closer is no opener
+        ("```python\nfirst()\n```\n```python\nsecond()\n```", "first()"),
+        ("```python\ndone()\n```\n```python\nunfinished(", "done()"),
+    ],
+)
+def test_python_block(text: str, code: str) -> None:
+    action = PythonBlockParser().parse(text)
+    assert action.tool_calls == (ToolCall("python", {"code": code}),)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("```python\nprint(1)", "unclosed_code_block"),  # cut off mid-code: does not count
+        ("```python", "unclosed_code_block"),  # cut off right after the fence
+        ("```json\n{}\n```", None),
+        ("no code here", None),
+        ("```python\n\n```", "empty"),
+    ],
+)
+def test_python_block_void(text: str, error: str | None) -> None:
+    action = PythonBlockParser().parse(text)
+    assert action.void and (action.error.code if action.error else None) == error
+
+
+# -- boxed --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        (r"so \boxed{42}", "42"),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{ {a}{ {b} } }", "{a}{ {b} }"),
+        (r"first \boxed{1}, finally \boxed{2}", "2"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
+        (r"\fbox{x}", "x"),
+        (r"\boxed {7}", "7"),
+    ],
+)
+def test_boxed(text: str, answer: str) -> None:
+    assert BoxedParser().parse(text).answer == answer
+
+
+def test_boxed_malformed() -> None:
+    assert BoxedParser().parse(r"\boxed{\frac{1}{2}").error.code == "unclosed_boxed"
+    assert BoxedParser().parse(r"\boxed{}").error.code == "empty"
+    assert BoxedParser().parse(r"\boxed{1} then \boxed{2").answer == "1"  # the last COMPLETE one
+    assert BoxedParser().parse("no box").error is None
+
+
+def test_first_of_code_then_boxed() -> None:
+    tir = FirstOf(PythonBlockParser(), BoxedParser())
+    assert tir.parse("```python\nprint(6*7)\n```").kind == "tool_call"
+    assert tir.parse(r"The answer is \boxed{42}.").answer == "42"
+    assert tir.parse("```python\ncut off").error.code == "unclosed_code_block"
+    assert tir.is_void("I will think more.") and not tir.is_void(r"\boxed{1}")
+    with pytest.raises(ValueError):
+        FirstOf()
+
+
+def test_is_void_per_parser() -> None:
+    assert TagParser().is_void("<search>q") and not TagParser().is_void("<search>q</search>")
+    assert HermesParser().is_void('<tool_call>{"name": "f"}') and not HermesParser().is_void("<answer>1</answer>")
+    assert PythonBlockParser().is_void("```python\nx") and not PythonBlockParser().is_void("```\nx\n```")
+    assert Action("text", "x").void and not Action("answer", "x", answer="x").void
+
+
+def test_get_parser() -> None:
+    assert isinstance(get_parser("tags", answer_tag="final"), TagParser)
+    assert {type(get_parser(n)).__name__ for n in ("hermes", "json", "python", "boxed")} == {
+        "HermesParser", "JSONParser", "PythonBlockParser", "BoxedParser"
+    }
+    with pytest.raises(ValueError, match="unknown parser"):
+        get_parser("nope")
+
+
+def test_non_string_action() -> None:
+    assert TagParser().parse(None).error.code == "not_text"  # type: ignore[arg-type]
+
+
+# -- fuzz ---------------------------------------------------------------------------------------
+_PIECES = ["<search>", "</search>", "<answer>", "</answer>", "<tool_call>", "</tool_call>", "<think>",
+           "</think>", "```", "```python\n", "\n", "{", "}", "[", "]", '"name"', ":", '"arguments"',
+           r"\boxed{", "\\", '"', "x", " "]
+_ALL = [TagParser(), HermesParser(), JSONParser(), PythonBlockParser(), BoxedParser(),
+        FirstOf(PythonBlockParser(), BoxedParser()), TagParser(allow_multiple=True, ignore_think=False)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=300), st.lists(st.sampled_from(_PIECES), max_size=40).map("".join)))
+def test_fuzz_never_raises(text: str) -> None:
+    for parser in _ALL:
+        action = parser.parse(text)
+        assert action.kind in ("tool_call", "answer", "text")
+        assert action.void == (action.kind == "text")
+        assert (action.kind == "tool_call") == bool(action.tool_calls)
+        assert (action.kind == "answer") == (action.answer is not None)
+        if action.error is not None:
+            assert action.kind == "text" and action.error.code and action.error.message
+        for call in action.tool_calls:
+            json.dumps(call.to_dict())
+
+
+# -- tool schemas -------------------------------------------------------------------------------
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Point(TypedDict):
+    x: int
+    y: int
+
+
+def search(query: str, k: int = 3, fields: list[str] | None = None) -> list[str]:
+    """Search the knowledge base.
+
+    Use it when the question needs facts you do not know.
+
+    Args:
+        query: What to look for; a few
+            keywords work best.
+        k (int): How many documents to return.
+        fields: Which fields to search.
+
+    Returns:
+        The matching documents.
+    """
+    return []
+
+
+def paint(color: Color, mode: Literal["fast", "slow"] = "fast", *, where: Point, weight: float | None = None,
+          tags: dict[str, int] | None = None, note: Annotated[str, "meta"] = "", **extra: Any) -> None:
+    """Paint a point.
+
+    Parameters
+    ----------
+    color : Color
+        The paint colour.
+    mode : str
+        How fast to paint.
+    """
+
+
+def rest(a: int, b: tuple[int, ...]) -> int:
+    """Add things.
+
+    :param a: the first number
+    :param b: the others
+    :returns: the sum
+    """
+    return a
+
+
+def test_tool_schema_google() -> None:
+    schema = tool_schema(search)
+    assert schema["type"] == "function"
+    fn = schema["function"]
+    assert fn["name"] == "search"
+    assert fn["description"] == "Search the knowledge base.\n\nUse it when the question needs facts you do not know."
+    params = fn["parameters"]
+    assert params["required"] == ["query"]
+    assert params["properties"]["query"] == {
+        "type": "string", "description": "What to look for; a few keywords work best."
+    }
+    assert params["properties"]["k"] == {"type": "integer", "description": "How many documents to return.",
+                                         "default": 3}
+    assert params["properties"]["fields"] == {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+        "description": "Which fields to search.", "default": None,
+    }
+    json.dumps(schema)
+
+
+def test_tool_schema_numpy_enum_literal_typeddict() -> None:
+    fn = tool_schema(paint, name="paint_point", description="override")["function"]
+    assert fn["name"] == "paint_point" and fn["description"] == "override"
+    props = fn["parameters"]["properties"]
+    assert props["color"] == {"enum": ["red", "blue"], "description": "The paint colour."}
+    assert props["mode"] == {"enum": ["fast", "slow"], "type": "string", "description": "How fast to paint.",
+                             "default": "fast"}
+    assert props["where"] == {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+                              "required": ["x", "y"]}
+    assert props["weight"] == {"type": ["number", "null"], "default": None}
+    assert props["tags"]["anyOf"][0] == {"type": "object", "additionalProperties": {"type": "integer"}}
+    assert props["note"] == {"type": "string", "default": ""}
+    assert "extra" not in props
+    assert fn["parameters"]["required"] == ["color", "where"]
+
+
+def test_tool_schema_rest_and_methods() -> None:
+    fn = tool_schema(rest)["function"]
+    assert fn["description"] == "Add things."
+    assert fn["parameters"]["properties"]["a"] == {"type": "integer", "description": "the first number"}
+    assert fn["parameters"]["properties"]["b"] == {"type": "array", "items": {"type": "integer"},
+                                                    "description": "the others"}
+
+    class Tools:
+        def lookup(self, term: str) -> str:
+            """Look a term up."""
+            return term
+
+    fn = tool_schema(Tools().lookup)["function"]
+    assert fn["parameters"] == {"type": "object", "properties": {"term": {"type": "string"}}, "required": ["term"]}
+
+
+def test_tool_schema_unresolvable_annotation() -> None:
+    def f(x: NoSuchType, y=1):  # noqa: F821
+        """Do f."""
+
+    fn = tool_schema(f)["function"]
+    assert fn["parameters"]["properties"]["y"] == {"default": 1}
+
+
+def test_import_is_light() -> None:
+    code = "import sys, agentgym.parsers; print(sorted(m for m in ('bm25s', 'scipy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
