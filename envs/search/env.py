@@ -162,7 +162,7 @@ class SearchEnv(TextEnv):
             query = " ".join(parsed.tool_calls[0].arguments["query"].split())
             if len(query) > MAX_QUERY_CHARS:
                 return self._invalid(f"the search query is {len(query)} characters; keep it under {MAX_QUERY_CHARS}")
-            return self._search(query, [c.to_dict() for c in parsed.tool_calls])
+            return self._search(query)
         error = str(parsed.error) if parsed.error else "found no <search>…</search> or <answer>…</answer>"
         return self._invalid(error)
 
@@ -170,7 +170,7 @@ class SearchEnv(TextEnv):
         info = {"parse_error": error, "void": True, "state_key": self.state_key}
         return INVALID.format(error=error[:300]), 0.0, False, False, info
 
-    def _search(self, query: str, tool_calls: list[dict[str, Any]]) -> StepResult:
+    def _search(self, query: str) -> StepResult:
         docs = self.retriever.search(query, self.topk)  # InfraError propagates: never scored as 0
         self.queries.append(query)
         budget = self.max_obs_chars - len("\n\n<information></information>\n\n")
@@ -179,7 +179,7 @@ class SearchEnv(TextEnv):
         ids = [d.id for d in docs]
         self.state_key = f"{' '.join(sorted(ids))} | {' '.join(sorted(set(tokenize(query))))}"
         info = {
-            "tool_calls": tool_calls,
+            "tool_calls": [{"name": "search", "arguments": {"query": query}}],
             "role": "tool",
             "retrieved_spans": [[2, 2 + len(block)]],
             "retrieved_ids": ids,

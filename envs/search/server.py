@@ -31,6 +31,7 @@ MAX_TOPK = 100
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse one connection
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 — quiet by default
         if self.server.verbose:
@@ -114,7 +115,9 @@ class RetrieverServer:
         return f"http://{host}:{port}/retrieve"
 
     def start(self) -> RetrieverServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="retriever-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="retriever-server", daemon=True
+        )
         self._thread.start()
         return self
 
