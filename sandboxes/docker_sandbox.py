@@ -1,0 +1,160 @@
+"""DockerSandbox: one container per sandbox, one resident executor per container.
+
+Secure defaults (each can only be loosened on purpose through :class:`SandboxSpec`):
+no network (``network_mode=none``), read-only root with size-capped tmpfs on /tmp and the work
+dir /workspace, ``mem_limit == memswap_limit``, a CPU quota, ``pids_limit``, ``cap_drop=ALL``,
+``no-new-privileges``, user 1000:1000, docker-init as PID 1, no log driver (the protocol stream
+is not written to disk), and gVisor's ``runsc`` when asked for.
+
+The host talks to the executor over the container's attached stdin/stdout (one hijacked HTTP
+connection to the engine, kept open): no ``docker exec`` per call. The container is created with
+``StdinOnce``, so if the owning process dies the connection drops, stdin closes and the executor
+exits; the reaper then removes the stopped container.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from . import executor
+from .base import BaseSandbox, SandboxSpec
+from .channel import Channel
+from .errors import SandboxUnavailable
+from .reaper import sandbox_labels
+
+__all__ = ["DockerSandbox", "docker_client", "engine_runtimes"]
+
+START_TIMEOUT_S = 60.0
+USER = "1000:1000"
+
+
+def docker_client(timeout: float = 120.0) -> Any:
+    """A docker SDK client from the environment (DOCKER_HOST etc.); SandboxUnavailable if none."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:
+        raise SandboxUnavailable(f"no Docker engine reachable: {exc}") from exc
+    return client
+
+
+@functools.lru_cache(maxsize=8)
+def _runtimes(base_url: str, client: Any) -> frozenset[str]:
+    return frozenset((client.info().get("Runtimes") or {}).keys())
+
+
+def engine_runtimes(client: Any) -> frozenset[str]:
+    """OCI runtimes the engine offers (cached per engine)."""
+    return _runtimes(client.api.base_url, client)
+
+
+@functools.lru_cache(maxsize=1)
+def _executor_source() -> str:
+    return Path(executor.__file__).read_text()
+
+
+class DockerSandbox(BaseSandbox):
+    """A sandbox in its own container (see the module docstring for the defaults)."""
+
+    backend = "docker"
+    workdir = "/workspace"
+
+    def __init__(self, spec: SandboxSpec | None = None, *, client: Any = None, pool: str = "",
+                 labels: dict[str, str] | None = None) -> None:
+        super().__init__(spec or SandboxSpec())
+        import docker.errors
+
+        self.client = client or docker_client()
+        self.container_id: str | None = None
+        self._socket: Any = None
+        spec = self.spec
+        runtime = self._runtime()
+        config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload)}
+        api = self.client.api
+        host_config = api.create_host_config(
+            network_mode="bridge" if spec.network else "none",
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmp_mb}m",
+                   self.workdir: f"rw,nosuid,nodev,size={spec.workdir_mb}m,uid=1000,gid=1000,mode=0700"},
+            shm_size=f"{spec.tmp_mb}m",
+            mem_limit=f"{spec.memory_mb}m",
+            memswap_limit=f"{spec.memory_mb}m",
+            nano_cpus=int(spec.cpus * 1e9),
+            pids_limit=spec.pids,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            init=True,
+            runtime=runtime,
+            log_config={"type": "none", "config": {}},
+            ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
+        )
+        try:
+            created = api.create_container(
+                spec.image, command=["python3", "-u", "-B", "-c", _executor_source(), json.dumps(config)],
+                user=USER, stdin_open=True, detach=False, working_dir=self.workdir, hostname="sandbox",
+                name=f"agentgym-{pool or 'sb'}-{uuid.uuid4().hex[:10]}",
+                environment={"HOME": self.workdir, "LANG": "C.UTF-8", **dict(spec.env)},
+                labels=sandbox_labels(pool, spec.ttl, labels), host_config=host_config,
+                network_disabled=not spec.network)
+            self.container_id = created["Id"]
+            self._socket = api.attach_socket(self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                                                       "stream": 1})
+            api.start(self.container_id)
+        except docker.errors.ImageNotFound as exc:
+            self.close()
+            raise SandboxUnavailable(f"image {spec.image!r} is not present; build it with "
+                                     "`agentgym sandbox build python`") from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            self.close()
+            raise SandboxUnavailable(f"cannot start a sandbox container: {exc}") from exc
+        raw = getattr(self._socket, "_sock", self._socket)
+        self._channel = Channel(raw.fileno(), raw.fileno(), docker_stream=True, owner=self._socket,
+                                diagnose=self._diagnose)
+        try:
+            self.info = self.ping(timeout=START_TIMEOUT_S)
+        except Exception as exc:
+            self.close()
+            raise SandboxUnavailable(f"the sandbox executor did not start: {exc}") from exc
+
+    def _runtime(self) -> str | None:
+        wanted = self.spec.runtime
+        if wanted == "runc":
+            return None
+        present = "runsc" in engine_runtimes(self.client)
+        if wanted == "auto":
+            return "runsc" if present else None
+        if wanted == "runsc" and not present:
+            raise SandboxUnavailable("gVisor (runsc) was asked for but the engine does not offer it")
+        return wanted
+
+    def _diagnose(self) -> str:
+        try:
+            state = self.client.api.inspect_container(self.container_id)["State"]
+        except Exception as exc:
+            return f"container {self.container_id and self.container_id[:12]} is gone ({exc})"
+        return (f"container {self.container_id[:12]} is {state.get('Status')} (exit code {state.get('ExitCode')}, "
+                f"OOM-killed {state.get('OOMKilled')})")
+
+    def _teardown(self) -> None:
+        import docker.errors
+
+        if self._socket is not None:
+            try:
+                getattr(self._socket, "_sock", self._socket).close()
+                self._socket.close()
+            except OSError:
+                pass
+        if self.container_id is not None:
+            try:
+                self.client.api.remove_container(self.container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # removal already in progress
+                    raise

@@ -1,0 +1,567 @@
+"""The in-sandbox executor: one long-lived, warm Python process per sandbox.
+
+It is shipped as source and started as ``python3 -u -c SOURCE CONFIG_JSON`` inside a container
+(DockerSandbox) or inside fresh namespaces (LocalSandbox), so any image with Python >= 3.9 works
+and nothing has to be copied in. The host imports this same module for the wire format
+(:func:`encode_frame`, :class:`FrameDecoder`): one definition serves both ends.
+
+Why a resident executor: ``docker exec`` costs ~80 ms and collapses under concurrency; a
+message to a process already in the container costs ~0.2 ms and a fork of a warm interpreter
+~1 ms. Every call still gets a *fresh process* (forked per call), so calls cannot see each
+other's state, except in the opt-in persistent session.
+
+Containment of a call: the executor is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every
+process a call starts stays in its process tree even after ``setsid`` or a double fork. When the
+call ends (normally or on timeout) the executor freezes (SIGSTOP) and then kills (SIGKILL) every
+descendant except the session process, repeating until none is left, so a fork bomb cannot
+outrun it. The executor itself is non-dumpable, so same-uid user code cannot ptrace it or
+write its memory. Output is capped here, at the source, and the rest is drained and dropped.
+
+Wire format: a 4-byte big-endian length then UTF-8 JSON, one request then one response.
+Stdlib only; keep it importable (no side effects at import).
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import ctypes
+import gc
+import json
+import linecache
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+MAX_READ_FILE = 64 << 20
+KILL_DEADLINE_S = 10.0
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
+SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def encode_frame(message: dict) -> bytes:
+    """Serialise one message: length prefix + compact JSON."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Incremental decoder: feed bytes as they arrive, get whole messages back."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[dict]:
+        self._buf += data
+        messages = []
+        while len(self._buf) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buf)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+            if len(self._buf) < HEADER.size + size:
+                break
+            messages.append(json.loads(bytes(self._buf[HEADER.size:HEADER.size + size])))
+            del self._buf[:HEADER.size + size]
+        return messages
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}): {os.strerror(err)}")
+
+
+def _read_exact(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv_frame(fd: int) -> dict:
+    (size,) = HEADER.unpack(_read_exact(fd, HEADER.size))
+    return json.loads(_read_exact(fd, size))
+
+
+def _send_frame(fd: int, message: dict) -> None:
+    view = memoryview(encode_frame(message))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# -- process tree ------------------------------------------------------------------------
+def _proc_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (ppid, state letter) for every process visible in /proc."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                data = stat.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2:].split()
+        table[int(name)] = (int(fields[1]), fields[0])
+    return table
+
+
+def _live_descendants(root: int) -> list[int]:
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            stack.append(child)
+            if table[child][1] != b"Z":
+                found.append(child)
+    return found
+
+
+def _oom_kills() -> int:
+    """The cgroup's OOM-kill counter (v1 or v2), or -1 where it cannot be read."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as events:
+                for line in events:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            continue
+    return -1
+
+
+# -- user code ---------------------------------------------------------------------------
+def _exit_code_of(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _exec_python(source: str, namespace: dict, filename: str) -> int:
+    """Run source like ``python -c`` would: traceback to stderr and exit code 1 on error."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    try:
+        exec(compile(source, filename, "exec"), namespace)
+        return 0
+    except SystemExit as exc:
+        return _exit_code_of(exc)
+    except BaseException as exc:  # the user's error is a result, not our failure
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_frame.f_code is _exec_python.__code__:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+
+def _enter_child(out_w: int, err_w: int, workdir: str, cpu_seconds: int | None, keep_fd: int = -1) -> None:
+    """Turn a freshly forked process into a user-code process: pipes on 1/2, no other fds."""
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    if keep_fd >= 0:
+        os.dup2(keep_fd, 3)
+    os.closerange(4 if keep_fd >= 0 else 3, 1 << 16)
+    os.chdir(workdir)
+    _prctl(PR_SET_DUMPABLE, 1)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write("1000")  # under memory pressure the user's process dies, not the executor
+    except OSError:
+        pass
+    if cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+
+
+def _call_child(out_w: int, err_w: int, workdir: str, request: dict) -> None:
+    code = 126
+    try:
+        cpu = int(request["timeout"]) + 2 if request.get("cpu_limit") else None
+        _enter_child(out_w, err_w, workdir, cpu)
+        if request["kind"] == "shell":
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # ignored dispositions survive exec
+            os.execv("/bin/sh", ["/bin/sh", "-c", request["code"]])
+        sys.argv = ["-c"]
+        code = _exec_python(request["code"], {"__name__": "__main__", "__builtins__": builtins}, "<sandbox>")
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _session_child(out_w: int, err_w: int, ctrl: int, workdir: str) -> None:
+    """The persistent session: runs each cell in one namespace, forever."""
+    try:
+        _enter_child(out_w, err_w, workdir, None, keep_fd=ctrl)
+        sys.argv = ["-c"]
+        namespace = {"__name__": "__main__", "__builtins__": builtins}
+        cell = 0
+        while True:
+            request = _recv_frame(3)
+            cell += 1
+            code = _exec_python(request["code"], namespace, f"<cell {cell}>")
+            _send_frame(3, {"exit": code})
+    except BaseException:
+        pass
+    finally:
+        os._exit(0)
+
+
+class _Capture:
+    """Collects output from pipes, keeping at most ``cap`` bytes per stream."""
+
+    def __init__(self, fds: list[int], cap: int) -> None:
+        self.fds = list(fds)
+        self.cap = cap
+        self.data = {fd: bytearray() for fd in fds}
+        self.dropped = dict.fromkeys(fds, 0)
+        self.open = set(fds)
+        for fd in fds:
+            os.set_blocking(fd, False)
+
+    def _read(self, fd: int) -> bool:
+        """Read what is there; False once the fd is at EOF or empty."""
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            self.open.discard(fd)
+            return False
+        buf = self.data[fd]
+        room = max(self.cap - len(buf), 0)
+        buf += chunk[:room]
+        self.dropped[fd] += len(chunk) - min(room, len(chunk))
+        return True
+
+    def pump(self, deadline: float, stop_fds: list[int]) -> int | None:
+        """Collect output until a stop fd is readable (returned) or the deadline (None)."""
+        poller = select.poll()
+        for fd in self.open | set(stop_fds):
+            poller.register(fd, select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            for fd, _ in poller.poll(left * 1000):
+                if fd in stop_fds:
+                    return fd
+                if not self._read(fd) and fd not in self.open:
+                    poller.unregister(fd)
+
+    def drain(self, until_eof: bool) -> None:
+        """Read what is buffered; with ``until_eof`` also wait (briefly) for writers to close."""
+        deadline = time.monotonic() + 1.0
+        while self.open:
+            for fd in list(self.open):
+                while self._read(fd):
+                    pass
+            if not until_eof or not self.open or time.monotonic() > deadline:
+                return
+            select.select(list(self.open), [], [], 0.05)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+    def text(self, index: int) -> tuple[str, bool]:
+        fd = self.fds[index]
+        return self.data[fd].decode("utf-8", "replace"), self.dropped[fd] > 0
+
+
+class _Session:
+    def __init__(self, workdir: str) -> None:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.ctrl, child_ctrl = socket.socketpair()
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            _session_child(out_w, err_w, child_ctrl.fileno(), workdir)
+        for fd in (out_w, err_w):
+            os.close(fd)
+        child_ctrl.close()
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
+        self.out_r, self.err_r = out_r, err_r
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.out_r, self.err_r):
+            os.close(fd)
+        self.ctrl.close()
+
+
+class Executor:
+    """Serves requests from the host, one at a time, until stdin closes."""
+
+    def __init__(self, config: dict, proto_in: int, proto_out: int, jail: dict | None) -> None:
+        self.workdir = config["workdir"]
+        self.cap = int(config["max_output"])
+        self.cpu_limit = bool(config.get("cpu_limit"))
+        self.proto_in, self.proto_out = proto_in, proto_out
+        self.jail = jail
+        self.session: _Session | None = None
+        self.reaped: dict[int, int] = {}
+
+    def serve(self) -> None:
+        while True:
+            try:
+                request = _recv_frame(self.proto_in)
+            except EOFError:
+                break
+            try:
+                response = self.handle(request)
+            except OSError as exc:
+                response = {"error": str(exc), "errno": exc.errno}
+            except Exception as exc:
+                response = {"error": f"{type(exc).__name__}: {exc}"}
+            response["id"] = request.get("id")
+            _send_frame(self.proto_out, response)
+        self.sweep(keep=())
+
+    def handle(self, request: dict) -> dict:
+        op = request["op"]
+        if op == "ping":
+            return {"pid": os.getpid(), "session": self.session is not None, "jail": self.jail,
+                    "strays": len(_live_descendants(os.getpid())) - (self.session is not None),
+                    "python": sys.version.split()[0]}
+        if op == "run":
+            if request.get("session"):
+                return self.run_in_session(request)
+            return self.run(request)
+        if op == "write":
+            path = os.path.join(self.workdir, request["path"])
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path, "wb") as out:
+                out.write(base64.b64decode(request["data"]))
+            os.chmod(path, int(request.get("mode", 0o644)))
+            return {}
+        if op == "read":
+            with open(os.path.join(self.workdir, request["path"]), "rb") as src:
+                data = src.read(MAX_READ_FILE + 1)
+            if len(data) > MAX_READ_FILE:
+                raise OSError(27, f"file larger than {MAX_READ_FILE} bytes")  # EFBIG
+            return {"data": base64.b64encode(data).decode()}
+        if op == "reset_session":
+            self.end_session()
+            self.sweep(keep=())
+            return {}
+        raise ValueError(f"unknown op {op!r}")
+
+    # -- calls ------------------------------------------------------------------------------
+    def run(self, request: dict) -> dict:
+        start = time.monotonic()
+        oom_before = _oom_kills()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        request["cpu_limit"] = self.cpu_limit
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            _call_child(out_w, err_w, self.workdir, request)
+        os.close(out_w)
+        os.close(err_w)
+        capture = _Capture([out_r, err_r], self.cap)
+        pidfd = os.pidfd_open(pid)
+        try:
+            exited = capture.pump(start + float(request["timeout"]), [pidfd]) is not None
+        finally:
+            os.close(pidfd)
+        self.sweep(keep=self._session_pids())
+        capture.drain(until_eof=True)
+        capture.close()
+        exit_code = os.waitstatus_to_exitcode(self._wait(pid))
+        return self._result(capture, exit_code, not exited, start, oom_before, "")
+
+    def run_in_session(self, request: dict) -> dict:
+        start = time.monotonic()
+        oom_before = _oom_kills()
+        if self.session is None:
+            self.session = _Session(self.workdir)
+        session = self.session
+        session.ctrl.sendall(encode_frame({"code": request["code"]}))
+        capture = _Capture([session.out_r, session.err_r], self.cap)
+        fired = capture.pump(start + float(request["timeout"]), [session.ctrl.fileno(), session.pidfd])
+        exit_code, note = None, ""
+        if fired == session.ctrl.fileno():
+            try:
+                exit_code = _recv_frame(session.ctrl.fileno())["exit"]
+            except EOFError:
+                fired = session.pidfd
+        alive = exit_code is not None
+        self.sweep(keep=(session.pid,) if alive else ())
+        capture.drain(until_eof=not alive)
+        if not alive:
+            status = self._wait(session.pid)
+            exit_code = os.waitstatus_to_exitcode(status)
+            self.end_session()
+            note = "\n[sandbox] the session ended; its variables are lost and the next call starts a new one\n"
+        return self._result(capture, exit_code, fired is None, start, oom_before, note)
+
+    def _result(self, capture: _Capture, exit_code: int, timed_out: bool, start: float,
+                oom_before: int, note: str) -> dict:
+        stdout, out_cut = capture.text(0)
+        stderr, err_cut = capture.text(1)
+        if timed_out:
+            note = "\n[sandbox] timed out; every process of the call was killed" + note
+        if oom_before >= 0 and _oom_kills() > oom_before:
+            note = "\n[sandbox] a process was killed: out of memory" + note
+        self.reaped.clear()
+        return {"stdout": stdout, "stderr": stderr + note, "exit_code": exit_code, "timed_out": timed_out,
+                "stdout_truncated": out_cut, "stderr_truncated": err_cut,
+                "duration": time.monotonic() - start}
+
+    # -- processes --------------------------------------------------------------------------
+    def _session_pids(self) -> tuple[int, ...]:
+        return (self.session.pid,) if self.session else ()
+
+    def end_session(self) -> None:
+        if self.session is not None:
+            try:
+                os.kill(self.session.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._wait(self.session.pid)
+            self.session.close()
+            self.session = None
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.reaped[pid] = status
+
+    def _wait(self, pid: int) -> int:
+        if pid in self.reaped:
+            return self.reaped.pop(pid)
+        return os.waitpid(pid, 0)[1]
+
+    def sweep(self, keep: tuple[int, ...]) -> None:
+        """Kill every descendant not in ``keep``: freeze all, then kill all, until none is left."""
+        deadline = time.monotonic() + KILL_DEADLINE_S
+        while True:
+            victims = [pid for pid in _live_descendants(os.getpid()) if pid not in keep]
+            if not victims:
+                self._reap()
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not kill processes {victims[:10]}")
+            for sig in (signal.SIGSTOP, signal.SIGKILL):
+                for pid in victims:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(0.0002)
+            self._reap()
+
+
+# -- LocalSandbox jail -------------------------------------------------------------------
+def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _enter_jail(jail: dict) -> dict:
+    """Inside fresh namespaces (as their root): hide host paths, cap resources, drop privileges.
+
+    Runs before the executor serves anything. Returns what it managed, for the host to log.
+    """
+    report = {"readonly_root": False}
+
+    class MountAttr(ctypes.Structure):
+        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+    attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr),
+                     ctypes.sizeof(attr)) == 0:
+        report["readonly_root"] = True
+    # Paths under a mask that must stay visible (the Python running us, e.g. under /root).
+    keep = {path: os.open(path, os.O_PATH) for path in jail["keep"]}
+    for mask, size in jail["tmpfs"].items():  # size None: an empty read-only mask
+        if not os.path.isdir(mask) or os.path.islink(mask):
+            continue
+        _mount("tmpfs", mask, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size or 1 << 20},mode={'1777' if size else '0755'}")
+        for path, fd in keep.items():
+            if path.startswith(mask.rstrip("/") + "/"):
+                os.makedirs(path, exist_ok=True)
+                _mount(f"/proc/self/fd/{fd}", path, "", MS_BIND | MS_REC, "")
+                _mount("", path, "", MS_REMOUNT | MS_BIND | MS_RDONLY, "")
+        if size is None:
+            _mount("", mask, "", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "")
+    for fd in keep.values():
+        os.close(fd)
+    uid, gid = jail["uid"], jail["gid"]
+    os.makedirs(jail["workdir"], mode=0o700)
+    if uid is not None:
+        os.chown(jail["workdir"], uid, gid)
+    for name, value in jail["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        report["uid"] = uid
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    return report
+
+
+def main(argv: list[str]) -> None:
+    config = json.loads(argv[1])
+    jail = _enter_jail(config["jail"]) if config.get("jail") else None
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # a stray print can never corrupt the protocol stream
+    os.close(null)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)
+    for module in config.get("preload", ()):
+        try:
+            __import__(module)
+        except ImportError:
+            print(f"[executor] cannot preload {module}", file=sys.stderr)
+    os.makedirs(config["workdir"], exist_ok=True)
+    os.chdir(config["workdir"])
+    gc.freeze()  # forked children then copy fewer pages when the collector runs
+    Executor(config, proto_in, proto_out, jail).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,116 @@
+"""LocalSandbox: the same executor without Docker, in fresh Linux namespaces.
+
+Isolation (weaker than Docker's; see the README): ``unshare`` puts the executor in new PID,
+network, mount, IPC and UTS namespaces (a user namespace too when not root). Inside, before
+serving anything, the executor makes every existing mount read-only, mounts a size-capped tmpfs
+on /tmp (its work dir is /tmp/work), masks /root, /home, /run, /var/tmp, /mnt, /media and /srv
+with empty read-only tmpfs (re-exposing only the Python it runs on), sets rlimits (address
+space, processes, file size, no core files; CPU time per call), drops to ``nobody`` when started
+as root, and sets no-new-privileges. There is no cgroup: memory is capped per process, not in
+total, and CPU time is not shared out. The environment is rebuilt from scratch, so host secrets
+in environment variables never reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import executor
+from .base import BaseSandbox, SandboxSpec
+from .channel import Channel
+from .errors import SandboxUnavailable
+
+__all__ = ["LocalSandbox", "local_unavailable_reason"]
+
+MASKED = ("/root", "/home", "/run", "/var/tmp", "/mnt", "/media", "/srv")
+NOBODY = (65534, 65534)
+START_TIMEOUT_S = 30.0
+
+
+def local_unavailable_reason() -> str | None:
+    """Why LocalSandbox cannot run here, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return f"LocalSandbox needs Linux namespaces; this is {sys.platform}"
+    if shutil.which("unshare") is None:
+        return "the `unshare` tool (util-linux) is not installed"
+    return None
+
+
+def _python_paths(python: str) -> list[str]:
+    """Directories the sandbox's Python must still see when their parent is masked."""
+    real = Path(python).resolve()
+    paths = {str(real.parent.parent), sys.prefix, sys.base_prefix, sys.exec_prefix}
+    return sorted(p for p in paths if p != "/")
+
+
+class LocalSandbox(BaseSandbox):
+    """A sandbox in a subprocess under fresh namespaces and rlimits (see the module docstring)."""
+
+    backend = "local"
+    workdir = "/tmp/work"
+
+    def __init__(self, spec: SandboxSpec | None = None, *, python: str = sys.executable,
+                 hide: tuple[str, ...] = ()) -> None:
+        super().__init__(spec or SandboxSpec())
+        reason = local_unavailable_reason()
+        if reason:
+            raise SandboxUnavailable(reason)
+        spec = self.spec
+        root = os.geteuid() == 0
+        uid, gid = NOBODY if root else (None, None)
+        jail = {
+            "workdir": self.workdir,
+            "uid": uid, "gid": gid,
+            "tmpfs": {"/tmp": (spec.tmp_mb + spec.workdir_mb) << 20, "/dev/shm": spec.tmp_mb << 20,
+                      **dict.fromkeys((*MASKED, *hide))},
+            "keep": _python_paths(python),
+            "rlimits": {"RLIMIT_AS": spec.memory_mb << 20, "RLIMIT_NPROC": spec.pids,
+                        "RLIMIT_FSIZE": spec.workdir_mb << 20, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 1024},
+        }
+        config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
+                  "cpu_limit": True, "jail": jail}
+        command = ["unshare", "--pid", "--net", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+                   "--mount-proc", *([] if root else ["--user", "--map-root-user"]),
+                   "--", python, "-I", "-B", "-u", "-c", Path(executor.__file__).read_text(), json.dumps(config)]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": "/tmp",
+               "LANG": "C.UTF-8", **dict(spec.env)}
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=self._stderr, env=env, start_new_session=True)
+        except OSError as exc:
+            self._stderr.close()
+            raise SandboxUnavailable(f"cannot start unshare: {exc}") from exc
+        self._channel = Channel(self._proc.stdout.fileno(), self._proc.stdin.fileno(), docker_stream=False,
+                                owner=self._proc, diagnose=self._diagnose)
+        try:
+            self.info = self.ping(timeout=START_TIMEOUT_S)
+        except Exception as exc:
+            self.close()
+            raise SandboxUnavailable(f"LocalSandbox did not start: {exc}") from exc
+
+    def _diagnose(self) -> str:
+        code = self._proc.poll()
+        self._stderr.seek(0)
+        tail = self._stderr.read()[-800:].decode("utf-8", "replace").strip()
+        state = "still running" if code is None else f"exited with {code}"
+        return f"local executor {state}" + (f"; stderr: {tail}" if tail else "")
+
+    def _teardown(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()  # unshare --kill-child takes the namespace's init, and so all of it, along
+            self._proc.wait()
+        self._stderr.close()
