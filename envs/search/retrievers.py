@@ -79,7 +79,7 @@ def default_cache_dir() -> Path:
 
 def corpus_hash(docs: Sequence[Doc], *params: Any) -> str:
     """Content hash of a corpus (ids, titles, texts, order) and index parameters."""
-    h = hashlib.sha256(repr(("bm25-v1", _STOPWORDS, params)).encode())
+    h = hashlib.sha256(repr(("bm25-v1", sorted(_STOPWORDS), params)).encode())  # stable across processes
     for doc in docs:
         h.update(f"{doc.id}\0{doc.title}\0{doc.text}\x01".encode())
     return h.hexdigest()[:24]

@@ -5,12 +5,10 @@ from pathlib import Path
 import pytest
 from agentgym.envs.search.data import KnowledgeBase, generate_kb
 
-KB_DOCS = 1500
-
 
 @pytest.fixture(scope="session")
 def kb() -> KnowledgeBase:
-    return generate_kb(KB_DOCS, 0, (1, 2, 3), 1000)
+    return generate_kb(1500, 0, (1, 2, 3), 1000)  # SearchEnv(kb_docs=1500)'s KB
 
 
 @pytest.fixture(scope="session")

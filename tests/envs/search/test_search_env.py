@@ -16,12 +16,13 @@ from agentgym.envs.search.data import KnowledgeBase
 from agentgym.envs.search.env import SearchEnv
 from agentgym.envs.search.retrievers import BM25Retriever
 from agentgym.envs.search.server import RetrieverServer
-from conftest import KB_DOCS
 
 import agentgym
 from agentgym.core import INFO_DEFAULTS, InfraError
 from agentgym.policies import make_policy
 from agentgym.rollout import plan, rollout
+
+KB_DOCS = 1500  # the size of conftest's `kb`, so envs and the fixture share one KB
 
 
 @pytest.fixture(scope="module")

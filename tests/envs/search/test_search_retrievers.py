@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from agentgym.envs.search.data import Doc, KnowledgeBase
+from agentgym.envs.search.data import Doc, KnowledgeBase, generate_kb
 from agentgym.envs.search.retrievers import BM25Retriever, HTTPRetriever, Retriever, tokenize
 from agentgym.envs.search.server import RetrieverServer
 
@@ -184,3 +187,33 @@ def test_http_accepts_other_document_shapes(scripted) -> None:
     [doc] = remote.search("q", 1)
     assert (doc.title, doc.text, doc.score) == ("T", "x", 1.5) and doc.id
     assert remote.search("q", 1) == [Doc("9", "U", "y")]
+
+
+def test_serve_retriever_command(tmp_path: Path) -> None:
+    """The Typer command as `agentgym serve-retriever` runs it: a real process on loopback."""
+    port = _free_port()
+    code = "import typer; from agentgym.envs.search.server import serve_retriever; typer.run(serve_retriever)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--kb-docs", "200", "--port", str(port), "--cache-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.05)
+        assert health == {"status": "ok", "docs": 200}
+        kb = generate_kb(200, 0)
+        remote = HTTPRetriever(f"http://127.0.0.1:{port}")
+        local = BM25Retriever(kb.docs, cache_dir=tmp_path)
+        assert local.loaded_from_cache  # the server built and cached this very index
+        query = kb.tasks[0].hops[0].query
+        assert remote.search(query, 3) == local.search(query, 3)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert b"serving 200 documents" in proc.stderr.read()
