@@ -17,10 +17,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from .channel import Channel
 from .errors import SandboxError, SandboxUnavailable
+from .images import image_tag
 
 __all__ = ["DEFAULT_IMAGE", "AsyncSandbox", "BaseSandbox", "ExecResult", "Sandbox", "SandboxSpec"]
 
-DEFAULT_IMAGE = "agentgym/sandbox-python:1"
+DEFAULT_IMAGE = image_tag("python")
 GRACE_S = 15.0  # how long past the call's timeout the executor may take to kill and report
 
 

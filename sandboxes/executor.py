@@ -194,11 +194,6 @@ def _enter_child(out_w: int, err_w: int, workdir: str, cpu_seconds: int | None, 
     os.closerange(4 if keep_fd >= 0 else 3, 1 << 16)
     os.chdir(workdir)
     _prctl(PR_SET_DUMPABLE, 1)
-    try:
-        with open("/proc/self/oom_score_adj", "w") as adj:
-            adj.write("1000")  # under memory pressure the user's process dies, not the executor
-    except OSError:
-        pass
     if cpu_seconds:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
 
