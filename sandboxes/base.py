@@ -118,6 +118,7 @@ class BaseSandbox:
 
     backend: ClassVar[str]
     workdir: str
+    grace: float = GRACE_S  # seconds past a call's timeout before the executor counts as stuck
 
     def __init__(self, spec: SandboxSpec) -> None:
         self.spec = spec
@@ -137,7 +138,7 @@ class BaseSandbox:
 
     def _run_message(self, kind: str, code: str, timeout: float | None, session: bool) -> tuple[dict, float]:
         limit = self.spec.timeout if timeout is None else float(timeout)
-        return {"op": "run", "kind": kind, "code": code, "timeout": limit, "session": session}, limit + GRACE_S
+        return {"op": "run", "kind": kind, "code": code, "timeout": limit, "session": session}, limit + self.grace
 
     @staticmethod
     def _checked(response: dict) -> dict:
@@ -157,7 +158,7 @@ class BaseSandbox:
         return {"op": "write", "path": path, "data": base64.b64encode(raw).decode(), "mode": mode}
 
     def _file_wait(self) -> float:
-        return self.spec.timeout + GRACE_S
+        return self.spec.timeout + self.grace
 
     # -- sync ---------------------------------------------------------------------------------
     def _call(self, message: dict, wait: float) -> dict:

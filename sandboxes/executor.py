@@ -44,6 +44,7 @@ MAX_FRAME = 1 << 30
 MAX_READ_FILE = 64 << 20
 KILL_DEADLINE_S = 10.0
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
@@ -533,6 +534,7 @@ def _enter_jail(jail: dict) -> dict:
         os.setgid(gid)
         os.setuid(uid)
         report["uid"] = uid
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # setuid cleared the one unshare --kill-child set
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     return report
 

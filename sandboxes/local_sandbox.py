@@ -1,7 +1,7 @@
 """LocalSandbox: the same executor without Docker, in fresh Linux namespaces.
 
 Isolation (weaker than Docker's; see the README): ``unshare`` puts the executor in new PID,
-network, mount, IPC and UTS namespaces (a user namespace too when not root). Inside, before
+network (unless ``spec.network``), mount, IPC and UTS namespaces (a user namespace too when not root). Inside, before
 serving anything, the executor makes every existing mount read-only, mounts a size-capped tmpfs
 on /tmp (its work dir is /tmp/work), masks /root, /home, /run, /var/tmp, /mnt, /media and /srv
 with empty read-only tmpfs (re-exposing only the Python it runs on), sets rlimits (address
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,7 @@ class LocalSandbox(BaseSandbox):
         }
         config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
                   "cpu_limit": True, "jail": jail}
-        command = ["unshare", "--pid", "--net", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+        command = ["unshare", "--pid", *([] if spec.network else ["--net"]), "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                    "--mount-proc", *([] if root else ["--user", "--map-root-user"]),
                    "--", python, "-I", "-B", "-u", "-c", Path(executor.__file__).read_text(), json.dumps(config)]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": self.workdir, "TMPDIR": "/tmp",
@@ -111,6 +112,6 @@ class LocalSandbox(BaseSandbox):
         try:
             self._proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            self._proc.kill()  # unshare --kill-child takes the namespace's init, and so all of it, along
+            os.killpg(self._proc.pid, signal.SIGKILL)  # the namespace's init, and so all of it, dies
             self._proc.wait()
         self._stderr.close()
