@@ -418,9 +418,9 @@ class Executor:
         self.sweep(keep=(session.pid,) if alive else ())
         capture.drain(until_eof=not alive)
         if not alive:
-            status = self._wait(session.pid)
-            exit_code = os.waitstatus_to_exitcode(status)
-            self.end_session()
+            exit_code = os.waitstatus_to_exitcode(self._wait(session.pid))
+            session.close()
+            self.session = None
             note = "\n[sandbox] the session ended; its variables are lost and the next call starts a new one\n"
         return self._result(capture, exit_code, fired is None, start, oom_before, note)
 

@@ -61,6 +61,11 @@ def no_leaked_test_containers() -> Iterator[None]:
     assert not leaked, f"sandbox containers left behind by the tests: {leaked}"
 
 
+@pytest.fixture
+def test_labels() -> dict[str, str]:
+    return dict(TEST_LABELS)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "docker":
