@@ -1,1 +1,25 @@
-"""Built-in environments. Importing this package registers them."""
+"""Built-in environments. Importing this package registers them (the registry imports it lazily).
+
+Env modules are imported only when an env is built, so listing envs stays cheap.
+"""
+
+from __future__ import annotations
+
+from agentgym.registry import register
+
+from .search import register_search_envs
+
+register(
+    "agentgym/Bifurcation-v0",
+    "agentgym.envs.bifurcation:BifurcationEnv",
+    max_turns=None,  # the env defaults to 2 × horizon, so a horizon override needs no max_turns
+    description="Controlled credit assignment: one decisive stage at t* among filler and distractors, "
+    "delayed 0/1 reward (CREDIT.md §8). max_turns defaults to 2 × horizon.",
+)
+register(
+    "agentgym/Sokoban-v0",
+    "agentgym.envs.sokoban:SokobanEnv",
+    max_turns=40,
+    description="Text Sokoban on 6×6 reverse-play boards (1 box by default); state_key is the board.",
+)
+register_search_envs()
