@@ -35,7 +35,7 @@ every action was valid, and ``t_star`` counts stages.
 
 kwargs: ``horizon`` (stages), ``t_star`` (None = drawn per seed), ``p_good``, ``p_bad``
 (``p_bad == p_good`` is the null control: no stage matters), ``n_options`` (2–6),
-``n_distractors`` (0 … horizon−1), ``noise``, ``max_turns`` (None = 2 × horizon).
+``n_distractors`` (0 … horizon−1; None = 1, or 0 when horizon is 1), ``noise``, ``max_turns`` (None = 2 × horizon).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class BifurcationEnv(TextEnv):
         p_good: float = 0.9,
         p_bad: float = 0.1,
         n_options: int = 3,
-        n_distractors: int = 1,
+        n_distractors: int | None = None,
         noise: float = 0.0,
         max_turns: int | None = None,
         render_mode: str | None = None,
@@ -156,6 +156,8 @@ class BifurcationEnv(TextEnv):
             raise ValueError(f"need 0 ≤ p_bad ≤ p_good ≤ 1, got p_good={p_good}, p_bad={p_bad}")
         if not 2 <= n_options <= MAX_OPTIONS:
             raise ValueError(f"n_options must be in [2, {MAX_OPTIONS}], got {n_options}")
+        if n_distractors is None:
+            n_distractors = min(1, horizon - 1)
         if not 0 <= n_distractors <= horizon - 1:
             raise ValueError(f"n_distractors must be in [0, {horizon - 1}], got {n_distractors}")
         if not 0.0 <= noise <= 1.0:
@@ -177,7 +179,7 @@ class BifurcationEnv(TextEnv):
         horizon = self.horizon
         t_star = int(rng.integers(horizon)) if self.fixed_t_star is None else self.fixed_t_star
         others = [s for s in range(horizon) if s != t_star]
-        distractors = {int(s) for s in rng.choice(others, self.n_distractors, replace=False)} if others else set()
+        distractors = {int(s) for s in rng.choice(others, self.n_distractors, replace=False)}
         kinds, scenes, menus = [], [], []
         for stage in range(horizon):
             kind = "decisive" if stage == t_star else "distractor" if stage in distractors else "filler"
