@@ -98,7 +98,11 @@ def register(
     if old is not None and old != new and not force:
         raise ValueError(f"env id {id!r} is already registered (pass force=True to replace it)")
     registry[id] = new
-    gymnasium.register(id=id, entry_point=_GymnasiumEntry(id), disable_env_checker=True)
+    gym_spec = gymnasium.registry.get(id)
+    # Our Gymnasium entry looks the id up at call time, so it never goes stale; registering it
+    # again would only make Gymnasium warn on every idempotent or forced re-register.
+    if gym_spec is None or not isinstance(gym_spec.entry_point, _GymnasiumEntry):
+        gymnasium.register(id=id, entry_point=_GymnasiumEntry(id), disable_env_checker=True)
     return new
 
 
