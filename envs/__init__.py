@@ -13,13 +13,13 @@ register(
     "agentgym/Bifurcation-v0",
     "agentgym.envs.bifurcation:BifurcationEnv",
     max_turns=None,  # the env defaults to 2 × horizon, so a horizon override needs no max_turns
-    description="Controlled credit assignment: one decisive stage at t* among filler and distractors, "
-    "delayed 0/1 reward (CREDIT.md §8). max_turns defaults to 2 × horizon.",
+    description="Credit assignment (CREDIT.md §8): one decisive turn t* of H, delayed 0/1 reward; "
+    "max_turns 2×H.",
 )
 register(
     "agentgym/Sokoban-v0",
     "agentgym.envs.sokoban:SokobanEnv",
     max_turns=40,
-    description="Text Sokoban on 6×6 reverse-play boards (1 box by default); state_key is the board.",
+    description="Text Sokoban on small reverse-play (solvable) boards; state_key is the board.",
 )
 register_search_envs()

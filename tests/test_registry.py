@@ -1,0 +1,211 @@
+"""The env registry: ids, specs as data (rebuilt in another process), YAML, Gymnasium, entry points."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium
+import pytest
+from agentgym.envs.bifurcation import BifurcationEnv
+
+import agentgym
+from agentgym import registry
+from agentgym.registry import EnvSpec, UnknownEnvError
+
+BIF = "agentgym/Bifurcation-v0"
+BIF_ENTRY = "agentgym.envs.bifurcation:BifurcationEnv"
+PLUGIN = Path(__file__).parent / "fixtures" / "agentgym_plugin_demo"
+
+
+@pytest.fixture(autouse=True)
+def _forget_new_ids() -> Iterator[None]:
+    """Ids a test registers are removed afterwards (both registries), so tests stay independent."""
+    before = set(registry.registry)
+    yield
+    for env_id in set(registry.registry) - before:
+        registry.registry.pop(env_id)
+        gymnasium.registry.pop(env_id, None)
+
+
+def run_python(code: str, **env: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_register_make_spec() -> None:
+    new = agentgym.register("tests/Bif3-v0", BifurcationEnv, kwargs={"horizon": 3}, max_turns=5,
+                            description="short")
+    assert new.entry_point == "agentgym.envs.bifurcation:BifurcationEnv"  # a class becomes "module:attr"
+    assert agentgym.spec("tests/Bif3-v0") == new
+    env = agentgym.make("tests/Bif3-v0")
+    assert isinstance(env, BifurcationEnv) and env.horizon == 3 and env.max_turns == 5
+    assert env.agentgym_spec.kwargs == {"horizon": 3, "max_turns": 5}  # the spec it was built from
+
+
+def test_kwargs_override_spec_kwargs() -> None:
+    agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 3, "n_options": 4})
+    env = agentgym.make("tests/Bif3-v0", horizon=6, max_turns=9)
+    assert (env.horizon, env.n_options, env.max_turns) == (6, 4, 9)
+    assert env.agentgym_spec.kwargs == {"horizon": 6, "n_options": 4, "max_turns": 9}
+    assert env.agentgym_spec.max_turns == 9
+    assert agentgym.make(agentgym.spec("tests/Bif3-v0"), horizon=2).horizon == 2  # a spec works as an id
+
+
+
+def test_reregistering() -> None:
+    agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same spec again is a silent no-op
+        agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 3})
+    with pytest.raises(ValueError, match="already registered"):
+        agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 4})
+    agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 4}, force=True)
+    assert agentgym.make("tests/Bif3-v0").horizon == 4
+
+
+@pytest.mark.parametrize(("env_id", "entry_point", "kwargs"), [
+    ("Bifurcation", BIF_ENTRY, {}),  # no version
+    ("tests/bad id-v0", BIF_ENTRY, {}),
+    ("tests/Lambda-v0", lambda: None, {}),  # not importable by a worker
+    ("tests/Obj-v0", BIF_ENTRY, {"x": object()}),  # kwargs must be plain data
+])
+def test_register_rejects(env_id: str, entry_point, kwargs: dict) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        agentgym.register(env_id, entry_point, kwargs=kwargs)
+    assert env_id not in registry.registry
+
+
+def test_bad_entry_point_string() -> None:
+    agentgym.register("tests/NoAttr-v0", "agentgym.envs.bifurcation")
+    with pytest.raises(ValueError, match="module:attr"):
+        agentgym.make("tests/NoAttr-v0")
+
+
+def test_max_turns_truncation() -> None:
+    env = agentgym.make(BIF, horizon=5, max_turns=3)
+    env.reset(seed=0)
+    results = [env.step("1") for _ in range(3)]
+    assert [r[3] for r in results] == [False, False, True] and not any(r[2] for r in results)
+    sokoban = agentgym.make("agentgym/Sokoban-v0")
+    assert sokoban.max_turns == agentgym.spec("agentgym/Sokoban-v0").max_turns == 40
+
+
+def test_unknown_id_suggests_close_matches() -> None:
+    with pytest.raises(UnknownEnvError) as caught:
+        agentgym.make("agentgym/Bifurcaton-v0")
+    message = str(caught.value)
+    assert "agentgym/Bifurcaton-v0" in message and "Did you mean: agentgym/Bifurcation-v0" in message
+    assert isinstance(caught.value, KeyError)
+    with pytest.raises(UnknownEnvError, match="No env registered") as caught:
+        agentgym.spec("zzz/Nothing-v9")
+    assert "Did you mean" not in str(caught.value)
+
+
+def test_spec_json_round_trip_in_another_process() -> None:
+    spec = agentgym.spec(BIF)
+    assert EnvSpec.from_json(spec.to_json()) == spec
+    variant = agentgym.make(BIF, horizon=7, n_options=4, noise=1.0).agentgym_spec
+    local = variant.make().reset(seed=11)[0]
+    remote = run_python(f"""
+        import sys
+        from agentgym.registry import EnvSpec
+        env = EnvSpec.from_json({variant.to_json()!r}).make()
+        sys.stdout.write(env.reset(seed=11)[0])
+    """)
+    assert remote == local and "Stage 1 of 7" in remote
+
+
+def test_yaml_envs_and_base_variants(tmp_path: Path) -> None:
+    path = tmp_path / "envs.yaml"
+    path.write_text(textwrap.dedent(f"""
+        envs:
+          - id: tests/YamlBif-v0
+            entry_point: {BIF_ENTRY}
+            kwargs: {{horizon: 3, n_options: 2}}
+            max_turns: 4
+            description: from yaml
+          - id: tests/YamlBifNoisy-v0
+            base: tests/YamlBif-v0
+            kwargs: {{noise: 1.0}}
+          - id: tests/Sokoban2-v0
+            base: agentgym/Sokoban-v0
+            kwargs: {{n_boxes: 2}}
+            max_turns: 60
+    """))
+    specs = agentgym.load_yaml(path)
+    assert [s.id for s in specs] == ["tests/YamlBif-v0", "tests/YamlBifNoisy-v0", "tests/Sokoban2-v0"]
+    noisy = agentgym.spec("tests/YamlBifNoisy-v0")
+    assert noisy.kwargs == {"horizon": 3, "n_options": 2, "noise": 1.0}  # base kwargs, then overrides
+    assert (noisy.max_turns, noisy.description) == (4, "from yaml")  # inherited
+    env = agentgym.make("tests/YamlBifNoisy-v0")
+    assert (env.horizon, env.n_options, env.noise, env.max_turns) == (3, 2, 1.0, 4)
+    sokoban = agentgym.make("tests/Sokoban2-v0")
+    assert sokoban.n_boxes == 2 and sokoban.max_turns == 60
+    assert len(sokoban.reset(seed=0)[1]["state_key"].replace("*", "$").split("$")) == 3
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"- id: tests/Bare-v0\n  entry_point: {BIF_ENTRY}\n")
+    assert agentgym.load_yaml(bare)[0].id == "tests/Bare-v0"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"envs:\n  - id: tests/Bad-v0\n    entry_point: {BIF_ENTRY}\n    kwarg: {{}}\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        agentgym.load_yaml(bad)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("envs:\n  - id: tests/Child-v0\n    base: tests/Nope-v0\n")
+    with pytest.raises(UnknownEnvError):
+        agentgym.load_yaml(missing)
+
+
+def test_gymnasium_make() -> None:
+    env = gymnasium.make(BIF, horizon=3)
+    assert isinstance(env.unwrapped, BifurcationEnv) and env.unwrapped.horizon == 3
+    obs, info = env.reset(seed=2)
+    assert obs == agentgym.make(BIF, horizon=3).reset(seed=2)[0] and info["horizon"] == 3
+    agentgym.register("tests/Bif3-v0", BIF_ENTRY, kwargs={"horizon": 3})
+    assert gymnasium.make("tests/Bif3-v0").unwrapped.horizon == 3  # new ids are visible at once
+
+
+def test_gymnasium_make_in_a_fresh_process() -> None:
+    """Gymnasium's ``module:id`` form imports the built-ins first."""
+    out = run_python(f"""
+        import gymnasium
+        env = gymnasium.make("agentgym.envs:{BIF}")
+        print(type(env.unwrapped).__name__, env.unwrapped.horizon)
+    """)
+    assert out.split() == ["BifurcationEnv", "5"]
+
+
+def test_entry_point_plugin_installed_with_pip(tmp_path: Path) -> None:
+    source, site = tmp_path / "src", tmp_path / "site"
+    shutil.copytree(PLUGIN, source)  # pip builds in the source tree: keep the repo clean
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--quiet", "--target", str(site),
+         str(source)], capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (site / "agentgym_plugin_demo-0.1.0.dist-info" / "entry_points.txt").exists()
+    out = run_python("""
+        import json, sys
+        import agentgym
+        before = "agentgym_plugin_demo" in sys.modules
+        env = agentgym.make("plugin/Demo-v0")  # nothing imported the plugin: the entry point does
+        fn = agentgym.make("plugin/DemoFn-v0")
+        print(json.dumps([before, env.reset(seed=0)[0], env.max_turns, fn.reset()[0], fn.step("bye")[1],
+                          sorted(s.id for s in agentgym.registry.all_specs() if s.id.startswith("plugin/"))]))
+    """, PYTHONPATH=str(site))
+    before, obs, max_turns, fn_obs, fn_reward, plugin_ids = json.loads(out)
+    assert not before and obs == "Say hello." and max_turns == 3
+    assert fn_obs == "Say bye." and fn_reward == 1.0
+    assert plugin_ids == ["plugin/Demo-v0", "plugin/DemoFn-v0"]
+    with pytest.raises(UnknownEnvError):  # not installed here: unknown in this process
+        agentgym.make("plugin/Demo-v0")
