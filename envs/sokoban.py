@@ -256,7 +256,7 @@ class SokobanEnv(TextEnv):
         max_turns: int | None = 40,
         render_mode: str | None = None,
     ):
-        if width < 4 or height < 4 or (width - 2) * (height - 2) < n_boxes + 3:
+        if min(width, height) < 5 or (width - 2) * (height - 2) < n_boxes + 3:
             raise ValueError(f"a {width}x{height} board is too small for {n_boxes} boxes")
         if n_boxes < 1 or n_walls < 0 or max_moves < MIN_MOVES:
             raise ValueError(f"need n_boxes ≥ 1, n_walls ≥ 0, max_moves ≥ {MIN_MOVES}")

@@ -117,7 +117,7 @@ def test_rejected_moves(action: str) -> None:
     assert move is None and error
 
 
-@pytest.mark.parametrize("kwargs", [{"width": 3}, {"width": 4, "height": 4, "n_boxes": 2}, {"n_boxes": 0},
+@pytest.mark.parametrize("kwargs", [{"width": 4}, {"width": 5, "height": 5, "n_boxes": 7}, {"n_boxes": 0},
                                     {"max_moves": 1}])
 def test_rejects_bad_kwargs(kwargs: dict) -> None:
     with pytest.raises(ValueError):
