@@ -1,0 +1,96 @@
+"""A tiny Qwen2-architecture causal LM and a byte-level BPE tokenizer, built with no download.
+
+The tokenizer is trained here with the ``tokenizers`` library on text the built-in envs produce
+(system prompts and observations from scripted and random episodes), so env text is short in
+tokens. Its ChatML template matches Qwen2's layout and is prefix-preserving, which
+:class:`agentgym.trainers.chat.ChatTokenizer` checks on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+import agentgym
+from agentgym.policies.simple import RandomPolicy, ScriptedPolicy
+
+__all__ = ["CHATML_TEMPLATE", "env_corpus", "make_tiny_model", "train_tokenizer"]
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CORPUS_ENVS = ("agentgym/Bifurcation-v0", "agentgym/Sokoban-v0")
+
+
+def env_corpus(env_ids: tuple[str, ...] = CORPUS_ENVS, episodes: int = 40, seed: int = 0) -> list[str]:
+    """System prompts, observations and actions of scripted and random episodes of ``env_ids``."""
+    texts: list[str] = ["<|im_start|>" + role + "\n" for role in ("system", "user", "assistant", "tool")] * 50
+    for env_id in env_ids:
+        env = agentgym.make(env_id)
+        for k in range(episodes):
+            policy = ScriptedPolicy(epsilon=0.3, seed=seed + k) if k % 2 else RandomPolicy(seed=seed + k)
+            obs, _ = env.reset(seed=seed + k)
+            texts += [env.system_prompt or "", obs]
+            done = False
+            while not done:
+                action = policy.act_sync([], env).text
+                obs, _, terminated, truncated, _ = env.step(action)
+                texts += [action, f"<answer>{action}</answer>", obs]
+                done = terminated or truncated
+        env.close()
+    return texts
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (any string encodes) with ChatML special tokens and template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def make_tiny_model(
+    out_dir: str | Path,
+    *,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 1024,
+    max_positions: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised Qwen2 causal LM + tokenizer to ``out_dir``; return it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(env_corpus(seed=seed), vocab_size=vocab_size)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2), max_position_embeddings=max_positions,
+        tie_word_embeddings=True, bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
