@@ -67,7 +67,8 @@ class ChatTokenizer:
         before = self.render(base, generation_prompt=False)
         after = self.render([*base, message], generation_prompt=True)
         if not after.startswith(before) or self._eos_text not in before:
-            raise TemplateError(f"rendering one more {message['role']!r} message changes the earlier text")
+            raise TemplateError(f"the chat template is not prefix-preserving: rendering one more "
+                                f"{message['role']!r} message changes the earlier text")
         tail = before[before.rindex(self._eos_text) + len(self._eos_text):]
         return tail + after[len(before):]
 

@@ -15,10 +15,13 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from .chat import ChatTokenizer
 
 __all__ = ["LoraConfig", "PolicyModel", "load_policy", "select_device"]
+
+hf_logging.disable_progress_bar()  # per-shard bars would drown the trainer's own progress display
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -93,7 +96,11 @@ def load_policy(
     chat = ChatTokenizer(tokenizer)  # fails fast on a template that is not prefix-preserving
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True).to(dev)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     use_lora = lora is not None or adapter_path is not None
     if use_lora:

@@ -1,0 +1,122 @@
+"""PPO-clip, GSPO-turn ratio, dual clip, KL estimators, aggregation and exact accumulation."""
+
+import math
+
+import pytest
+import torch
+from agentgym.trainers.losses import (
+    LossConfig,
+    aggregate,
+    kl_penalty,
+    loss_denominator,
+    policy_loss,
+    sequence_logprobs,
+    turn_mean,
+)
+from agentgym.trainers.models import load_policy
+
+
+def _loss(logp, old, adv, cfg, turns=None, scale=None):
+    turns = torch.zeros_like(logp, dtype=torch.long) if turns is None else turns
+    scale = torch.ones_like(logp) if scale is None else scale
+    return policy_loss(logp, old, adv, turns, scale, cfg)
+
+
+def test_clip_low_and_high_are_separate_and_stop_the_gradient():
+    cfg = LossConfig(clip_low=0.2, clip_high=0.28)
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 1.2, 0.5, 0.9])).requires_grad_()
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    loss, clipped = _loss(logp, old, adv, cfg)
+    assert torch.allclose(loss, torch.tensor([-1.28, -1.2, 0.8, 0.9]))
+    assert clipped.tolist() == [1.0, 0.0, 1.0, 0.0]
+    loss.sum().backward()
+    assert logp.grad[0] == 0 and logp.grad[2] == 0 and logp.grad[1] != 0 and logp.grad[3] != 0
+
+
+def test_dual_clip_bounds_negative_advantage_loss():
+    cfg = LossConfig(dual_clip=3.0)
+    loss, _ = _loss(torch.log(torch.tensor([10.0, 10.0])), torch.zeros(2), torch.tensor([-2.0, 2.0]), cfg)
+    assert torch.allclose(loss, torch.tensor([6.0, -2.56]))
+
+
+def test_adaptive_clip_scale_moves_the_bounds():
+    """CREDIT.md §9.3: ε=(0.2, 0.28), A>0, ρ=1.5 → upper bound 1.3188 at c=1.1386."""
+    cfg = LossConfig(clip_low=0.2, clip_high=0.28)
+    logp = torch.log(torch.tensor([1.5, 1.5]))
+    loss, _ = _loss(logp, torch.zeros(2), torch.ones(2), cfg, scale=torch.tensor([1.1386, 0.8614]))
+    assert torch.allclose(-loss, torch.tensor([1.3188, 1.2412]), atol=1e-4)
+
+
+def test_turn_ratio_value_is_the_turn_geometric_mean_with_per_token_gradients():
+    cfg = LossConfig(ratio="turn", clip_low=10, clip_high=10)
+    logp = torch.tensor([[0.0, -1.0, -2.0, -0.5, -0.1]], requires_grad=True)
+    old = torch.tensor([[0.0, -1.5, -1.5, -0.5, -0.4]])
+    turns = torch.tensor([[-1, 0, 0, 1, 1]])
+    adv = torch.tensor([[0.0, 1.0, 1.0, 2.0, 2.0]])
+    loss, _ = _loss(logp, old, adv, cfg, turns=turns)
+    assert torch.allclose(-loss[0, 1:3], torch.ones(2) * math.exp(0.0))  # (+0.5 − 0.5) / 2
+    assert torch.allclose(-loss[0, 3:], 2 * torch.ones(2) * math.exp(0.15))
+    loss.sum().backward()
+    assert torch.allclose(logp.grad[0, 1:], -adv[0, 1:] * torch.tensor([1, 1, math.exp(0.15), math.exp(0.15)]))
+
+
+def test_turn_mean_keeps_adjacent_turns_separate():
+    values = torch.tensor([[1.0, 1.0, 3.0, 5.0, 9.0]])
+    turns = torch.tensor([[-1, 0, 0, 1, 2]])
+    assert turn_mean(values, turns).tolist() == [[0.0, 2.0, 2.0, 5.0, 9.0]]
+
+
+def test_kl_estimators():
+    logp, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
+    log_r = ref - logp
+    assert torch.allclose(kl_penalty(logp, ref, "k1"), -log_r)
+    assert torch.allclose(kl_penalty(logp, ref, "k2"), 0.5 * log_r**2)
+    k3 = kl_penalty(logp, ref, "k3")
+    assert torch.allclose(k3, log_r.exp() - 1 - log_r) and (k3 >= 0).all()
+    assert kl_penalty(logp, logp, "k3").abs().max() == 0
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum", "dr-grpo"])
+def test_aggregation_modes(agg):
+    values = torch.tensor([[1.0, 2.0, 0.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    cfg = LossConfig(agg=agg, dr_grpo_norm=10)
+    expected = {"token-mean": 7 / 3, "seq-mean-token-sum": 7 / 2, "dr-grpo": 7 / 20}[agg]
+    assert aggregate(values, mask, loss_denominator(mask, cfg)).item() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-sum", "dr-grpo"])
+def test_accumulated_micro_batch_grads_equal_full_batch(tiny_model_dir, agg):
+    torch.manual_seed(0)
+    policy = load_policy(tiny_model_dir, device="cpu")
+    model = policy.model
+    ids = torch.randint(3, 500, (6, 20))
+    attn = torch.ones_like(ids)
+    attn[4:, 15:] = 0
+    mask = torch.zeros(6, 20)
+    mask[:, 8:] = 1
+    mask *= attn
+    turns = torch.where(mask > 0, torch.arange(20) // 6, -1)
+    adv = torch.randn(6, 1).expand(6, 20) * mask
+    cfg = LossConfig(agg=agg, kl="k3", kl_coef=0.1, entropy_coef=0.01, ratio="turn")
+    with torch.no_grad():
+        old, _ = sequence_logprobs(model, ids, attn)
+        old = old + 0.1 * torch.randn_like(old)
+    denom = loss_denominator(mask, cfg)
+
+    def loss_of(rows):
+        logp, ent = sequence_logprobs(model, ids[rows], attn[rows], entropy=True)
+        pg, _ = policy_loss(logp, old[rows], adv[rows], turns[rows], torch.ones_like(logp), cfg)
+        kl = kl_penalty(logp, old[rows], cfg.kl)
+        m = mask[rows]
+        return aggregate(pg + cfg.kl_coef * kl - cfg.entropy_coef * ent, m, denom)
+
+    model.zero_grad()
+    loss_of(slice(0, 6)).backward()
+    full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for rows in (slice(0, 2), slice(2, 5), slice(5, 6)):
+        loss_of(rows).backward()
+    for g_full, p in zip(full, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, g_full, rtol=1e-4, atol=1e-6)

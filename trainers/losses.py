@@ -1,0 +1,143 @@
+"""Token log-probs and the policy-gradient loss terms (PPO-clip, GSPO-turn ratio, KL, entropy).
+
+All terms take ``[batch, time]`` tensors aligned with ``input_ids``: position t holds the value
+for token t given tokens < t (position 0 is 0 and never in the loss mask). Aggregation divides
+by a denominator computed over the whole (mini-)batch, so summing micro-batch losses gives the
+full-batch loss exactly and gradient accumulation is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LossConfig",
+    "aggregate",
+    "kl_penalty",
+    "loss_denominator",
+    "policy_loss",
+    "sequence_logprobs",
+    "turn_mean",
+]
+
+AGG_MODES = ("token-mean", "seq-mean-token-sum", "dr-grpo")
+KL_MODES = ("none", "k1", "k2", "k3")
+
+
+@dataclass
+class LossConfig:
+    """PPO-clip settings. ``clip_high > clip_low`` is DAPO's clip-higher; ``dual_clip`` (c > 1)
+    bounds the loss of negative-advantage tokens at c·|A|; ``ratio="turn"`` is GSPO-turn
+    (A²TGPO §4.4); ``dr_grpo_norm`` is Dr.GRPO's constant length (None: the batch's width)."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = None
+    ratio: str = "token"  # "token" | "turn"
+    agg: str = "token-mean"
+    dr_grpo_norm: int | None = None
+    kl: str = "none"
+    kl_coef: float = 0.0
+    entropy_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.agg not in AGG_MODES:
+            raise ValueError(f"agg must be one of {AGG_MODES}, got {self.agg!r}")
+        if self.kl not in KL_MODES:
+            raise ValueError(f"kl must be one of {KL_MODES}, got {self.kl!r}")
+        if self.ratio not in ("token", "turn"):
+            raise ValueError(f"ratio must be 'token' or 'turn', got {self.ratio!r}")
+        if self.dual_clip is not None and self.dual_clip <= 1.0:
+            raise ValueError(f"dual_clip must be > 1, got {self.dual_clip}")
+
+
+def sequence_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    temperature: float = 1.0,
+    entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of every token given its prefix (and the policy's entropy there), at the
+    sampling temperature so they compare with the rollout's."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
+    logits = logits.float() / (temperature if temperature > 0 else 1.0)
+    logp_all = F.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
+    pad = input_ids.new_zeros((input_ids.shape[0], 1), dtype=logp.dtype)
+    return torch.cat([pad, logp], 1), None if ent is None else torch.cat([pad, ent], 1)
+
+
+def turn_mean(values: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:
+    """Each token's value replaced by the mean over its turn (tokens with turn id < 0 → 0)."""
+    n_turns = int(turn_ids.max().item()) + 1 if turn_ids.numel() else 0
+    if n_turns <= 0:
+        return torch.zeros_like(values)
+    rows = torch.arange(values.shape[0], device=values.device).unsqueeze(1).expand_as(turn_ids)
+    valid = turn_ids >= 0
+    segment = torch.where(valid, rows * n_turns + turn_ids, 0).flatten()
+    weights = valid.flatten().to(values.dtype)
+    sums = torch.zeros(values.shape[0] * n_turns, dtype=values.dtype, device=values.device)
+    counts = torch.zeros_like(sums)
+    sums.index_add_(0, segment, values.flatten() * weights)
+    counts.index_add_(0, segment, weights)
+    means = sums / counts.clamp(min=1)
+    return torch.where(valid, means[segment].view_as(values), torch.zeros_like(values))
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    turn_ids: torch.Tensor,
+    clip_scale: torch.Tensor,
+    cfg: LossConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token PPO-clip loss and a per-token "was clipped" indicator.
+
+    With ``cfg.ratio == "turn"`` each token's ratio *value* is its turn's geometric-mean ratio
+    while its gradient stays per token: log ρ = logπ − sg(logπ) + sg(mean_turn(logπ − logπ_old)),
+    clamped at 10 in log space. ``clip_scale`` widens or narrows ε per token (A²TGPO).
+    """
+    log_ratio = logp - old_logp
+    if cfg.ratio == "turn":
+        log_ratio = logp - logp.detach() + turn_mean(log_ratio.detach(), turn_ids).clamp(max=10.0)
+    ratio = torch.exp(log_ratio)
+    clipped = torch.clamp(ratio, 1 - cfg.clip_low * clip_scale, 1 + cfg.clip_high * clip_scale)
+    loss_unclipped, loss_clipped = -advantages * ratio, -advantages * clipped
+    loss = torch.maximum(loss_unclipped, loss_clipped)
+    if cfg.dual_clip is not None:
+        loss = torch.where(advantages < 0, torch.minimum(loss, -advantages * cfg.dual_clip), loss)
+    return loss, (loss_clipped > loss_unclipped).float()
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str) -> torch.Tensor:
+    """Schulman's estimators of KL(π‖π_ref) per token: k1 = log π/π_ref, k2 = ½(log r)²,
+    k3 = r − 1 − log r with r = π_ref/π (unbiased and ≥ 0)."""
+    log_r = ref_logp - logp
+    if kind == "k1":
+        return -log_r
+    if kind == "k2":
+        return 0.5 * log_r**2
+    if kind == "k3":
+        return torch.exp(log_r) - 1 - log_r
+    raise ValueError(f"unknown KL estimator {kind!r}")
+
+
+def loss_denominator(loss_mask: torch.Tensor, cfg: LossConfig) -> float:
+    """The normaliser of a whole (mini-)batch; pass it to every micro-batch's ``aggregate``."""
+    if cfg.agg == "token-mean":
+        return max(float(loss_mask.sum()), 1.0)
+    n_seqs = max(float((loss_mask.sum(1) > 0).sum()), 1.0)
+    if cfg.agg == "seq-mean-token-sum":
+        return n_seqs
+    return n_seqs * float(cfg.dr_grpo_norm or loss_mask.shape[1])
+
+
+def aggregate(values: torch.Tensor, loss_mask: torch.Tensor, denominator: float) -> torch.Tensor:
+    """Masked sum over a micro-batch divided by the batch-wide denominator."""
+    return (values * loss_mask).sum() / denominator
