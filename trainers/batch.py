@@ -29,6 +29,8 @@ class Batch:
     advantages: torch.Tensor
     clip_scale: torch.Tensor
     rollout_logp: torch.Tensor
+    old_logp: torch.Tensor  # filled by the trainer: θ_old (the weights that sampled)
+    ref_logp: torch.Tensor  # filled by the trainer when KL is on
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -65,6 +67,8 @@ def make_batch(
         advantages=torch.zeros(shape),
         clip_scale=torch.ones(shape),
         rollout_logp=torch.zeros(shape),
+        old_logp=torch.zeros(shape),
+        ref_logp=torch.zeros(shape),
     )
     for i, seq in enumerate(seqs):
         n = len(seq)

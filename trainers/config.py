@@ -1,0 +1,213 @@
+"""Training recipes: YAML files mapped onto typed dataclasses, with ``a.b=value`` overrides.
+
+Unknown keys are errors (a typo must not silently fall back to a default). The ``credit``
+section is handed unchanged to :mod:`agentgym.credit`, which validates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .generation import SamplingParams
+from .losses import LossConfig
+from .models import LoraConfig
+
+__all__ = [
+    "EnvConfig",
+    "EvalConfig",
+    "GenerationConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Recipe",
+    "RecipeError",
+    "RolloutConfig",
+    "SFTConfig",
+    "TrainConfig",
+    "load_recipe",
+    "recipe_from_dict",
+]
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A recipe is malformed: unknown key, wrong type, bad value."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "agentgym/Bifurcation-v0"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_turns: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    path: str = "runs/tiny-model"
+    device: str = "auto"
+    dtype: str = "auto"
+    lora: LoraConfig | None = None
+    gradient_checkpointing: bool = False
+    chat_template: str | None = None
+
+
+@dataclass
+class GenerationConfig:
+    """``backend``: ``hf`` (transformers generate), ``vllm`` (in process), ``vllm-server``."""
+
+    backend: str = "hf"
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    batch_size: int = 64
+    vllm: dict[str, Any] = field(default_factory=dict)  # kwargs of the vLLM backend
+
+
+@dataclass
+class RolloutConfig:
+    """``task_pool``: cycle over that many seeds from ``seed_start`` (None: a fresh seed per task)."""
+
+    tasks_per_iter: int = 8
+    group_size: int = 8
+    concurrency: int = 64
+    seed_start: int = 0
+    task_pool: int | None = None
+    max_tokens: int | None = None
+    step_timeout: float | None = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    schedule: str = "constant"  # "constant" | "cosine"
+    max_grad_norm: float = 1.0
+    epochs: int = 1
+    mini_batch_size: int | None = None  # trajectories per optimiser step (None: the whole batch)
+    micro_batch_size: int = 8  # trajectories per forward/backward (gradient accumulation)
+
+
+@dataclass
+class SFTConfig:
+    """Warm start by imitating the env's ε-greedy scripted expert before RL (0 steps: none)."""
+
+    steps: int = 0
+    episodes: int = 64
+    epsilon: float = 0.3
+    lr: float = 1e-3
+    batch_size: int = 16
+
+
+@dataclass
+class EvalConfig:
+    """Success rate on the task pool (sampled at the training temperature) before and after."""
+
+    episodes_per_task: int = 0
+    every: int = 0
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 100
+    max_seq_len: int = 4096
+    out_dir: str = "runs/train"
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    plot: bool = True
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    credit: dict[str, Any] = field(default_factory=dict)
+    info_gain: dict[str, Any] = field(default_factory=dict)  # GoldAnswerScorer kwargs
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{where}: {e}") from None
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _coerce(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else _build(hint, value, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise RecipeError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+    expected = origin or hint
+    if expected is typing.Any or isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    if expected is list and isinstance(value, str):  # e.g. lora.target_modules: all-linear
+        return value
+    raise RecipeError(f"{where}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``a.b.c=value`` (value parsed as YAML) set into a nested dict copy."""
+    out = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"override {item!r} is not key=value")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def recipe_from_dict(data: dict[str, Any], overrides: list[str] = ()) -> Recipe:
+    return _build(Recipe, apply_overrides(data, list(overrides)), "recipe")
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Load a YAML recipe (a path, or the name of a bundled recipe such as ``gigpo_sokoban``)."""
+    p = Path(path)
+    if not p.exists() and (RECIPES_DIR / f"{p.stem}.yaml").exists():
+        p = RECIPES_DIR / f"{p.stem}.yaml"
+    if not p.exists():
+        raise RecipeError(f"no recipe at {path} (bundled: {sorted(q.stem for q in RECIPES_DIR.glob('*.yaml'))})")
+    return recipe_from_dict(yaml.safe_load(p.read_text()) or {}, overrides)

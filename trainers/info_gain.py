@@ -1,0 +1,111 @@
+"""IGPO's gold-answer probe (CREDIT.md §3.1): teacher-forced mean log-prob of the gold answer
+after each turn, with the model that sampled (no grad).
+
+For trajectory i and context k (k = 0: the opening prompt; k = t: everything up to and
+including the observation that turn t−1 got back, i.e. the prompt of turn t), the context's
+token ids are followed by a pseudo-response ``template.format(gold=...)`` + EOS. Only the gold
+answer's tokens are averaged: they are located with the tokenizer's ``offset_mapping``; a token
+that overlaps the gold span (e.g. one merged with a preceding newline) counts as gold, tokens
+wholly in the template's prefix or suffix do not. Contexts are the token ids the policy saw,
+never re-tokenised text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from agentgym.trajectory import Trajectory
+
+from .chat import annotate_tokens, to_sequence
+from .losses import sequence_logprobs
+from .models import PolicyModel
+
+__all__ = ["TransformersGoldScorer", "gold_token_span"]
+
+DEFAULT_TEMPLATE = "<answer> {gold} </answer>"
+
+
+def gold_token_span(tokenizer: Any, template: str, gold: str) -> tuple[list[int], int, int]:
+    """Token ids of the pseudo-response and the ``[start, end)`` token range of the gold answer."""
+    text = template.format(gold=gold)
+    start = template.index("{gold}")
+    end = start + len(gold)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    inside = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < end and e > start]
+    if not inside:
+        raise ValueError(f"gold answer {gold!r} has no tokens in {text!r}")
+    return list(enc["input_ids"]), inside[0], inside[-1] + 1
+
+
+class TransformersGoldScorer:
+    """Gold-answer mean log-probs per context, batched, for the credit library's IG methods."""
+
+    def __init__(
+        self,
+        pm: PolicyModel,
+        *,
+        template: str = DEFAULT_TEMPLATE,
+        system_prompt: str | None = None,
+        gold_key: str = "gold_answers",
+        batch_size: int = 16,
+    ):
+        self.pm, self.template, self.system_prompt = pm, template, system_prompt
+        self.gold_key, self.batch_size = gold_key, batch_size
+
+    def gold(self, traj: Trajectory) -> str:
+        value = traj.info.get(self.gold_key)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None  # multi-alias gold: the first alias (IGPO)
+        if not value:
+            raise KeyError(f"{traj.traj_id}: no gold answer in info[{self.gold_key!r}]")
+        return str(value)
+
+    def contexts(self, traj: Trajectory) -> list[list[int]]:
+        """The prompt token ids before each turn's action (k = 0 … T−1)."""
+        if traj.turns and traj.turns[0].action_span is None:
+            annotate_tokens(traj, self.pm.chat, self.system_prompt)
+        ids = to_sequence(traj).input_ids
+        return [ids[: turn.action_span[0]] for turn in traj.turns]
+
+    @torch.no_grad()
+    def score(self, contexts: list[list[int]], golds: list[str]) -> list[float]:
+        """Mean log-prob of each gold answer given its context (one value per pair)."""
+        rows = []
+        for ctx, gold in zip(contexts, golds, strict=True):
+            response, start, end = gold_token_span(self.pm.tokenizer, self.template, gold)
+            rows.append((ctx + response + [self.pm.chat.eos_id], len(ctx) + start, len(ctx) + end))
+        out: list[float] = []
+        model = self.pm.model
+        was_training = model.training
+        model.eval()
+        try:
+            for b in range(0, len(rows), self.batch_size):
+                chunk = rows[b : b + self.batch_size]
+                width = max(len(ids) for ids, _, _ in chunk)
+                ids = torch.full((len(chunk), width), self.pm.chat.pad_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for r, (seq, _, _) in enumerate(chunk):
+                    ids[r, : len(seq)] = torch.tensor(seq)
+                    mask[r, : len(seq)] = 1
+                logp, _ = sequence_logprobs(model, ids.to(self.pm.device), mask.to(self.pm.device))
+                out += [logp[r, s:e].mean().item() for r, (_, s, e) in enumerate(chunk)]
+        finally:
+            model.train(was_training)
+        return out
+
+    def trajectory_gold_logprobs(self, trajs: list[Trajectory]) -> list[list[float]]:
+        """ℓ_{i,k} for every trajectory i and context k, in one batched pass."""
+        contexts, golds, sizes = [], [], []
+        for traj in trajs:
+            ctx = self.contexts(traj)
+            contexts += ctx
+            golds += [self.gold(traj)] * len(ctx)
+            sizes.append(len(ctx))
+        flat = self.score(contexts, golds)
+        out, pos = [], 0
+        for n in sizes:
+            out.append(flat[pos : pos + n])
+            pos += n
+        return out

@@ -1,0 +1,326 @@
+"""The RL loop: roll out groups with the core engine, assign per-turn credit, PPO-update.
+
+One iteration = ``tasks_per_iter`` tasks × ``group_size`` rollouts (same seed within a group)
+→ :func:`agentgym.trainers.credit_bridge.assign_credit` (the credit library) → token batch →
+:meth:`Trainer.update`. Checkpoints hold the model (or LoRA adapter), optimiser, scheduler, all
+RNG states and the task cursor, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agentgym import registry
+from agentgym.policies.base import Policy
+from agentgym.policies.simple import ScriptedPolicy
+from agentgym.rollout import WorkItem, rollout
+from agentgym.trajectory import Trajectory
+
+from .batch import Batch, make_batch
+from .chat import annotate_tokens, to_sequence
+from .config import Recipe
+from .credit_bridge import assign_credit
+from .generation import GenerationBackend, HFGenerator, TransformersPolicy
+from .info_gain import TransformersGoldScorer
+from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
+from .metrics import MetricsLogger, plot_learning_curve, rollout_metrics
+from .models import PolicyModel, load_policy
+
+__all__ = ["Trainer", "make_backend"]
+
+
+def make_backend(recipe: Recipe, pm: PolicyModel) -> GenerationBackend:
+    """The generation backend a recipe names (vLLM ones are imported only when asked for)."""
+    gen = recipe.generation
+    if gen.backend == "hf":
+        return HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=gen.batch_size)
+    from . import vllm_backend
+
+    if gen.backend == "vllm":
+        return vllm_backend.VLLMColocated(recipe.model.path, lora=pm.lora, **gen.vllm)
+    if gen.backend == "vllm-server":
+        return vllm_backend.VLLMServer(**gen.vllm)
+    raise ValueError(f"unknown generation backend {gen.backend!r} (hf, vllm, vllm-server)")
+
+
+class Trainer:
+    """Builds everything a recipe describes; ``fit()`` runs (or resumes) it."""
+
+    def __init__(self, recipe: Recipe, *, resume: bool = True):
+        self.recipe = recipe
+        self.out = Path(recipe.train.out_dir)
+        self.env_spec = registry.spec(recipe.env.id)  # unregistered id: UnknownEnvError, with close matches
+        self.env_kwargs = dict(recipe.env.kwargs)
+        if recipe.env.max_turns is not None:
+            self.env_kwargs["max_turns"] = recipe.env.max_turns
+        self.system_prompt = self.env_spec.make(**self.env_kwargs).system_prompt
+        _seed_everything(recipe.seed)
+        ckpt = self.latest_checkpoint() if resume else None
+        m = recipe.model
+        self.pm = load_policy(
+            m.path if ckpt is None or m.lora else ckpt / "model", device=m.device, dtype=m.dtype,
+            lora=m.lora, adapter_path=ckpt / "model" if ckpt is not None and m.lora else None,
+            gradient_checkpointing=m.gradient_checkpointing, reference=recipe.loss.kl != "none",
+            chat_template=m.chat_template,
+        )
+        self.backend = make_backend(recipe, self.pm)
+        self.policy = TransformersPolicy(self.backend, self.pm.chat, recipe.generation.sampling)
+        self.scorer = (TransformersGoldScorer(self.pm, system_prompt=self.system_prompt, **recipe.info_gain)
+                       if recipe.info_gain else None)
+        o = recipe.optim
+        self.params = [p for p in self.pm.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.shuffle = torch.Generator().manual_seed(recipe.seed)
+        self.iteration = 0
+        self.task_cursor = 0
+        self.logger = MetricsLogger(self.out, tensorboard=recipe.train.tensorboard)
+        if ckpt is not None:
+            self._load_state(ckpt)
+
+    # -- data ---------------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        o, total = self.recipe.optim, max(self.recipe.train.iterations * self._steps_per_iter(), 1)
+        warm = min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else 1.0
+        if o.schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+        return warm
+
+    def _steps_per_iter(self) -> int:
+        r, o = self.recipe.rollout, self.recipe.optim
+        n = r.tasks_per_iter * r.group_size
+        return o.epochs * math.ceil(n / (o.mini_batch_size or n))
+
+    def task_seeds(self, start: int, count: int) -> list[int]:
+        r = self.recipe.rollout
+        return [r.seed_start + ((start + i) % r.task_pool if r.task_pool else start + i) for i in range(count)]
+
+    def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None) -> list[Trajectory]:
+        """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed)."""
+        items = [WorkItem(i, k, seed, f"{tag}-t{i:03d}", f"{tag}-t{i:03d}-{k:03d}")
+                 for i, seed in enumerate(seeds) for k in range(group_size)]
+        r = self.recipe.rollout
+        trajs = asyncio.run(rollout(
+            self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
+            env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
+        ))
+        order = {item.traj_id: n for n, item in enumerate(items)}
+        return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
+
+    def to_batch(self, trajs: list[Trajectory], credit: Any) -> Batch:
+        seqs = [to_sequence(annotate_tokens(t, self.pm.chat, self.system_prompt)) for t in trajs]
+        too_long = [i for i, s in enumerate(seqs) if len(s) > self.recipe.train.max_seq_len]
+        for i in too_long:  # keep the tokens the model saw, but learn nothing from a cut sequence
+            seqs[i] = type(seqs[i])(*(v[: self.recipe.train.max_seq_len] for v in vars(seqs[i]).values()))
+            credit.loss_mask[i] = [0.0] * len(credit.loss_mask[i])
+        return make_batch(seqs, credit.advantages, credit.loss_mask, credit.clip_scale, self.pm.chat.pad_id)
+
+    # -- the update ---------------------------------------------------------------------
+    @torch.no_grad()
+    def _logprobs(self, model: Any, batch: Batch) -> torch.Tensor:
+        out = torch.zeros_like(batch.rollout_logp)
+        temperature = self.recipe.generation.sampling.temperature
+        for start in range(0, len(batch), self.recipe.optim.micro_batch_size):
+            rows = slice(start, start + self.recipe.optim.micro_batch_size)
+            mb = batch.select(rows)
+            out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(model, mb.input_ids, mb.attention_mask, temperature)[0]
+        return out
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """PPO epochs over mini-batches; each mini-batch is one optimiser step accumulated over
+        micro-batches (loss normalisers span the mini-batch, so accumulation is exact)."""
+        cfg, o, model = self.recipe.loss, self.recipe.optim, self.pm.model
+        batch = batch.to(self.pm.device)
+        batch.old_logp = self._logprobs(model, batch)  # θ_old: the weights that sampled
+        if cfg.kl != "none":
+            with self.pm.reference() as ref:
+                batch.ref_logp = self._logprobs(ref, batch)
+        stats: dict[str, list[float]] = defaultdict(list)
+        mini = o.mini_batch_size or len(batch)
+        for _ in range(o.epochs):
+            order = torch.randperm(len(batch), generator=self.shuffle).to(self.pm.device)
+            for start in range(0, len(batch), mini):
+                mb = batch.select(order[start : start + mini])
+                denom = loss_denominator(mb.loss_mask, cfg)
+                self.optimizer.zero_grad(set_to_none=True)
+                for micro in mb.split(o.micro_batch_size):
+                    logp, ent = sequence_logprobs(model, micro.input_ids, micro.attention_mask,
+                                                  self.recipe.generation.sampling.temperature, entropy=True)
+                    pg, clipped = policy_loss(logp, micro.old_logp, micro.advantages, micro.turn_ids,
+                                              micro.clip_scale, cfg)
+                    per_token = pg - cfg.entropy_coef * ent
+                    if cfg.kl != "none":
+                        kl = kl_penalty(logp, micro.ref_logp, cfg.kl)
+                        per_token = per_token + cfg.kl_coef * kl
+                        stats["loss/kl"].append(aggregate(kl.detach(), micro.loss_mask, denom).item())
+                    aggregate(per_token, micro.loss_mask, denom).backward()
+                    m = micro.loss_mask
+                    stats["loss/policy"].append(aggregate(pg.detach(), m, denom).item())
+                    stats["collapse/entropy"].append(aggregate(ent.detach(), m, max(float(m.sum()), 1.0)).item())
+                    stats["collapse/clip_fraction"].append(aggregate(clipped, m, max(float(m.sum()), 1.0)).item())
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, o.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                stats["collapse/grad_norm"].append(float(grad_norm))
+        sampled = batch.loss_mask > 0
+        is_log_ratio = (batch.old_logp - batch.rollout_logp)[sampled]  # trainer vs rollout engine
+        out = {k: float(np.mean(v)) for k, v in stats.items()}
+        out["loss/policy"] = float(np.sum(stats["loss/policy"]) / o.epochs / math.ceil(len(batch) / mini))
+        out.update({
+            "is/mean_abs_log_ratio": float(is_log_ratio.abs().mean()) if is_log_ratio.numel() else 0.0,
+            "is/max_ratio": float(is_log_ratio.exp().max()) if is_log_ratio.numel() else 1.0,
+            "optim/lr": self.scheduler.get_last_lr()[0],
+            "batch/loss_tokens": float(sampled.sum()),
+        })
+        return out
+
+    # -- warm start and evaluation --------------------------------------------------------
+    def sft(self) -> dict[str, float]:
+        """Imitate the ε-greedy scripted expert (its text is tokenised: it is not policy output)."""
+        s = self.recipe.sft
+        expert = ScriptedPolicy(epsilon=s.epsilon, seed=self.recipe.seed)
+        demos = self.collect(self.task_seeds(0, s.episodes), 1, "sft", policy=expert)
+        chat = self.pm.chat
+        for traj in demos:
+            for turn in traj.turns:
+                turn.action_token_ids = chat.encode(turn.action) + [chat.eos_id]
+                turn.action_logprobs = None
+        seqs = [to_sequence(annotate_tokens(t, chat, self.system_prompt)) for t in demos]
+        ones = [[1.0] * t.num_turns for t in demos]
+        batch = make_batch(seqs, ones, ones, ones, chat.pad_id).to(self.pm.device)
+        opt = torch.optim.AdamW(self.params, lr=s.lr)
+        losses = []
+        for _ in range(s.steps):
+            mb = batch.select(torch.randperm(len(batch), generator=self.shuffle)[: s.batch_size].to(self.pm.device))
+            logp, _ = sequence_logprobs(self.pm.model, mb.input_ids, mb.attention_mask)
+            loss = aggregate(-logp, mb.loss_mask, max(float(mb.loss_mask.sum()), 1.0))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return {"sft/loss_first": losses[0] if losses else 0.0, "sft/loss_last": losses[-1] if losses else 0.0,
+                "sft/demo_success_rate": sum(t.success for t in demos) / max(len(demos), 1)}
+
+    def evaluate(self) -> float:
+        """Success rate over the task pool, sampled as in training, from a fixed RNG stream."""
+        e, r = self.recipe.eval, self.recipe.rollout
+        state = torch.get_rng_state()
+        torch.manual_seed(self.recipe.seed + 10_000)
+        try:
+            trajs = self.collect(self.task_seeds(0, r.task_pool or r.tasks_per_iter), e.episodes_per_task, "eval")
+        finally:
+            torch.set_rng_state(state)
+        return sum(t.success for t in trajs) / max(len(trajs), 1)
+
+    # -- the loop -----------------------------------------------------------------------
+    def step(self) -> dict[str, Any]:
+        """One RL iteration; returns its metrics."""
+        r = self.recipe.rollout
+        t0 = time.perf_counter()
+        trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
+        t1 = time.perf_counter()
+        credit = assign_credit(trajs, self.recipe.credit, self.scorer)
+        self.backend.sleep()
+        stats = self.update(self.to_batch(trajs, credit))
+        self.backend.wake()
+        self.backend.sync_weights(self.pm.model)
+        t2 = time.perf_counter()
+        self.task_cursor += r.tasks_per_iter
+        self.iteration += 1
+        return {**rollout_metrics(trajs), **credit.metrics, **stats,
+                "time/rollout_s": t1 - t0, "time/update_s": t2 - t1}
+
+    def fit(self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Run (or resume) to ``train.iterations``; returns every logged row."""
+        rec = self.recipe
+        if self.iteration == 0 and not self.logger.read():
+            start: dict[str, Any] = {}
+            if rec.sft.steps:
+                start.update(self.sft())
+            if rec.eval.episodes_per_task:
+                start["eval/success_rate"] = self.evaluate()
+            if start:
+                self.logger.log(0, start)
+                if on_iteration is not None:
+                    on_iteration(0, start)
+        while self.iteration < rec.train.iterations:
+            metrics = self.step()
+            e = rec.eval
+            if e.episodes_per_task and (self.iteration == rec.train.iterations or (e.every and self.iteration % e.every == 0)):
+                metrics["eval/success_rate"] = self.evaluate()
+            self.logger.log(self.iteration, metrics)
+            if on_iteration is not None:
+                on_iteration(self.iteration, metrics)
+            if self.iteration % rec.train.checkpoint_every == 0 or self.iteration == rec.train.iterations:
+                self.save_checkpoint()
+        rows = self.logger.read()
+        if rec.train.plot:
+            plot_learning_curve(rows, self.out / "learning_curve.png", rec.name)
+        return rows
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def latest_checkpoint(self) -> Path | None:
+        done = sorted((self.out / "checkpoints").glob("iter_*/trainer_state.json"))
+        return done[-1].parent if done else None
+
+    def save_checkpoint(self) -> Path:
+        """Written to a temp dir then renamed, so a kill mid-save leaves the previous one intact."""
+        root = self.out / "checkpoints"
+        final = root / f"iter_{self.iteration:06d}"
+        tmp = root / f".tmp_{self.iteration:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.pm.save(tmp / "model")
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "rng": _rng_state(), "shuffle": self.shuffle.get_state()}, tmp / "state.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(
+            {"iteration": self.iteration, "task_cursor": self.task_cursor, "recipe": self.recipe.to_dict()}))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in sorted(root.glob("iter_*"))[: -self.recipe.train.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _load_state(self, ckpt: Path) -> None:
+        meta = json.loads((ckpt / "trainer_state.json").read_text())
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle.set_state(state["shuffle"])
+        _set_rng_state(state["rng"])
+        self.iteration, self.task_cursor = meta["iteration"], meta["task_cursor"]
+        rows = [r for r in self.logger.read() if r["iteration"] <= self.iteration]  # drop rows past the checkpoint
+        self.logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
