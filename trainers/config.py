@@ -50,7 +50,10 @@ class EnvConfig:
 
 @dataclass
 class ModelConfig:
+    """``make_tiny``: build the embedded tiny model at ``path`` when nothing is there (demos)."""
+
     path: str = "runs/tiny-model"
+    make_tiny: bool = False
     device: str = "auto"
     dtype: str = "auto"
     lora: LoraConfig | None = None

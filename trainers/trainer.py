@@ -37,6 +37,7 @@ from .info_gain import TransformersGoldScorer
 from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
 from .metrics import MetricsLogger, plot_learning_curve, rollout_metrics
 from .models import PolicyModel, load_policy
+from .tiny import make_tiny_model
 
 __all__ = ["Trainer", "make_backend"]
 
@@ -69,6 +70,8 @@ class Trainer:
         _seed_everything(recipe.seed)
         ckpt = self.latest_checkpoint() if resume else None
         m = recipe.model
+        if m.make_tiny and not Path(m.path).exists():
+            make_tiny_model(m.path, seed=recipe.seed)
         self.pm = load_policy(
             m.path if ckpt is None or m.lora else ckpt / "model", device=m.device, dtype=m.dtype,
             lora=m.lora, adapter_path=ckpt / "model" if ckpt is not None and m.lora else None,

@@ -1,0 +1,69 @@
+"""Typer commands of the trainer, mounted by the core CLI as ``agentgym train`` and
+``agentgym make-tiny-model`` (kept here so ``agentgym`` itself never imports torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["make_tiny_model", "train"]
+
+console = Console()
+_SHOWN = (("rollout/success_rate", "success"), ("eval/success_rate", "eval"), ("collapse/entropy", "entropy"),
+          ("collapse/group_reward_std", "group std"), ("collapse/clip_fraction", "clip"),
+          ("collapse/grad_norm", "|g|"), ("collapse/void_ratio", "void"))
+
+
+def train(
+    recipe: str = typer.Argument(..., help="Recipe YAML path, or a bundled recipe name (e.g. demo_bifurcation)."),
+    overrides: list[str] = typer.Argument(None, help="Overrides key.sub=value, e.g. optim.lr=1e-5."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the latest checkpoint in out_dir."),
+) -> None:
+    """Train a policy with a YAML recipe: rollouts → credit assignment → PPO updates."""
+    from agentgym.registry import UnknownEnvError
+
+    from .config import RecipeError, load_recipe
+    from .trainer import Trainer
+
+    try:
+        rec = load_recipe(recipe, overrides or [])
+        trainer = Trainer(rec, resume=resume)
+    except (RecipeError, UnknownEnvError, FileNotFoundError, OSError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    console.print(f"[bold]{rec.name}[/]: {rec.env.id}, model {rec.model.path}, out {rec.train.out_dir}"
+                  + (f" (resuming at iteration {trainer.iteration})" if trainer.iteration else ""))
+    with Progress(TextColumn("[bold]iter"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console) as progress:
+        task = progress.add_task("", total=rec.train.iterations, completed=trainer.iteration)
+
+        def on_iteration(i: int, metrics: dict) -> None:
+            text = "  ".join(f"{label} {metrics[k]:.3g}" for k, label in _SHOWN if k in metrics)
+            if i == 0:
+                progress.console.print(f"start: {text or 'no eval'}")
+            progress.update(task, completed=i, description=text)
+
+        rows = trainer.fit(on_iteration)
+    evals = [r["eval/success_rate"] for r in rows if "eval/success_rate" in r]
+    if len(evals) >= 2:
+        console.print(f"eval success rate: {evals[0]:.3f} → {evals[-1]:.3f}")
+    console.print(f"metrics: {trainer.logger.path}")
+    if rec.train.plot:
+        console.print(f"learning curve: {Path(rec.train.out_dir) / 'learning_curve.png'}")
+
+
+def make_tiny_model(
+    out_dir: Path = typer.Argument(..., help="Directory to write the model and tokenizer to."),
+    hidden_size: int = typer.Option(128, help="Hidden size."),
+    layers: int = typer.Option(2, help="Transformer layers."),
+    vocab_size: int = typer.Option(1024, help="BPE vocabulary size (trained on the built-in envs' text)."),
+    seed: int = typer.Option(0, help="Seed of the weights and the tokenizer corpus."),
+) -> None:
+    """Build a tiny Qwen2-architecture causal LM + tokenizer locally (no download)."""
+    from .tiny import make_tiny_model as build
+
+    path = build(out_dir, hidden_size=hidden_size, num_layers=layers, vocab_size=vocab_size, seed=seed)
+    console.print(f"wrote {path}")
