@@ -171,8 +171,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return _coerce(hint, value, where)
     if dataclasses.is_dataclass(hint):
         return value if isinstance(value, hint) else _build(hint, value, where)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and not isinstance(value, bool) and isinstance(value, (int, str)):
+        try:  # YAML 1.1 reads 3e-5 (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise RecipeError(f"{where}: expected a list of {len(args)} values, got {value!r}")

@@ -125,8 +125,9 @@ class TransformersPolicy(Policy):
     The first call of an episode renders the chat template; later calls append the new
     observation as a template delta to the tokens already there (prompt + sampled ids), so the
     policy's own text is never re-tokenised. Concurrent episodes' calls are gathered into one
-    batch: the batch closes once the event loop has gone a few rounds with no new request, so
-    with envs that step on the loop (``threaded_async = False``) batching is deterministic.
+    batch: the batch closes once the event loop has gone a few rounds with no new request. The
+    core engine builds envs in threads, so which requests share a batch (and so the sampled
+    tokens) can depend on timing; runs are bitwise reproducible with one episode in flight.
     """
 
     def __init__(

@@ -7,7 +7,6 @@ second copy of the weights; without LoRA a frozen copy is made only when KL is o
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +75,7 @@ def load_policy(
     dtype: str = "auto",
     lora: LoraConfig | None = None,
     adapter_path: str | Path | None = None,
+    weights_path: str | Path | None = None,
     gradient_checkpointing: bool = False,
     reference: bool = False,
     chat_template: str | None = None,
@@ -83,7 +83,8 @@ def load_policy(
     """Load a causal LM and its tokenizer from a local directory (no network).
 
     ``dtype="auto"`` is bf16 on CUDA and fp32 on CPU. ``adapter_path`` resumes a saved LoRA
-    adapter. ``reference`` asks for a KL reference (free under LoRA).
+    adapter, ``weights_path`` a saved full model (the KL reference stays ``path``'s weights).
+    ``reference`` asks for a KL reference (free under LoRA).
     """
     dev = select_device(device)
     torch_dtype = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
@@ -94,7 +95,14 @@ def load_policy(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatTokenizer(tokenizer)  # fails fast on a template that is not prefix-preserving
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True).to(dev)
+    use_lora = lora is not None or adapter_path is not None
+    ref_model = None
+    if reference and not use_lora:
+        ref_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+        ref_model = ref_model.to(dev).eval().requires_grad_(False)
+    model = AutoModelForCausalLM.from_pretrained(
+        weights_path or path, dtype=torch_dtype, local_files_only=True
+    ).to(dev)
     if gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5
         if enable is not None:
@@ -102,7 +110,6 @@ def load_policy(
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    use_lora = lora is not None or adapter_path is not None
     if use_lora:
         import peft
 
@@ -116,7 +123,4 @@ def load_policy(
                 r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                 target_modules=lora.target_modules, task_type="CAUSAL_LM",
             ))
-    ref_model = None
-    if reference and not use_lora:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     return PolicyModel(model, tokenizer, chat, dev, lora=use_lora, ref_model=ref_model)

@@ -68,13 +68,17 @@ class Trainer:
             self.env_kwargs["max_turns"] = recipe.env.max_turns
         self.system_prompt = self.env_spec.make(**self.env_kwargs).system_prompt
         _seed_everything(recipe.seed)
-        ckpt = self.latest_checkpoint() if resume else None
+        if not resume:  # a restart must not mix with an earlier run's checkpoints or metrics
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        ckpt = self.latest_checkpoint()
         m = recipe.model
         if m.make_tiny and not Path(m.path).exists():
             make_tiny_model(m.path, seed=recipe.seed)
+        resumed = None if ckpt is None else ckpt / "model"
         self.pm = load_policy(
-            m.path if ckpt is None or m.lora else ckpt / "model", device=m.device, dtype=m.dtype,
-            lora=m.lora, adapter_path=ckpt / "model" if ckpt is not None and m.lora else None,
+            m.path, device=m.device, dtype=m.dtype, lora=m.lora,
+            adapter_path=resumed if m.lora else None, weights_path=None if m.lora else resumed,
             gradient_checkpointing=m.gradient_checkpointing, reference=recipe.loss.kl != "none",
             chat_template=m.chat_template,
         )
@@ -245,28 +249,34 @@ class Trainer:
         return {**rollout_metrics(trajs), **credit.metrics, **stats,
                 "time/rollout_s": t1 - t0, "time/update_s": t2 - t1}
 
-    def fit(self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Run (or resume) to ``train.iterations``; returns every logged row."""
+    def fit(
+        self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None, *, until: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Run (or resume) to ``train.iterations`` (or stop at ``until``); returns every logged row.
+
+        A fresh run first does the SFT warm start and the initial eval, then checkpoints
+        iteration 0, so a resumed run never repeats or skips the warm start.
+        """
         rec = self.recipe
-        if self.iteration == 0 and not self.logger.read():
-            start: dict[str, Any] = {}
-            if rec.sft.steps:
-                start.update(self.sft())
+        end = rec.train.iterations if until is None else min(until, rec.train.iterations)
+        if self.latest_checkpoint() is None:
+            start: dict[str, Any] = self.sft() if rec.sft.steps else {}
             if rec.eval.episodes_per_task:
                 start["eval/success_rate"] = self.evaluate()
-            if start:
-                self.logger.log(0, start)
-                if on_iteration is not None:
-                    on_iteration(0, start)
-        while self.iteration < rec.train.iterations:
+            self.logger.log(0, start)
+            if on_iteration is not None:
+                on_iteration(0, start)
+            self.save_checkpoint()
+        while self.iteration < end:
             metrics = self.step()
             e = rec.eval
-            if e.episodes_per_task and (self.iteration == rec.train.iterations or (e.every and self.iteration % e.every == 0)):
+            last = self.iteration == rec.train.iterations
+            if e.episodes_per_task and (last or (e.every and self.iteration % e.every == 0)):
                 metrics["eval/success_rate"] = self.evaluate()
             self.logger.log(self.iteration, metrics)
             if on_iteration is not None:
                 on_iteration(self.iteration, metrics)
-            if self.iteration % rec.train.checkpoint_every == 0 or self.iteration == rec.train.iterations:
+            if self.iteration % rec.train.checkpoint_every == 0 or last:
                 self.save_checkpoint()
         rows = self.logger.read()
         if rec.train.plot:
