@@ -1,0 +1,148 @@
+"""Update throughput of the agentgym trainer (tokens/s, peak memory), and TRL's GRPO loss on
+the same batch when TRL is installed.
+
+The model is built from a Qwen2-0.5B-sized config (random weights, nothing downloaded); on CPU
+use ``--small`` for a config that finishes in seconds. One update = PPO-clip loss over the
+batch in micro-batches with gradient accumulation, backward, clip, AdamW step.
+
+    python bench/trainer_throughput.py --small               # CPU
+    python bench/trainer_throughput.py --device cuda --batch 16 --seq-len 2048   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+from agentgym.trainers.losses import LossConfig, aggregate, loss_denominator, policy_loss, sequence_logprobs
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+SMALL = dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True)
+
+
+def make_batch(batch: int, seq_len: int, vocab: int, device: torch.device) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=g)
+    mask = torch.zeros(batch, seq_len)
+    mask[:, seq_len // 2 :] = 1  # prompt half, completion half
+    adv = torch.randn(batch, 1, generator=g).expand(batch, seq_len) * mask
+    return {k: v.to(device) for k, v in dict(input_ids=ids, attention_mask=torch.ones_like(ids), loss_mask=mask,
+                                                 advantages=adv.contiguous()).items()}
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB (process peak RSS)
+
+
+def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int) -> None:
+    cfg = LossConfig()
+    with torch.no_grad():
+        old = torch.cat([sequence_logprobs(model, b["input_ids"][i : i + micro], b["attention_mask"][i : i + micro])[0]
+                         for i in range(0, len(b["input_ids"]), micro)])
+    denom = loss_denominator(b["loss_mask"], cfg)
+    opt.zero_grad(set_to_none=True)
+    for i in range(0, len(b["input_ids"]), micro):
+        rows = slice(i, i + micro)
+        logp, _ = sequence_logprobs(model, b["input_ids"][rows], b["attention_mask"][rows])
+        turns = torch.where(b["loss_mask"][rows] > 0, 0, -1)
+        pg, _ = policy_loss(logp, old[rows], b["advantages"][rows], turns, torch.ones_like(logp), cfg)
+        aggregate(pg, b["loss_mask"][rows], denom).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def trl_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int):
+    """TRL's GRPOTrainer loss on the same batch (its ``compute_loss`` on prepared inputs)."""
+    from agentgym.trainers.tiny import train_tokenizer
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    half = b["input_ids"].shape[1] // 2
+    model.config._name_or_path = "bench/qwen2"  # TRL names the run after the model
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=GRPOConfig(output_dir="/tmp/trl-bench", per_device_train_batch_size=micro, num_generations=2,
+                        report_to=[], use_cpu=b["input_ids"].device.type == "cpu",
+                        bf16=b["input_ids"].device.type == "cuda"),
+        train_dataset=Dataset.from_dict({"prompt": ["x"] * 4}),
+        processing_class=train_tokenizer(["a tokenizer only to satisfy TRL's constructor"] * 4, vocab_size=300),
+    )
+
+    trainer.current_gradient_accumulation_steps = trainer.args.steps_per_generation  # normaliser = loss tokens
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        for i in range(0, len(b["input_ids"]), micro):
+            rows = slice(i, i + micro)
+            inputs = {"prompt_ids": b["input_ids"][rows, :half], "prompt_mask": b["attention_mask"][rows, :half],
+                      "completion_ids": b["input_ids"][rows, half:], "completion_mask": b["attention_mask"][rows, half:],
+                      "advantages": b["advantages"][rows, half],
+                      "old_per_token_logps": None,
+                      "num_items_in_batch": b["loss_mask"].sum()}  # TRL normalises by the whole batch
+            trainer.compute_loss(model, inputs).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return run
+
+
+def timed(fn, steps: int, device: torch.device) -> float:
+    fn()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--small", action="store_true", help="small config for CPU")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--micro", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--no-trl", action="store_true")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config = Qwen2Config(**(SMALL if a.small else QWEN2_05B))
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).to(device=device, dtype=dtype)
+    model.config.use_cache = False
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    b = make_batch(a.batch, a.seq_len, config.vocab_size, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    tokens = a.batch * a.seq_len
+    print(f"model {n_params:.1f}M params ({'small' if a.small else 'Qwen2-0.5B-sized'}), {device}, {dtype}; "
+          f"batch {a.batch}×{a.seq_len} tokens, micro-batch {a.micro}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(lambda: agentgym_update(model, opt, b, a.micro), a.steps, device)
+    print(f"agentgym update: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, peak {peak_memory_gib(device):.2f} GiB")
+    if a.no_trl:
+        return
+    try:
+        run = trl_update(model, opt, b, a.micro)
+    except Exception as e:  # noqa: BLE001 — TRL is optional and its API moves between releases
+        print(f"TRL GRPOTrainer: skipped ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        return
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = timed(run, a.steps, device)
+    print(f"TRL GRPO loss:   {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, peak {peak_memory_gib(device):.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
