@@ -31,7 +31,7 @@ from agentgym.trajectory import Trajectory
 from .batch import Batch, make_batch
 from .chat import annotate_tokens, to_sequence
 from .config import Recipe
-from .credit_bridge import assign_credit
+from .credit_bridge import CreditFn, assign_credit
 from .generation import GenerationBackend, HFGenerator, TransformersPolicy
 from .info_gain import TransformersGoldScorer
 from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
@@ -59,8 +59,8 @@ def make_backend(recipe: Recipe, pm: PolicyModel) -> GenerationBackend:
 class Trainer:
     """Builds everything a recipe describes; ``fit()`` runs (or resumes) it."""
 
-    def __init__(self, recipe: Recipe, *, resume: bool = True):
-        self.recipe = recipe
+    def __init__(self, recipe: Recipe, *, resume: bool = True, credit_fn: CreditFn | None = None):
+        self.recipe, self.credit_fn = recipe, credit_fn or assign_credit
         self.out = Path(recipe.train.out_dir)
         self.env_spec = registry.spec(recipe.env.id)  # unregistered id: UnknownEnvError, with close matches
         self.env_kwargs = dict(recipe.env.kwargs)
@@ -238,7 +238,7 @@ class Trainer:
         t0 = time.perf_counter()
         trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
         t1 = time.perf_counter()
-        credit = assign_credit(trajs, self.recipe.credit, self.scorer)
+        credit = self.credit_fn(trajs, self.recipe.credit, self.scorer)
         self.backend.sleep()
         stats = self.update(self.to_batch(trajs, credit))
         self.backend.wake()

@@ -8,6 +8,7 @@ import typer
 from agentgym.trainers.cli import make_tiny_model, train
 from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict
 from agentgym.trainers.trainer import Trainer
+from trainer_support import outcome_credit
 from typer.testing import CliRunner
 
 from agentgym.registry import UnknownEnvError
@@ -67,12 +68,12 @@ def _state(trainer):
 def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_model_dir, tmp_path):
     # One episode in flight: batch composition (hence sampling) cannot depend on thread timing.
     serial = {"concurrency": 1}
-    full = Trainer(small_recipe(tiny_model_dir, tmp_path / "full", rollout=serial))
+    full = Trainer(small_recipe(tiny_model_dir, tmp_path / "full", rollout=serial), credit_fn=outcome_credit)
     full_rows = full.fit()
-    first = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial))
+    first = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial), credit_fn=outcome_credit)
     first.fit(until=1)  # "killed" after iteration 1 (its checkpoint is on disk)
     del first
-    resumed = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial))
+    resumed = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial), credit_fn=outcome_credit)
     assert resumed.iteration == 1 and resumed.task_cursor == 2
     rows = resumed.fit()
     a, b = _state(full), _state(resumed)
@@ -89,7 +90,7 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_model_dir, tmp
 def test_training_logs_collapse_signals_and_checkpoints(tiny_model_dir, tmp_path):
     recipe = small_recipe(tiny_model_dir, tmp_path, train={"iterations": 1, "plot": True},
                           model={"lora": {"r": 4, "alpha": 8}}, loss={"ratio": "turn"})
-    rows = Trainer(recipe).fit()
+    rows = Trainer(recipe, credit_fn=outcome_credit).fit()
     last = rows[-1]
     for key in ("rollout/success_rate", "collapse/group_reward_std", "collapse/entropy", "collapse/grad_norm",
                 "collapse/clip_fraction", "collapse/void_ratio", "is/mean_abs_log_ratio", "loss/kl"):
@@ -101,7 +102,8 @@ def test_training_logs_collapse_signals_and_checkpoints(tiny_model_dir, tmp_path
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["iteration"] == 1
 
 
-def test_cli_commands(tmp_path):
+def test_cli_commands(tmp_path, monkeypatch, credit_fn):
+    monkeypatch.setattr("agentgym.trainers.trainer.assign_credit", credit_fn)
     app = typer.Typer()
     app.command("train")(train)
     app.command("make-tiny-model")(make_tiny_model)
