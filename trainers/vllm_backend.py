@@ -102,9 +102,9 @@ class VLLMServer:
 
     def __init__(self, base_url: str = "http://localhost:8000", *, model: str | None = None,
                  lora: bool = True, adapter_dir: str | None = None, timeout: float = 600.0,
-                 api_key: str | None = None):
+                 api_key: str | None = None, transport: httpx.BaseTransport | None = None):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
+        self.client = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
         self.model = model or self.client.get("/v1/models").json()["data"][0]["id"]
         self.lora = lora
         self.adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="agentgym-lora-"))
