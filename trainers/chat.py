@@ -109,6 +109,9 @@ class TokenSequence:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def truncated(self, n: int) -> TokenSequence:
+        return TokenSequence(self.input_ids[:n], self.loss_mask[:n], self.turn_ids[:n], self.rollout_logprobs[:n])
+
 
 def opening_messages(traj: Trajectory, system_prompt: str | None) -> list[Message]:
     first = traj.turns[0]

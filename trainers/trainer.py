@@ -129,8 +129,8 @@ class Trainer:
     def to_batch(self, trajs: list[Trajectory], credit: Any) -> Batch:
         seqs = [to_sequence(annotate_tokens(t, self.pm.chat, self.system_prompt)) for t in trajs]
         too_long = [i for i, s in enumerate(seqs) if len(s) > self.recipe.train.max_seq_len]
-        for i in too_long:  # keep the tokens the model saw, but learn nothing from a cut sequence
-            seqs[i] = type(seqs[i])(*(v[: self.recipe.train.max_seq_len] for v in vars(seqs[i]).values()))
+        for i in too_long:  # cut to fit, and learn nothing from a cut sequence
+            seqs[i] = seqs[i].truncated(self.recipe.train.max_seq_len)
             credit.loss_mask[i] = [0.0] * len(credit.loss_mask[i])
         return make_batch(seqs, credit.advantages, credit.loss_mask, credit.clip_scale, self.pm.chat.pad_id)
 
@@ -160,9 +160,11 @@ class Trainer:
             order = torch.randperm(len(batch), generator=self.shuffle).to(self.pm.device)
             for start in range(0, len(batch), mini):
                 mb = batch.select(order[start : start + mini])
-                denom = loss_denominator(mb.loss_mask, cfg)
+                denom, n_tokens = loss_denominator(mb.loss_mask, cfg), max(float(mb.loss_mask.sum()), 1.0)
+                step: dict[str, float] = defaultdict(float)  # this optimiser step's mini-batch totals
                 self.optimizer.zero_grad(set_to_none=True)
                 for micro in mb.split(o.micro_batch_size):
+                    m = micro.loss_mask
                     logp, ent = sequence_logprobs(model, micro.input_ids, micro.attention_mask,
                                                   self.recipe.generation.sampling.temperature, entropy=True)
                     pg, clipped = policy_loss(logp, micro.old_logp, micro.advantages, micro.turn_ids,
@@ -171,20 +173,19 @@ class Trainer:
                     if cfg.kl != "none":
                         kl = kl_penalty(logp, micro.ref_logp, cfg.kl)
                         per_token = per_token + cfg.kl_coef * kl
-                        stats["loss/kl"].append(aggregate(kl.detach(), micro.loss_mask, denom).item())
-                    aggregate(per_token, micro.loss_mask, denom).backward()
-                    m = micro.loss_mask
-                    stats["loss/policy"].append(aggregate(pg.detach(), m, denom).item())
-                    stats["collapse/entropy"].append(aggregate(ent.detach(), m, max(float(m.sum()), 1.0)).item())
-                    stats["collapse/clip_fraction"].append(aggregate(clipped, m, max(float(m.sum()), 1.0)).item())
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, o.max_grad_norm)
+                        step["loss/kl"] += aggregate(kl.detach(), m, denom).item()
+                    aggregate(per_token, m, denom).backward()
+                    step["loss/policy"] += aggregate(pg.detach(), m, denom).item()
+                    step["collapse/entropy"] += aggregate(ent.detach(), m, n_tokens).item()
+                    step["collapse/clip_fraction"] += aggregate(clipped, m, n_tokens).item()
+                step["collapse/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, o.max_grad_norm))
                 self.optimizer.step()
                 self.scheduler.step()
-                stats["collapse/grad_norm"].append(float(grad_norm))
+                for key, value in step.items():
+                    stats[key].append(value)
         sampled = batch.loss_mask > 0
         is_log_ratio = (batch.old_logp - batch.rollout_logp)[sampled]  # trainer vs rollout engine
         out = {k: float(np.mean(v)) for k, v in stats.items()}
-        out["loss/policy"] = float(np.sum(stats["loss/policy"]) / o.epochs / math.ceil(len(batch) / mini))
         out.update({
             "is/mean_abs_log_ratio": float(is_log_ratio.abs().mean()) if is_log_ratio.numel() else 0.0,
             "is/max_ratio": float(is_log_ratio.exp().max()) if is_log_ratio.numel() else 1.0,
