@@ -1,0 +1,69 @@
+"""Turn-level credit assignment for multi-turn agentic RL (numpy only; CREDIT.md has the maths).
+
+Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
+ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, void-turn
+filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
+
+    from agentgym.credit import TurnBatch, build_pipeline
+    batch = TurnBatch.from_trajectories(trajs)
+    out = build_pipeline({"method": "gigpo", "gamma": 0.95})(batch)
+    out.advantages, out.loss_mask, out.clip_scale, out.metrics
+"""
+
+from .batch import TurnBatch
+from .estimators import (
+    a2tgpo,
+    anchor_groups,
+    gigpo,
+    group_filter,
+    grpo,
+    igpo,
+    information_gain,
+    invalid_action_penalty,
+    rloo,
+    void_loss_mask,
+)
+from .pipeline import STAGES, CreditResult, Pipeline, assign_credit, build_pipeline, load_config
+from .scoring import (
+    GoldAnswerScorer,
+    LookupScorer,
+    gold_answer,
+    gold_logprobs,
+    gold_token_range,
+    text_contexts,
+)
+from .segments import IGPO_NORM, VERL_NORM, Norm, discounted_suffix_sum, segment_mean_std, zscore
+from .void import is_void_simpletir
+
+__all__ = [
+    "IGPO_NORM",
+    "STAGES",
+    "VERL_NORM",
+    "CreditResult",
+    "GoldAnswerScorer",
+    "LookupScorer",
+    "Norm",
+    "Pipeline",
+    "TurnBatch",
+    "a2tgpo",
+    "anchor_groups",
+    "assign_credit",
+    "build_pipeline",
+    "discounted_suffix_sum",
+    "gigpo",
+    "gold_answer",
+    "gold_logprobs",
+    "gold_token_range",
+    "group_filter",
+    "grpo",
+    "igpo",
+    "information_gain",
+    "invalid_action_penalty",
+    "is_void_simpletir",
+    "load_config",
+    "rloo",
+    "segment_mean_std",
+    "text_contexts",
+    "void_loss_mask",
+    "zscore",
+]

@@ -1,0 +1,419 @@
+"""A composable credit pipeline, configured by a dict or YAML.
+
+Two config forms. A list of stages, applied in order::
+
+    stages:
+      - invalid_action_penalty: {penalty: 0.1}
+      - gigpo: {gamma: 0.95, omega: 1.0, std: false}
+      - info_gain: {ig_type: log_prob_diff, norm: separate, gamma: 1.0, outcome: false}
+      - group_filter: {zero_variance: true, accuracy: [0.1, 0.9]}
+      - void_filter: {void_in_group_stats: true}
+
+or the one-method shorthand the trainer recipes use (``{method: gigpo, gamma: 0.95}``, plus
+optional ``void_filter``, ``void_in_group_stats``, ``invalid_action_penalty``, ``group_filter``
+keys). An empty config is GRPO. Unknown keys are errors.
+
+Semantics: estimator stages *add* ``weight × advantage`` into the per-turn advantage (so
+GiGPO + IG(outcome=false) is GiGPO with an IG bonus; adding two stages that both credit the
+outcome counts it twice, by request); ``invalid_action_penalty`` rewrites rewards and must come
+before the estimators; filters multiply the loss mask. ``void_in_group_stats=False`` removes void
+trajectories from the statistics of *every* estimator, wherever the void stage is listed.
+Infra failures are always out of the statistics, with advantage 0 and loss mask 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import estimators as est
+from .batch import TurnBatch
+from .scoring import GoldAnswerScorer, gold_logprobs
+
+__all__ = ["CreditResult", "Pipeline", "assign_credit", "build_pipeline", "load_config"]
+
+
+@dataclass
+class CreditResult:
+    """Per-turn outputs aligned with ``batch`` rows (canonical order), plus diagnostics.
+
+    ``components[name]`` is each estimator stage's (weighted) contribution; ``metrics`` are flat
+    floats for logging (``credit/...``); ``diagnostics`` may hold arrays (step-group sizes,
+    filtered group labels).
+    """
+
+    batch: TurnBatch
+    advantages: np.ndarray
+    loss_mask: np.ndarray
+    clip_scale: np.ndarray
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def traj_index(self) -> np.ndarray:
+        return self.batch.traj_index
+
+    @property
+    def turn_index(self) -> np.ndarray:
+        return self.batch.turn_index
+
+    def per_trajectory(self, what: str = "advantages") -> list[list[float]]:
+        """``values[i][t]`` for turn t of input trajectory i (``advantages``, ``loss_mask``, ``clip_scale``
+        or a component name)."""
+        values = self.components[what] if what in self.components else getattr(self, what)
+        return self.batch.per_trajectory(values)
+
+
+@dataclass
+class _State:
+    batch: TurnBatch
+    include: np.ndarray
+    advantages: np.ndarray
+    loss_mask: np.ndarray
+    clip_scale: np.ndarray
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    estimated: bool = False
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        key, k = name, 2
+        while key in self.components:
+            key, k = f"{name}_{k}", k + 1
+        self.components[key] = values
+        self.advantages = self.advantages + values
+        self.estimated = True
+
+
+@dataclass
+class Stage:
+    """Base of a pipeline stage; the dataclass fields are the stage's config keys."""
+
+    name: ClassVar[str] = ""
+    estimator: ClassVar[bool] = False
+    needs_gold: ClassVar[bool] = False
+
+    def __call__(self, s: _State) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class InvalidActionPenalty(Stage):
+    """Subtract ``penalty`` from turns the parser rejected (verl-agent uses 0.1)."""
+
+    name: ClassVar[str] = "invalid_action_penalty"
+    penalty: float = 0.1
+
+    def __call__(self, s: _State) -> None:
+        if s.estimated:
+            raise ValueError("invalid_action_penalty must come before the estimator stages")
+        s.batch = est.invalid_action_penalty(s.batch, self.penalty)
+        s.diagnostics["invalid_turns"] = int(s.batch.invalid.sum())
+
+
+@dataclass
+class Outcome(Stage):
+    """Outcome baseline on every turn: ``grpo`` (``std=False``: Dr.GRPO) or ``rloo``."""
+
+    name: ClassVar[str] = "outcome"
+    estimator: ClassVar[bool] = True
+    baseline: str = "grpo"
+    std: bool = True
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        if self.baseline == "grpo":
+            adv = est.grpo(s.batch, std=self.std, include=s.include)
+        elif self.baseline == "rloo":
+            adv = est.rloo(s.batch, include=s.include)
+        else:
+            raise ValueError(f"outcome baseline must be 'grpo' or 'rloo', got {self.baseline!r}")
+        s.add(self.baseline, self.weight * adv)
+
+
+@dataclass
+class GiGPO(Stage):
+    """GiGPO episode + anchor-state step advantage (see :func:`estimators.gigpo`)."""
+
+    name: ClassVar[str] = "gigpo"
+    estimator: ClassVar[bool] = True
+    gamma: float = 0.95
+    omega: float = 1.0
+    std: bool = False
+    episode_stats: str = "trajectory"
+    episode_weight: float = 1.0
+    similarity: float | None = None
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        codes, n = est.anchor_groups(b, similarity=self.similarity, include=s.include)
+        adv = est.gigpo(b, gamma=self.gamma, omega=self.omega, std=self.std, episode_stats=self.episode_stats,
+                        episode_weight=self.episode_weight, include=s.include, anchors=(codes, n))
+        row_inc = (~b.infra & s.include)[b.traj]
+        sizes = np.bincount(codes, weights=row_inc, minlength=n)
+        sizes = sizes[sizes > 0].astype(np.int64)
+        s.diagnostics["step_group_sizes"] = sizes
+        s.diagnostics["n_anchor_groups"] = int(sizes.size)
+        s.diagnostics["mean_step_group_size"] = float(sizes.mean()) if sizes.size else 0.0
+        s.diagnostics["singleton_anchor_share"] = float((sizes == 1).mean()) if sizes.size else 0.0
+        s.diagnostics["singleton_turn_share"] = float((sizes == 1).sum() / max(sizes.sum(), 1))
+        s.add("gigpo", self.weight * adv)
+
+
+@dataclass
+class InfoGain(Stage):
+    """IGPO information-gain turn rewards (see :func:`estimators.igpo`)."""
+
+    name: ClassVar[str] = "info_gain"
+    estimator: ClassVar[bool] = True
+    needs_gold: ClassVar[bool] = True
+    ig_type: str = "log_prob_diff"
+    norm: str = "separate"
+    gamma: float = 1.0
+    std: bool = True
+    outcome: bool = True
+    outcome_weight: float = 1.0
+    ig_weight: float = 1.0
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        adv = est.igpo(b, ig_type=self.ig_type, norm=self.norm, gamma=self.gamma, std=self.std,  # type: ignore[arg-type]
+                       outcome=self.outcome, outcome_weight=self.outcome_weight, ig_weight=self.ig_weight,
+                       include=s.include)
+        ig = est.information_gain(b, ig_type=self.ig_type)  # type: ignore[arg-type]
+        ig_rows = ~b.is_last & (~b.infra & s.include)[b.traj]
+        finite = np.isfinite(ig) & ig_rows
+        s.diagnostics["ig_mean"] = float(ig[finite].mean()) if finite.any() else 0.0
+        s.diagnostics["ig_nonfinite"] = int((ig_rows & ~np.isfinite(ig)).sum())
+        s.add("info_gain", self.weight * adv)
+
+
+@dataclass
+class A2TGPO(Stage):
+    """A²TGPO turn-group IG, √-rescaled accumulation and adaptive clip scale."""
+
+    name: ClassVar[str] = "a2tgpo"
+    estimator: ClassVar[bool] = True
+    needs_gold: ClassVar[bool] = True
+    alpha: float = 0.3
+    beta: float = 0.3
+    gamma: float = 1.0
+    ig_type: str = "log_prob_diff"
+    std: bool = True
+    outcome: bool = True
+    adaptive_clip: bool = True
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        adv, clip = est.a2tgpo(s.batch, alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+                               ig_type=self.ig_type, std=self.std, outcome=self.outcome,  # type: ignore[arg-type]
+                               include=s.include)
+        if self.adaptive_clip:
+            s.clip_scale = s.clip_scale * clip
+        s.add("a2tgpo", self.weight * adv)
+
+
+@dataclass
+class VoidFilter(Stage):
+    """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
+
+    ``void_in_group_stats=True`` (default, faithful to SimpleTIR's code) keeps them in every
+    group statistic; False drops them from the statistics before any estimator runs.
+    """
+
+    name: ClassVar[str] = "void_filter"
+    void_in_group_stats: bool = True
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        s.loss_mask = s.loss_mask * est.void_loss_mask(b)
+        live = ~b.infra
+        s.diagnostics["void_trajectories"] = int((b.void_traj & live).sum())
+        s.diagnostics["void_ratio"] = float((b.void_traj & live).sum() / max(live.sum(), 1))
+
+
+@dataclass
+class GroupFilter(Stage):
+    """Drop (loss-mask) whole prompt groups: zero variance, accuracy band, too few valid rollouts."""
+
+    name: ClassVar[str] = "group_filter"
+    zero_variance: bool = True
+    std_threshold: float = 1e-3
+    accuracy: Sequence[float] | None = None
+    min_valid: int | None = None
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        valid = np.bincount(b.traj, weights=s.loss_mask, minlength=b.n_traj) >= np.maximum(b.lengths, 1)
+        keep = est.group_filter(b, zero_variance=self.zero_variance, std_threshold=self.std_threshold,
+                                accuracy=self.accuracy, min_valid=self.min_valid, include=s.include, valid=valid)
+        s.loss_mask = s.loss_mask * keep[b.group]
+        dropped = np.flatnonzero(~keep)
+        prev = s.diagnostics.get("filtered_groups", [])
+        labels = [str(b.group_ids[g]) if b.group_ids is not None else int(g) for g in dropped]
+        s.diagnostics["filtered_groups"] = sorted(set(prev) | set(labels), key=str)
+
+
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls for cls in (InvalidActionPenalty, Outcome, GiGPO, InfoGain, A2TGPO, VoidFilter, GroupFilter)
+}
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "grpo": ("outcome", {"baseline": "grpo"}),
+    "dr_grpo": ("outcome", {"baseline": "grpo", "std": False}),
+    "rloo": ("outcome", {"baseline": "rloo"}),
+    "igpo": ("info_gain", {}),
+}
+_SHORTHAND_KEYS = {"method", "void_filter", "void_in_group_stats", "invalid_action_penalty", "group_filter"}
+
+
+def _make_stage(name: str, params: Mapping[str, Any] | None) -> Stage:
+    params = dict(params or {})
+    if name in ALIASES:
+        name, preset = ALIASES[name]
+        params = {**preset, **params}
+    if name not in STAGES:
+        raise ValueError(f"unknown credit stage {name!r}; known: {sorted(STAGES) + sorted(ALIASES)}")
+    cls = STAGES[name]
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"credit stage {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return cls(**params)
+
+
+def _stages_from_config(config: Mapping[str, Any]) -> list[Stage]:
+    if "stages" in config:
+        extra = set(config) - {"stages"}
+        if extra:
+            raise ValueError(f"credit config: unknown top-level keys {sorted(extra)} beside 'stages'")
+        stages = []
+        for item in config["stages"]:
+            if isinstance(item, str):
+                stages.append(_make_stage(item, None))
+            elif isinstance(item, Mapping) and len(item) == 1:
+                (name, params), = item.items()
+                stages.append(_make_stage(name, params))
+            else:
+                raise ValueError(f"a credit stage is a name or a one-key mapping {{name: params}}, got {item!r}")
+        return stages
+    cfg = dict(config)
+    method = cfg.pop("method", "grpo")
+    params = {k: v for k, v in cfg.items() if k not in _SHORTHAND_KEYS}
+    stages = []
+    if cfg.get("invalid_action_penalty"):
+        stages.append(_make_stage("invalid_action_penalty", {"penalty": float(cfg["invalid_action_penalty"])}))
+    stages.append(_make_stage(method, params))
+    if cfg.get("group_filter"):
+        gf = cfg["group_filter"]
+        stages.append(_make_stage("group_filter", gf if isinstance(gf, Mapping) else {}))
+    if "void_in_group_stats" in cfg and not cfg.get("void_filter"):
+        raise ValueError("credit config: void_in_group_stats needs void_filter: true")
+    if cfg.get("void_filter"):
+        stages.append(_make_stage("void_filter", {"void_in_group_stats": cfg.get("void_in_group_stats", True)}))
+    return stages
+
+
+class Pipeline:
+    """Stages applied in order to a :class:`TurnBatch`; call it to get a :class:`CreditResult`."""
+
+    def __init__(self, stages: Sequence[Stage]):
+        self.stages = list(stages)
+        if not any(st.estimator for st in self.stages):
+            raise ValueError("a credit pipeline needs at least one estimator stage")
+        seen_estimator = False
+        for st in self.stages:
+            seen_estimator |= st.estimator
+            if isinstance(st, InvalidActionPenalty) and seen_estimator:
+                raise ValueError("invalid_action_penalty must come before the estimator stages")
+
+    @property
+    def needs_gold(self) -> bool:
+        return any(st.needs_gold for st in self.stages)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.stages!r})"
+
+    def __call__(self, batch: TurnBatch | Sequence[Any], scorer: GoldAnswerScorer | None = None) -> CreditResult:
+        if not isinstance(batch, TurnBatch):
+            batch = TurnBatch.from_trajectories(batch)
+        if self.needs_gold and batch.gold_logp is None:
+            if scorer is None or batch.trajectories is None:
+                raise ValueError("this credit pipeline needs gold log-probs: build the batch with gold_logp, "
+                                 "or pass trajectories and a GoldAnswerScorer")
+            batch = batch.with_gold_logp(gold_logprobs(batch.trajectories, scorer))
+        include = ~batch.infra
+        for st in self.stages:
+            if isinstance(st, VoidFilter) and not st.void_in_group_stats:
+                include = include & ~batch.void_traj
+        n = batch.n_rows
+        s = _State(batch=batch, include=include, advantages=np.zeros(n),
+                   loss_mask=np.where(batch.infra[batch.traj], 0.0, 1.0), clip_scale=np.ones(n))
+        for st in self.stages:
+            st(s)
+        live = ~batch.infra[batch.traj]
+        s.advantages = np.where(live, s.advantages, 0.0)
+        s.diagnostics.update(
+            n_turns=n, n_trajectories=batch.n_traj, n_groups=batch.n_groups,
+            infra_trajectories=int(batch.infra.sum()),
+        )
+        s.diagnostics.setdefault("filtered_groups", [])
+        return CreditResult(s.batch, s.advantages, s.loss_mask, s.clip_scale, s.components, s.diagnostics,
+                            _metrics(s))
+
+
+def _metrics(s: _State) -> dict[str, float]:
+    m: dict[str, float] = {}
+    for key, value in s.diagnostics.items():
+        if isinstance(value, (bool, int, float, np.integer, np.floating)):
+            m[f"credit/{key}"] = float(value)
+    m["credit/filtered_groups"] = float(len(s.diagnostics.get("filtered_groups", [])))
+    on = s.loss_mask > 0
+    m["credit/loss_mask_mean"] = float(s.loss_mask.mean()) if s.loss_mask.size else 0.0
+    if on.any():
+        adv = s.advantages[on]
+        m["credit/adv_mean"] = float(adv.mean())
+        m["credit/adv_std"] = float(adv.std())
+        m["credit/adv_abs_mean"] = float(np.abs(adv).mean())
+        m["credit/clip_scale_mean"] = float(s.clip_scale[on].mean())
+    return m
+
+
+def load_config(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A credit config from a dict, a YAML file path, or YAML text; a ``credit:`` section is unwrapped."""
+    if isinstance(source, Mapping):
+        cfg = dict(source)
+    else:
+        import yaml
+
+        text = Path(source).read_text() if (isinstance(source, Path) or "\n" not in str(source)
+                                            and Path(str(source)).exists()) else str(source)
+        cfg = yaml.safe_load(text) or {}
+        if not isinstance(cfg, Mapping):
+            raise ValueError("a credit config must be a mapping")
+        cfg = dict(cfg)
+    if set(cfg) == {"credit"}:
+        cfg = dict(cfg["credit"] or {})
+    return cfg
+
+
+def build_pipeline(config: Mapping[str, Any] | str | Path | Pipeline | None = None) -> Pipeline:
+    """A :class:`Pipeline` from a config dict, YAML path or text (``None`` / ``{}``: GRPO)."""
+    if isinstance(config, Pipeline):
+        return config
+    return Pipeline(_stages_from_config(load_config(config or {})))
+
+
+def assign_credit(
+    trajectories: Sequence[Any] | TurnBatch,
+    config: Mapping[str, Any] | str | Path | Pipeline | None = None,
+    scorer: GoldAnswerScorer | None = None,
+) -> CreditResult:
+    """One call: trajectories (or a batch) → per-turn credit."""
+    return build_pipeline(config)(trajectories, scorer=scorer)
