@@ -1,5 +1,7 @@
 """IGPO's gold-answer probe (CREDIT.md §3.1): teacher-forced mean log-prob of the gold answer
-after each turn, with the model that sampled (no grad).
+after each turn, with the model that sampled (no grad). It implements the credit library's
+:class:`agentgym.credit.GoldAnswerScorer` (``score``, plus ``trajectory_gold_logprobs`` so the
+library never rebuilds token contexts from text).
 
 For trajectory i and context k (k = 0: the opening prompt; k = t: everything up to and
 including the observation that turn t−1 got back, i.e. the prompt of turn t), the context's
@@ -16,6 +18,7 @@ from typing import Any
 
 import torch
 
+from agentgym.credit import gold_answer, gold_token_range
 from agentgym.trajectory import Trajectory
 
 from .chat import annotate_tokens, to_sequence
@@ -33,10 +36,8 @@ def gold_token_span(tokenizer: Any, template: str, gold: str) -> tuple[list[int]
     start = template.index("{gold}")
     end = start + len(gold)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    inside = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if s < end and e > start]
-    if not inside:
-        raise ValueError(f"gold answer {gold!r} has no tokens in {text!r}")
-    return list(enc["input_ids"]), inside[0], inside[-1] + 1
+    lo, hi = gold_token_range(enc["offset_mapping"], start, end)
+    return list(enc["input_ids"]), lo, hi
 
 
 class TransformersGoldScorer:
@@ -48,19 +49,9 @@ class TransformersGoldScorer:
         *,
         template: str = DEFAULT_TEMPLATE,
         system_prompt: str | None = None,
-        gold_key: str = "gold_answers",
         batch_size: int = 16,
     ):
-        self.pm, self.template, self.system_prompt = pm, template, system_prompt
-        self.gold_key, self.batch_size = gold_key, batch_size
-
-    def gold(self, traj: Trajectory) -> str:
-        value = traj.info.get(self.gold_key)
-        if isinstance(value, (list, tuple)):
-            value = value[0] if value else None  # multi-alias gold: the first alias (IGPO)
-        if not value:
-            raise KeyError(f"{traj.traj_id}: no gold answer in info[{self.gold_key!r}]")
-        return str(value)
+        self.pm, self.template, self.system_prompt, self.batch_size = pm, template, system_prompt, batch_size
 
     def contexts(self, traj: Trajectory) -> list[list[int]]:
         """The prompt token ids before each turn's action (k = 0 … T−1)."""
@@ -96,16 +87,20 @@ class TransformersGoldScorer:
         return out
 
     def trajectory_gold_logprobs(self, trajs: list[Trajectory]) -> list[list[float]]:
-        """ℓ_{i,k} for every trajectory i and context k, in one batched pass."""
+        """ℓ_{i,k} for every trajectory i and context k, in one batched pass (infra failures and
+        empty trajectories are not scored: they are out of the credit statistics)."""
         contexts, golds, sizes = [], [], []
         for traj in trajs:
+            if traj.failure == "infra" or not traj.turns:
+                sizes.append(0)
+                continue
             ctx = self.contexts(traj)
             contexts += ctx
-            golds += [self.gold(traj)] * len(ctx)
+            golds += [gold_answer(traj)] * len(ctx)
             sizes.append(len(ctx))
         flat = self.score(contexts, golds)
         out, pos = [], 0
-        for n in sizes:
-            out.append(flat[pos : pos + n])
+        for traj, n in zip(trajs, sizes, strict=True):
+            out.append(flat[pos : pos + n] if n else [float("nan")] * traj.num_turns)
             pos += n
         return out

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from agentgym import registry
+from agentgym.credit import build_pipeline
 from agentgym.policies.base import Policy
 from agentgym.policies.simple import ScriptedPolicy
 from agentgym.rollout import WorkItem, rollout
@@ -63,6 +64,7 @@ class Trainer:
         self.recipe, self.credit_fn = recipe, credit_fn or assign_credit
         self.out = Path(recipe.train.out_dir)
         self.env_spec = registry.spec(recipe.env.id)  # unregistered id: UnknownEnvError, with close matches
+        self.pipeline = build_pipeline(recipe.credit)  # a bad credit config fails before any loading
         self.env_kwargs = dict(recipe.env.kwargs)
         if recipe.env.max_turns is not None:
             self.env_kwargs["max_turns"] = recipe.env.max_turns
@@ -85,7 +87,7 @@ class Trainer:
         self.backend = make_backend(recipe, self.pm)
         self.policy = TransformersPolicy(self.backend, self.pm.chat, recipe.generation.sampling)
         self.scorer = (TransformersGoldScorer(self.pm, system_prompt=self.system_prompt, **recipe.info_gain)
-                       if recipe.info_gain else None)
+                       if self.pipeline.needs_gold else None)
         o = recipe.optim
         self.params = [p for p in self.pm.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -239,7 +241,7 @@ class Trainer:
         t0 = time.perf_counter()
         trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
         t1 = time.perf_counter()
-        credit = self.credit_fn(trajs, self.recipe.credit, self.scorer)
+        credit = self.credit_fn(trajs, self.pipeline, self.scorer)
         self.backend.sleep()
         stats = self.update(self.to_batch(trajs, credit))
         self.backend.wake()

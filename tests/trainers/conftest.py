@@ -13,17 +13,3 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
-
-@pytest.fixture(scope="session")
-def credit_fn():
-    """The credit library's pipeline when it is there, else the GRPO test double."""
-    from agentgym.trainers.credit_bridge import assign_credit
-    from trainer_support import outcome_credit
-
-    try:
-        import agentgym.credit as credit
-
-        credit.TurnBatch, credit.build_pipeline  # noqa: B018 — the API the bridge needs
-        return assign_credit
-    except (ImportError, AttributeError):
-        return outcome_credit

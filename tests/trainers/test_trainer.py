@@ -8,9 +8,9 @@ import typer
 from agentgym.trainers.cli import make_tiny_model, train
 from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict
 from agentgym.trainers.trainer import Trainer
-from trainer_support import outcome_credit
 from typer.testing import CliRunner
 
+from agentgym.credit import build_pipeline
 from agentgym.registry import UnknownEnvError
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
@@ -40,6 +40,7 @@ def small_recipe(model_dir, out_dir, **extra):
 def test_every_bundled_recipe_loads(path):
     recipe = load_recipe(path)
     assert recipe.name and recipe.env.id.startswith("agentgym/") and recipe.credit
+    build_pipeline(recipe.credit)  # the credit section is valid for the credit library
     assert load_recipe(path.stem).to_dict() == recipe.to_dict()  # bundled recipes load by name
 
 
@@ -68,12 +69,12 @@ def _state(trainer):
 def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_model_dir, tmp_path):
     # One episode in flight: batch composition (hence sampling) cannot depend on thread timing.
     serial = {"concurrency": 1}
-    full = Trainer(small_recipe(tiny_model_dir, tmp_path / "full", rollout=serial), credit_fn=outcome_credit)
+    full = Trainer(small_recipe(tiny_model_dir, tmp_path / "full", rollout=serial))
     full_rows = full.fit()
-    first = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial), credit_fn=outcome_credit)
+    first = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial))
     first.fit(until=1)  # "killed" after iteration 1 (its checkpoint is on disk)
     del first
-    resumed = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial), credit_fn=outcome_credit)
+    resumed = Trainer(small_recipe(tiny_model_dir, tmp_path / "cut", rollout=serial))
     assert resumed.iteration == 1 and resumed.task_cursor == 2
     rows = resumed.fit()
     a, b = _state(full), _state(resumed)
@@ -90,7 +91,7 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tiny_model_dir, tmp
 def test_training_logs_collapse_signals_and_checkpoints(tiny_model_dir, tmp_path):
     recipe = small_recipe(tiny_model_dir, tmp_path, train={"iterations": 1, "plot": True},
                           model={"lora": {"r": 4, "alpha": 8}}, loss={"ratio": "turn"})
-    rows = Trainer(recipe, credit_fn=outcome_credit).fit()
+    rows = Trainer(recipe).fit()
     last = rows[-1]
     for key in ("rollout/success_rate", "collapse/group_reward_std", "collapse/entropy", "collapse/grad_norm",
                 "collapse/clip_fraction", "collapse/void_ratio", "is/mean_abs_log_ratio", "loss/kl"):
@@ -102,8 +103,7 @@ def test_training_logs_collapse_signals_and_checkpoints(tiny_model_dir, tmp_path
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["iteration"] == 1
 
 
-def test_cli_commands(tmp_path, monkeypatch, credit_fn):
-    monkeypatch.setattr("agentgym.trainers.trainer.assign_credit", credit_fn)
+def test_cli_commands(tmp_path):
     app = typer.Typer()
     app.command("train")(train)
     app.command("make-tiny-model")(make_tiny_model)
@@ -119,3 +119,23 @@ def test_cli_commands(tmp_path, monkeypatch, credit_fn):
     assert "eval success rate" in result.output and (tmp_path / "run" / "learning_curve.png").exists()
     result = runner.invoke(app, ["train", "demo_bifurcation", "optim.nope=1"])
     assert result.exit_code == 2 and "unknown key" in result.output
+
+
+def test_igpo_iteration_scores_gold_answers_on_search(tiny_model_dir, tmp_path):
+    recipe = load_recipe("igpo_search", [
+        f"model.path={tiny_model_dir}", "model.lora=null", "model.gradient_checkpointing=false", "model.device=cpu",
+        "rollout.tasks_per_iter=2", "rollout.group_size=2", "generation.sampling.max_new_tokens=6",
+        "env.max_turns=3", "train.iterations=1", f"train.out_dir={tmp_path}", "train.tensorboard=false",
+        "optim.micro_batch_size=2", "optim.mini_batch_size=null",
+    ])
+    trainer = Trainer(recipe)
+    assert trainer.scorer is not None  # the IG pipeline asked for gold log-probs
+    row = trainer.fit()[-1]
+    assert "credit/ig_mean" in row and row["batch/loss_tokens"] > 0
+
+
+def test_sequences_longer_than_max_seq_len_are_cut_and_masked(tiny_model_dir, tmp_path):
+    trainer = Trainer(small_recipe(tiny_model_dir, tmp_path, train={"max_seq_len": 60}))
+    trajs = trainer.collect(trainer.task_seeds(0, 1), 2, "x")
+    batch = trainer.to_batch(trajs, trainer.credit_fn(trajs, trainer.pipeline, None))
+    assert batch.input_ids.shape[1] == 60 and batch.loss_mask.sum() == 0
