@@ -21,6 +21,7 @@ from .estimators import (
     information_gain,
     invalid_action_penalty,
     rloo,
+    tempo,
     void_loss_mask,
 )
 from .pipeline import STAGES, CreditResult, Pipeline, assign_credit, build_pipeline, load_config
@@ -33,6 +34,7 @@ from .scoring import (
     text_contexts,
 )
 from .segments import IGPO_NORM, VERL_NORM, Norm, discounted_suffix_sum, segment_mean_std, zscore
+from .tokens import broadcast_to_tokens, token_turn_ids, turn_level_ratio
 from .void import is_void_simpletir
 
 __all__ = [
@@ -63,7 +65,11 @@ __all__ = [
     "load_config",
     "rloo",
     "segment_mean_std",
+    "tempo",
     "text_contexts",
+    "token_turn_ids",
+    "turn_level_ratio",
+    "broadcast_to_tokens",
     "void_loss_mask",
     "zscore",
 ]

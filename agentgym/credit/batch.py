@@ -48,7 +48,8 @@ class TurnBatch:
 
     Row columns: ``traj`` (trajectory code), ``turn_idx`` (explicit turn index), ``reward`` (env
     reward of the turn), ``state`` (anchor code, −1 = no state key), ``void``, ``invalid``
-    (the parser reported an error), ``gold_logp`` (ℓ after the turn; NaN where unknown).
+    (the parser reported an error), ``gold_logp`` (ℓ after the turn; NaN where unknown),
+    ``branch`` (code of the turn's canonical (action, next observation), for prefix trees).
     Trajectory columns: ``traj_group`` (group code), ``outcome`` (episode return), ``infra``,
     ``gold_logp0`` (ℓ_0, prompt only). Labels: ``traj_ids``, ``group_ids``, ``state_keys``
     (``state_keys[code]`` is the original key, used by the similarity mode).
@@ -71,6 +72,7 @@ class TurnBatch:
     group_ids: np.ndarray | None = None
     state_keys: np.ndarray | None = None
     row_order: np.ndarray | None = None
+    branch: np.ndarray | None = None
     trajectories: Sequence[Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +93,10 @@ class TurnBatch:
         for name in ("outcome", "infra"):
             if len(getattr(self, name)) != nt:
                 raise ValueError(f"TurnBatch.{name} has {len(getattr(self, name))} entries, expected {nt}")
+        if self.branch is not None:
+            self.branch = np.asarray(self.branch, dtype=np.int64)
+            if len(self.branch) != n:
+                raise ValueError("TurnBatch.branch must have one code per row")
         if self.gold_logp is not None:
             self.gold_logp = np.asarray(self.gold_logp, dtype=np.float64)
             if len(self.gold_logp) != n:
@@ -124,6 +130,7 @@ class TurnBatch:
         infra: Any = None,
         gold_logp: Any = None,
         gold_logp0: Any = None,
+        branch_key: Any = None,
     ) -> TurnBatch:
         """Build from flat per-row arrays in any row order.
 
@@ -193,6 +200,7 @@ class TurnBatch:
             group_ids=group_labels,
             state_keys=keys,
             row_order=row_order,
+            branch=None if branch_key is None else _codes(np.asarray(branch_key)[order])[0],
         )
 
     @classmethod
@@ -207,7 +215,7 @@ class TurnBatch:
         ℓ_0 … ℓ_{T−1} (what a scorer returns: the prompt before each turn's action), optionally
         followed by ℓ_T.
         """
-        traj, turn, reward, state_raw, void, invalid = [], [], [], [], [], []
+        traj, turn, reward, state_raw, void, invalid, branch_raw = [], [], [], [], [], [], []
         group_raw, outcome, infra, traj_ids = [], [], [], []
         for i, t in enumerate(trajectories):
             turns = _get(t, "turns", []) or []
@@ -222,6 +230,9 @@ class TurnBatch:
                 state_raw.append(_get(u, "state_key"))
                 void.append(bool(_get(u, "void", False)))
                 invalid.append(_get(u, "parse_error") is not None)
+                nxt = turns[k + 1] if k + 1 < len(turns) else None
+                next_obs = _get(nxt, "observation", "") if nxt is not None else _get(t, "final_observation", "")
+                branch_raw.append(f"{_get(u, 'action', '')}\x00{next_obs}")
         n = len(traj)
         keyed = [k for k in state_raw if k is not None]
         state = np.full(n, _MISSING, dtype=np.int64)
@@ -245,6 +256,7 @@ class TurnBatch:
             group_ids=group_labels,
             state_keys=keys,
             row_order=None,
+            branch=_codes(np.asarray(branch_raw, dtype=object))[0] if n else np.zeros(0, dtype=np.int64),
             trajectories=trajectories,
         )
         return batch if gold_logp is None else batch.with_gold_logp(gold_logp)

@@ -36,6 +36,7 @@ __all__ = [
     "information_gain",
     "invalid_action_penalty",
     "rloo",
+    "tempo",
     "void_loss_mask",
 ]
 
@@ -294,6 +295,43 @@ def a2tgpo(
     adv = np.where(last, a_out, alpha * d / np.sqrt(np.maximum(remaining, 1)) + a_out)
     clip = np.where(is_ig, 1.0 + beta * (2.0 / (1.0 + np.exp(-n_tilde)) - 1.0), 1.0)
     return np.where(row_inc, adv, 0.0), np.where(row_inc, clip, 1.0)
+
+
+def tempo(batch: TurnBatch, *, lam: float = 1.0, include: np.ndarray | None = None) -> np.ndarray:
+    """TEMPO / prefix-to-tree at the turn level (CREDIT.md §6) [recon: no released code].
+
+    Trajectories of a prompt group are inserted in a trie whose edges are turns keyed by
+    ``batch.branch`` (canonical (action, next observation)). ``r̃`` is the outcome z-scored in
+    the group (population std); ``V(node)`` is the mean ``r̃`` of the trajectories through it;
+    ``δ_t = V(after turn t) − V(before turn t)`` and ``A_t = r̃ + λ·δ_t``. δ is 0 exactly where a
+    node has a single child, and ``Σ_t δ_t = V(leaf) − V(root)``. The trie is built depth by
+    depth with ``np.unique`` (vectorised over trajectories).
+    """
+    if batch.branch is None:
+        raise ValueError("tempo needs per-turn branch keys (batch.branch)")
+    inc = _include(batch, include)
+    row_inc = inc[batch.traj]
+    r = zscore(batch.outcome, batch.traj_group, batch.n_groups, mask=inc, norm=Norm(ddof=0, var_eps=0.0))
+    node = np.empty(batch.n_rows, dtype=np.int64)
+    parent = np.empty(batch.n_rows, dtype=np.int64)
+    nb = int(batch.branch.max()) + 1 if batch.n_rows else 1
+    next_id = batch.n_groups  # ids 0 … n_groups−1 are the roots
+    starts = batch.starts
+    for k in range(int(batch.lengths.max()) if batch.n_traj else 0):
+        rows = starts[batch.lengths > k] + k
+        par = batch.traj_group[batch.traj[rows]] if k == 0 else node[rows - 1]
+        uniq, inv = np.unique(par * nb + batch.branch[rows], return_inverse=True)
+        node[rows] = next_id + inv.reshape(-1)
+        parent[rows] = par
+        next_id += len(uniq)
+    w = row_inc.astype(np.float64)
+    total = np.bincount(node, weights=w * r[batch.traj], minlength=next_id)
+    count = np.bincount(node, weights=w, minlength=next_id)
+    total[: batch.n_groups] = np.bincount(batch.traj_group, weights=np.where(inc, r, 0.0), minlength=batch.n_groups)
+    count[: batch.n_groups] = np.bincount(batch.traj_group, weights=inc, minlength=batch.n_groups)
+    value = total / np.maximum(count, 1.0)
+    delta = value[node] - value[parent]
+    return np.where(row_inc, r[batch.traj] + lam * delta, 0.0)
 
 
 # -- masks, filters, penalties ------------------------------------------------------------

@@ -221,6 +221,19 @@ class A2TGPO(Stage):
 
 
 @dataclass
+class Tempo(Stage):
+    """Turn-level TEMPO: GRPO advantage plus branch-gated prefix-value TD [recon]."""
+
+    name: ClassVar[str] = "tempo"
+    estimator: ClassVar[bool] = True
+    lam: float = 1.0
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        s.add("tempo", self.weight * est.tempo(s.batch, lam=self.lam, include=s.include))
+
+
+@dataclass
 class VoidFilter(Stage):
     """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
 
@@ -262,7 +275,7 @@ class GroupFilter(Stage):
 
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (InvalidActionPenalty, Outcome, GiGPO, InfoGain, A2TGPO, VoidFilter, GroupFilter)
+    cls.name: cls for cls in (InvalidActionPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),

@@ -1,0 +1,181 @@
+"""Straightforward per-turn Python versions of the estimators: slow, obvious, for cross-checks.
+
+They read plain lists (:func:`records`) and loop over trajectories and turns with dicts, the way
+the released verl-agent / IGPO code does. Tests compare them with the vectorised estimators on
+random batches; ``bench/credit_speed.py`` times both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from .batch import TurnBatch
+
+__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_void_mask"]
+
+
+def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
+    """The batch as one dict per trajectory (group, outcome, stats flag, turns with reward/state/void/ℓ)."""
+    out = []
+    for i in range(batch.n_traj):
+        s, e = int(batch.starts[i]), int(batch.ends[i])
+        inc = not bool(batch.infra[i]) and (include is None or bool(include[i]))
+        out.append({
+            "group": int(batch.traj_group[i]),
+            "outcome": float(batch.outcome[i]),
+            "stats": inc,
+            "ell0": None if batch.gold_logp0 is None else float(batch.gold_logp0[i]),
+            "turns": [
+                {"reward": float(batch.reward[r]),
+                 "state": int(batch.state[r]) if batch.state[r] >= 0 else ("none", r),
+                 "void": bool(batch.void[r]),
+                 "ell": None if batch.gold_logp is None else float(batch.gold_logp[r])}
+                for r in range(s, e)
+            ],
+        })
+    return out
+
+
+def _mean_std(xs: list[float], ddof: int, var_eps: float) -> tuple[float, float]:
+    n = len(xs)
+    if n == 0:
+        return 0.0, 1.0
+    m = sum(xs) / n
+    if n <= 1:
+        return m, 1.0
+    var = sum((x - m) ** 2 for x in xs) / (n - ddof)
+    return m, math.sqrt(var + var_eps)
+
+
+def _z(x: float, stats: tuple[float, float], std: bool, eps: float = 1e-6) -> float:
+    m, s = stats
+    return (x - m) / (s + eps) if std else x - m
+
+
+def ref_grpo(trajs: list[dict[str, Any]], std: bool = True) -> list[list[float]]:
+    by_group: dict[int, list[float]] = defaultdict(list)
+    for t in trajs:
+        if t["stats"]:
+            by_group[t["group"]].append(t["outcome"])
+    stats = {g: _mean_std(v, 1, 0.0) for g, v in by_group.items()}
+    return [[_z(t["outcome"], stats[t["group"]], std) if t["stats"] else 0.0] * len(t["turns"]) for t in trajs]
+
+
+def ref_gigpo(trajs: list[dict[str, Any]], gamma: float = 0.95, omega: float = 1.0, std: bool = False,
+              episode_stats: str = "trajectory") -> list[list[float]]:
+    # episode returns
+    ep: dict[int, list[float]] = defaultdict(list)
+    for t in trajs:
+        if t["stats"]:
+            ret = sum(u["reward"] for u in t["turns"])
+            ep[t["group"]].extend([ret] * (len(t["turns"]) if episode_stats == "step" else 1))
+    ep_stats = {g: _mean_std(v, 1, 0.0) for g, v in ep.items()}
+    # discounted step returns and anchor groups
+    step_ret = []
+    anchors: dict[tuple[int, Any], list[float]] = defaultdict(list)
+    for t in trajs:
+        rets = [0.0] * len(t["turns"])
+        acc = 0.0
+        for k in range(len(t["turns"]) - 1, -1, -1):
+            acc = t["turns"][k]["reward"] + gamma * acc
+            rets[k] = acc
+        step_ret.append(rets)
+        if t["stats"]:
+            for u, r in zip(t["turns"], rets, strict=True):
+                anchors[(t["group"], u["state"])].append(r)
+    a_stats = {k: _mean_std(v, 1, 0.0) for k, v in anchors.items()}
+    out = []
+    for t, rets in zip(trajs, step_ret, strict=True):
+        if not t["stats"]:
+            out.append([0.0] * len(t["turns"]))
+            continue
+        a_e = _z(sum(u["reward"] for u in t["turns"]), ep_stats[t["group"]], std)
+        out.append([a_e + omega * _z(r, a_stats[(t["group"], u["state"])], std)
+                    for u, r in zip(t["turns"], rets, strict=True)])
+    return out
+
+
+def _ig(t: dict[str, Any], ig_type: str) -> list[float]:
+    ells = [t["ell0"]] + [u["ell"] for u in t["turns"][:-1]]
+    f = math.exp if ig_type == "prob_diff" else (lambda x: x)
+    return [f(ells[k + 1]) - f(ells[k]) for k in range(len(ells) - 1)]
+
+
+def ref_igpo(trajs: list[dict[str, Any]], ig_type: str = "log_prob_diff", norm: str = "separate",
+             gamma: float = 1.0, std: bool = True, outcome: bool = True) -> list[list[float]]:
+    pool_ig: dict[Any, list[float]] = defaultdict(list)
+    pool_out: dict[int, list[float]] = defaultdict(list)
+    igs = [_ig(t, ig_type) for t in trajs]
+    for t, ig in zip(trajs, igs, strict=True):
+        if not t["stats"]:
+            continue
+        for k, x in enumerate(ig):
+            if math.isfinite(x):
+                pool_ig[(t["group"], k) if norm == "turn_group" else t["group"]].append(x)
+        if norm == "joint":
+            if t["turns"]:
+                pool_ig[t["group"]].append(t["outcome"])
+        else:
+            pool_out[t["group"]].append(t["outcome"])
+    st_ig = {g: _mean_std(v, 0, 1e-8) for g, v in pool_ig.items()}
+    st_out = st_ig if norm == "joint" else {g: _mean_std(v, 0, 1e-8) for g, v in pool_out.items()}
+    out = []
+    for t, ig in zip(trajs, igs, strict=True):
+        if not t["stats"]:
+            out.append([0.0] * len(t["turns"]))
+            continue
+        r = [_z(x, st_ig[(t["group"], k) if norm == "turn_group" else t["group"]], std) if math.isfinite(x) else 0.0
+             for k, x in enumerate(ig)]
+        if t["turns"]:
+            r.append(_z(t["outcome"], st_out[t["group"]], std) if outcome else 0.0)
+        adv, acc = [0.0] * len(r), 0.0
+        for k in range(len(r) - 1, -1, -1):
+            acc = r[k] + gamma * acc
+            adv[k] = acc
+        out.append(adv)
+    return out
+
+
+def ref_a2tgpo(trajs: list[dict[str, Any]], alpha: float = 0.3, beta: float = 0.3, gamma: float = 1.0,
+               ig_type: str = "log_prob_diff") -> tuple[list[list[float]], list[list[float]]]:
+    igs = [_ig(t, ig_type) for t in trajs]
+    pool: dict[tuple[int, int], list[float]] = defaultdict(list)
+    outs: dict[int, list[float]] = defaultdict(list)
+    for t, ig in zip(trajs, igs, strict=True):
+        if t["stats"]:
+            outs[t["group"]].append(t["outcome"])
+            for k, x in enumerate(ig):
+                if math.isfinite(x):
+                    pool[(t["group"], k)].append(x)
+    st = {k: _mean_std(v, 0, 1e-8) for k, v in pool.items()}
+    st_out = {g: _mean_std(v, 0, 1e-8) for g, v in outs.items()}
+    adv_all, clip_all = [], []
+    for t, ig in zip(trajs, igs, strict=True):
+        if not t["stats"]:
+            adv_all.append([0.0] * len(t["turns"]))
+            clip_all.append([1.0] * len(t["turns"]))
+            continue
+        nt = [_z(x, st[(t["group"], k)], True) if math.isfinite(x) else 0.0 for k, x in enumerate(ig)]
+        a_o = _z(t["outcome"], st_out[t["group"]], True)
+        n = len(nt)
+        adv, clip = [], []
+        for k in range(n):
+            d = sum(gamma ** (j - k) * nt[j] for j in range(k, n))
+            adv.append(alpha * d / math.sqrt(n - k) + a_o)
+            clip.append(1 + beta * (2 / (1 + math.exp(-nt[k])) - 1) if math.isfinite(ig[k]) else 1.0)
+        if t["turns"]:
+            adv.append(a_o)
+            clip.append(1.0)
+        adv_all.append(adv)
+        clip_all.append(clip)
+    return adv_all, clip_all
+
+
+def ref_void_mask(trajs: list[dict[str, Any]]) -> list[list[float]]:
+    out = []
+    for t in trajs:
+        void = any(u["void"] for u in t["turns"])
+        out.append([0.0 if void else 1.0 for _ in t["turns"]])
+    return out
