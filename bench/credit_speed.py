@@ -1,0 +1,122 @@
+"""Credit-assignment speed: ~1M turns through GiGPO + information gain + void filter.
+
+Times the vectorised pipeline (``agentgym.credit``) and a straightforward per-turn Python version
+(``agentgym.credit.reference``) on the same synthetic batch, checks they agree, prints the ratio.
+
+    .venv/bin/python bench/credit_speed.py                    # 16384 trajectories × 60 turns
+    .venv/bin/python bench/credit_speed.py --ragged --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from agentgym.credit import TurnBatch, anchor_groups, build_pipeline, gigpo, igpo, void_loss_mask
+from agentgym.credit.reference import records, ref_gigpo, ref_igpo, ref_void_mask
+
+CONFIG = {"stages": [
+    {"gigpo": {"gamma": 0.95, "omega": 1.0, "std": False}},
+    {"info_gain": {"ig_type": "log_prob_diff", "norm": "separate", "gamma": 1.0, "outcome": False}},
+    {"void_filter": {"void_in_group_stats": True}},
+]}
+
+
+def synthetic_batch(n_traj: int, turns: int, group_size: int, n_states: int, ragged: bool, seed: int) -> TurnBatch:
+    """Groups of ``group_size`` rollouts; each turn's anchor drawn from ``n_states`` states of its group
+    (so anchors repeat within and across rollouts); sparse final reward; ~5% void trajectories."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 2 * turns, n_traj) if ragged else np.full(n_traj, turns)
+    n = int(lengths.sum())
+    traj = np.repeat(np.arange(n_traj), lengths)
+    ends = np.cumsum(lengths)
+    last = np.zeros(n, dtype=bool)
+    last[ends - 1] = True
+    traj_group = np.arange(n_traj) // group_size
+    success = rng.random(n_traj) < 0.4
+    reward = np.where(last, success[traj].astype(np.float64), 0.0)
+    reward += np.where(rng.random(n) < 0.02, -0.1, 0.0)  # occasional shaped penalty
+    state = traj_group[traj] * n_states + rng.integers(0, n_states, n)
+    void_traj = rng.random(n_traj) < 0.05
+    void = last & void_traj[traj]
+    gold = np.cumsum(rng.normal(0.05, 0.3, n)) - 3.0
+    return TurnBatch(
+        traj=traj, turn_idx=np.arange(n) - (ends - lengths)[traj], reward=reward, state=state, void=void,
+        invalid=np.zeros(n, dtype=bool), traj_group=traj_group, outcome=np.bincount(traj, reward, n_traj),
+        infra=np.zeros(n_traj, dtype=bool), gold_logp=gold, gold_logp0=rng.normal(-3.0, 0.3, n_traj),
+    )
+
+
+def timed(fn, repeats: int) -> tuple[float, float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trajectories", type=int, default=16384)
+    ap.add_argument("--turns", type=int, default=60)
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--states", type=int, default=40, help="distinct anchor states per prompt group")
+    ap.add_argument("--ragged", action="store_true", help="trajectory lengths uniform in [1, 2·turns)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-reference", action="store_true", help="skip the per-turn Python version")
+    ap.add_argument("--json", help="also write the numbers to this file")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    batch = synthetic_batch(args.trajectories, args.turns, args.group_size, args.states, args.ragged, args.seed)
+    build_s = time.perf_counter() - t0
+    pipe = build_pipeline(CONFIG)
+    best, med, out = timed(lambda: pipe(batch), args.repeats)
+    stages = {
+        "anchor_groups": timed(lambda: anchor_groups(batch), args.repeats)[0],
+        "gigpo": timed(lambda: gigpo(batch, gamma=0.95), args.repeats)[0],
+        "info_gain": timed(lambda: igpo(batch, outcome=False), args.repeats)[0],
+        "void_filter": timed(lambda: void_loss_mask(batch), args.repeats)[0],
+    }
+    res = {
+        "turns": batch.n_rows, "trajectories": batch.n_traj, "groups": batch.n_groups,
+        "anchor_groups": out.diagnostics["n_anchor_groups"],
+        "singleton_anchor_share": round(out.diagnostics["singleton_anchor_share"], 4),
+        "void_ratio": round(out.diagnostics["void_ratio"], 4),
+        "vectorised_best_s": round(best, 4), "vectorised_median_s": round(med, 4),
+        "stage_best_s": {k: round(v, 4) for k, v in stages.items()},
+        "synthetic_batch_build_s": round(build_s, 3),
+        "machine": f"{platform.processor() or platform.machine()}, numpy {np.__version__}",
+    }
+    print(f"{batch.n_rows:,} turns, {batch.n_traj:,} trajectories, {batch.n_groups:,} groups, "
+          f"{res['anchor_groups']:,} anchor groups (singleton share {res['singleton_anchor_share']}), "
+          f"void ratio {res['void_ratio']}")
+    print(f"vectorised GiGPO + info gain + void filter: best {best:.3f} s, median {med:.3f} s "
+          f"over {args.repeats} runs  ({'PASS' if best <= 1.0 else 'FAIL'} ≤ 1 s)")
+    print("  stages (best): " + ", ".join(f"{k} {v:.3f} s" for k, v in stages.items()))
+    if not args.no_reference:
+        recs = records(batch)
+        t0 = time.perf_counter()
+        ref = np.asarray([x for row in ref_gigpo(recs, gamma=0.95) for x in row])
+        ref += np.asarray([x for row in ref_igpo(recs, outcome=False) for x in row])
+        ref_mask = np.asarray([x for row in ref_void_mask(recs) for x in row])
+        ref_s = time.perf_counter() - t0
+        err = float(np.abs(ref - out.advantages).max())
+        assert err < 1e-6 and np.array_equal(ref_mask, out.loss_mask), f"mismatch: max |Δ| = {err}"
+        res.update(reference_s=round(ref_s, 3), speedup=round(ref_s / best, 1), max_abs_diff=err)
+        print(f"per-turn Python reference: {ref_s:.2f} s  → speed-up ×{ref_s / best:.0f} "
+              f"(max |Δadvantage| = {err:.1e}, loss masks equal)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
