@@ -25,6 +25,7 @@ from .estimators import (
     void_loss_mask,
 )
 from .pipeline import STAGES, CreditResult, Pipeline, assign_credit, build_pipeline, load_config
+from .report import credit_records, summary
 from .scoring import (
     GoldAnswerScorer,
     LookupScorer,
@@ -51,6 +52,7 @@ __all__ = [
     "anchor_groups",
     "assign_credit",
     "build_pipeline",
+    "credit_records",
     "discounted_suffix_sum",
     "gigpo",
     "gold_answer",
@@ -65,6 +67,7 @@ __all__ = [
     "load_config",
     "rloo",
     "segment_mean_std",
+    "summary",
     "tempo",
     "text_contexts",
     "token_turn_ids",

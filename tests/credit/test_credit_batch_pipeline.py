@@ -196,3 +196,20 @@ def test_import_is_light():
             "print(sorted(m for m in set(sys.modules) - before if not m.startswith(('agentgym', 'numpy'))))")
     added = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert "torch" not in added and "yaml" not in added, added
+
+
+def test_credit_records_and_summary_are_json_ready():
+    import json
+
+    from agentgym.credit import credit_records, summary
+
+    b = TurnBatch.from_trajectories([*trajectories(), infra_copy()], gold_logp=[*gold_logp(), [-1.0, -1.0]])
+    out = build_pipeline({"stages": ["gigpo", {"a2tgpo": {"outcome": False}}, "void_filter"]})(b)
+    recs = credit_records(out)
+    json.dumps(recs)
+    assert [r["traj_id"] for r in recs] == ["t1", "t2", "t3", "t4", "t5"]
+    assert recs[0]["advantages"] == pytest.approx(np.add(recs[0]["components"]["gigpo"], recs[0]["components"]["a2tgpo"]))
+    assert recs[4]["infra"] and recs[4]["loss_mask"] == [0.0, 0.0]
+    s = summary(out)
+    json.dumps(s)
+    assert s["turns"] == 12 and s["void ratio"] == 0.25 and s["infra trajectories"] == 1 and "clip scale max" in s
