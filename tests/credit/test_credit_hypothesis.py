@@ -32,7 +32,7 @@ def trajectory_batches(draw, max_groups=3, max_group_size=5, max_turns=5):
             failure = draw(st.sampled_from([None, None, None, None, "agent", "infra"]))
             trajs.append({"traj_id": f"{g}-{i}", "group_id": f"q{g}", "turns": turns, "failure": failure,
                           "outcome": sum(t["reward"] for t in turns)})
-            ells.append([draw(st.sampled_from(ELLS)) for _ in range(n)])
+            ells.append([draw(st.sampled_from(ELLS)) if draw(st.integers(0, 19)) else float("nan") for _ in range(n)])
     return trajs, ells
 
 
@@ -162,7 +162,7 @@ def test_zero_ig_turns_stay_indexed(data, seed):
     """Force some IG values to exactly 0: rows, turn indices and group counts do not change."""
     trajs, ells = data
     rng = np.random.default_rng(seed)
-    flat_ells = [list(e) for e in ells]
+    flat_ells = [[-1.0 if np.isnan(x) else x for x in e] for e in ells]
     for e in flat_ells:
         for k in range(1, len(e)):
             if rng.random() < 0.5:
