@@ -50,6 +50,13 @@ class PolicyModel:
     device: torch.device
     lora: bool = False
     ref_model: Any = field(default=None, repr=False)
+    autocast_dtype: torch.dtype | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on CUDA when loaded with ``dtype="auto"``, else a no-op."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @contextlib.contextmanager
     def reference(self) -> Iterator[Any]:
@@ -82,12 +89,16 @@ def load_policy(
 ) -> PolicyModel:
     """Load a causal LM and its tokenizer from a local directory (no network).
 
-    ``dtype="auto"`` is bf16 on CUDA and fp32 on CPU. ``adapter_path`` resumes a saved LoRA
+    ``dtype="auto"`` on CUDA is bf16 compute with fp32 trainable weights (an lr of 1e-6 is below
+    bf16's resolution): LoRA keeps the frozen base in bf16 (peft upcasts the adapters), full
+    fine-tuning keeps fp32 weights under bf16 autocast; on CPU it is fp32. ``adapter_path`` resumes a saved LoRA
     adapter, ``weights_path`` a saved full model (the KL reference stays ``path``'s weights).
     ``reference`` asks for a KL reference (free under LoRA).
     """
     dev = select_device(device)
-    torch_dtype = {"auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+    use_lora = lora is not None or adapter_path is not None
+    autocast = dtype == "auto" and dev.type == "cuda"
+    torch_dtype = {"auto": torch.bfloat16 if autocast and use_lora else torch.float32,
                    "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if chat_template is not None:
@@ -95,7 +106,6 @@ def load_policy(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatTokenizer(tokenizer)  # fails fast on a template that is not prefix-preserving
-    use_lora = lora is not None or adapter_path is not None
     ref_model = None
     if reference and not use_lora:
         ref_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
@@ -123,4 +133,5 @@ def load_policy(
                 r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                 target_modules=lora.target_modules, task_type="CAUSAL_LM",
             ))
-    return PolicyModel(model, tokenizer, chat, dev, lora=use_lora, ref_model=ref_model)
+    return PolicyModel(model, tokenizer, chat, dev, lora=use_lora, ref_model=ref_model,
+                       autocast_dtype=torch.bfloat16 if autocast else None)

@@ -68,7 +68,9 @@ class Trainer:
         self.env_kwargs = dict(recipe.env.kwargs)
         if recipe.env.max_turns is not None:
             self.env_kwargs["max_turns"] = recipe.env.max_turns
-        self.system_prompt = self.env_spec.make(**self.env_kwargs).system_prompt
+        probe = self.env_spec.make(**self.env_kwargs)
+        self.system_prompt = probe.system_prompt
+        probe.close()
         _seed_everything(recipe.seed)
         if not resume:  # a restart must not mix with an earlier run's checkpoints or metrics
             shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
@@ -121,10 +123,11 @@ class Trainer:
         items = [WorkItem(i, k, seed, f"{tag}-t{i:03d}", f"{tag}-t{i:03d}-{k:03d}")
                  for i, seed in enumerate(seeds) for k in range(group_size)]
         r = self.recipe.rollout
-        trajs = asyncio.run(rollout(
-            self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
-            env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
-        ))
+        with self.pm.autocast():  # generation runs on this thread, inside the event loop
+            trajs = asyncio.run(rollout(
+                self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
+                env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
+            ))
         order = {item.traj_id: n for n, item in enumerate(items)}
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
 
@@ -214,7 +217,8 @@ class Trainer:
         losses = []
         for _ in range(s.steps):
             mb = batch.select(torch.randperm(len(batch), generator=self.shuffle)[: s.batch_size].to(self.pm.device))
-            logp, _ = sequence_logprobs(self.pm.model, mb.input_ids, mb.attention_mask)
+            with self.pm.autocast():
+                logp, _ = sequence_logprobs(self.pm.model, mb.input_ids, mb.attention_mask)
             loss = aggregate(-logp, mb.loss_mask, max(float(mb.loss_mask.sum()), 1.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -241,9 +245,11 @@ class Trainer:
         t0 = time.perf_counter()
         trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
         t1 = time.perf_counter()
-        credit = self.credit_fn(trajs, self.pipeline, self.scorer)
+        with self.pm.autocast():
+            credit = self.credit_fn(trajs, self.pipeline, self.scorer)
         self.backend.sleep()
-        stats = self.update(self.to_batch(trajs, credit))
+        with self.pm.autocast():
+            stats = self.update(self.to_batch(trajs, credit))
         self.backend.wake()
         self.backend.sync_weights(self.pm.model)
         t2 = time.perf_counter()
