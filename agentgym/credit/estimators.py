@@ -301,8 +301,9 @@ def tempo(batch: TurnBatch, *, lam: float = 1.0, include: np.ndarray | None = No
     """TEMPO / prefix-to-tree at the turn level (CREDIT.md §6) [recon: no released code].
 
     Trajectories of a prompt group are inserted in a trie whose edges are turns keyed by
-    ``batch.branch`` (canonical (action, next observation)). ``r̃`` is the outcome z-scored in
-    the group (population std); ``V(node)`` is the mean ``r̃`` of the trajectories through it;
+    ``batch.branch`` (canonical (action, next observation), CREDIT.md's turn-level adaptation).
+    ``r̃`` is the outcome z-scored in the group (population std + 1e-6: the reviewer's "divided by
+    std(r)"); λ = 1 by default (the paper's weighting is unverified). ``V(node)`` is the mean ``r̃`` of the trajectories through it;
     ``δ_t = V(after turn t) − V(before turn t)`` and ``A_t = r̃ + λ·δ_t``. δ is 0 exactly where a
     node has a single child, and ``Σ_t δ_t = V(leaf) − V(root)``. The trie is built depth by
     depth with ``np.unique`` (vectorised over trajectories).
