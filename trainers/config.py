@@ -70,6 +70,10 @@ class GenerationConfig:
     batch_size: int = 64
     vllm: dict[str, Any] = field(default_factory=dict)  # kwargs of the vLLM backend
 
+    def __post_init__(self) -> None:
+        if self.backend not in ("hf", "vllm", "vllm-server"):
+            raise ValueError(f"backend must be hf, vllm or vllm-server, got {self.backend!r}")
+
 
 @dataclass
 class RolloutConfig:
@@ -95,6 +99,10 @@ class OptimConfig:
     epochs: int = 1
     mini_batch_size: int | None = None  # trajectories per optimiser step (None: the whole batch)
     micro_batch_size: int = 8  # trajectories per forward/backward (gradient accumulation)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be constant or cosine, got {self.schedule!r}")
 
 
 @dataclass

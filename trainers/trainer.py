@@ -32,7 +32,7 @@ from agentgym.trajectory import Trajectory
 from .batch import Batch, make_batch
 from .chat import annotate_tokens, to_sequence
 from .config import Recipe
-from .credit_bridge import CreditFn, assign_credit
+from .credit_bridge import CreditFn, TurnCredit, assign_credit
 from .generation import GenerationBackend, HFGenerator, TransformersPolicy
 from .info_gain import TransformersGoldScorer
 from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
@@ -131,13 +131,20 @@ class Trainer:
         order = {item.traj_id: n for n, item in enumerate(items)}
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
 
-    def to_batch(self, trajs: list[Trajectory], credit: Any) -> Batch:
-        seqs = [to_sequence(annotate_tokens(t, self.pm.chat, self.system_prompt)) for t in trajs]
-        too_long = [i for i, s in enumerate(seqs) if len(s) > self.recipe.train.max_seq_len]
-        for i in too_long:  # cut to fit, and learn nothing from a cut sequence
-            seqs[i] = seqs[i].truncated(self.recipe.train.max_seq_len)
-            credit.loss_mask[i] = [0.0] * len(credit.loss_mask[i])
-        return make_batch(seqs, credit.advantages, credit.loss_mask, credit.clip_scale, self.pm.chat.pad_id)
+    def to_batch(self, trajs: list[Trajectory], credit: TurnCredit) -> Batch:
+        """Token batch of the trajectories that have turns (an infra failure at reset has none)."""
+        keep = [i for i, t in enumerate(trajs) if t.turns]
+        limit = self.recipe.train.max_seq_len
+        seqs, masks = [], []
+        for i in keep:
+            seq = to_sequence(annotate_tokens(trajs[i], self.pm.chat, self.system_prompt))
+            mask = credit.loss_mask[i]
+            if len(seq) > limit:  # cut to fit, and learn nothing from a cut sequence
+                seq, mask = seq.truncated(limit), [0.0] * len(mask)
+            seqs.append(seq)
+            masks.append(mask)
+        return make_batch(seqs, [credit.advantages[i] for i in keep], masks,
+                          [credit.clip_scale[i] for i in keep], self.pm.chat.pad_id)
 
     # -- the update ---------------------------------------------------------------------
     @torch.no_grad()

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from agentgym.credit import build_pipeline
 from agentgym.registry import UnknownEnvError
+from agentgym.trajectory import Trajectory
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
@@ -134,8 +135,10 @@ def test_igpo_iteration_scores_gold_answers_on_search(tiny_model_dir, tmp_path):
     assert "credit/ig_mean" in row and row["batch/loss_tokens"] > 0
 
 
-def test_sequences_longer_than_max_seq_len_are_cut_and_masked(tiny_model_dir, tmp_path):
+def test_long_sequences_are_cut_and_masked_and_empty_infra_failures_dropped(tiny_model_dir, tmp_path):
     trainer = Trainer(small_recipe(tiny_model_dir, tmp_path, train={"max_seq_len": 60}))
     trajs = trainer.collect(trainer.task_seeds(0, 1), 2, "x")
+    broken = Trajectory("x-t000-009", trajs[0].group_id, "", "env", 0, "p", failure="infra")  # died at reset
+    trajs.append(broken)
     batch = trainer.to_batch(trajs, trainer.credit_fn(trajs, trainer.pipeline, None))
-    assert batch.input_ids.shape[1] == 60 and batch.loss_mask.sum() == 0
+    assert len(batch) == 2 and batch.input_ids.shape[1] == 60 and batch.loss_mask.sum() == 0
