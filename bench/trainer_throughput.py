@@ -35,10 +35,11 @@ def make_batch(batch: int, seq_len: int, vocab: int, device: torch.device) -> di
                                                  advantages=adv.contiguous()).items()}
 
 
-def peak_memory_gib(device: torch.device) -> float:
+def peak_memory(device: torch.device) -> str:
+    """CUDA: peak allocated since the last reset; CPU: the process's peak RSS so far (cumulative)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB (process peak RSS)
+        return f"peak {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    return f"process peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
 
 
 def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int) -> None:
@@ -130,7 +131,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = timed(lambda: agentgym_update(model, opt, b, a.micro), a.steps, device)
-    print(f"agentgym update: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, peak {peak_memory_gib(device):.2f} GiB")
+    print(f"agentgym update: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, {peak_memory(device)}")
     if a.no_trl:
         return
     try:
@@ -141,7 +142,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     seconds = timed(run, a.steps, device)
-    print(f"TRL GRPO loss:   {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, peak {peak_memory_gib(device):.2f} GiB")
+    print(f"TRL GRPO loss:   {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, {peak_memory(device)}")
 
 
 if __name__ == "__main__":
