@@ -47,6 +47,7 @@ def train(
             progress.update(task, completed=i, description=text)
 
         rows = trainer.fit(on_iteration)
+    trainer.logger.close()
     evals = [r["eval/success_rate"] for r in rows if "eval/success_rate" in r]
     if len(evals) >= 2:
         console.print(f"eval success rate: {evals[0]:.3f} → {evals[-1]:.3f}")

@@ -87,6 +87,8 @@ class Trainer:
             chat_template=m.chat_template,
         )
         self.backend = make_backend(recipe, self.pm)
+        if ckpt is not None:  # an external engine starts from the base weights
+            self.backend.sync_weights(self.pm.model)
         self.policy = TransformersPolicy(self.backend, self.pm.chat, recipe.generation.sampling)
         self.scorer = (TransformersGoldScorer(self.pm, system_prompt=self.system_prompt, **recipe.info_gain)
                        if self.pipeline.needs_gold else None)
@@ -276,7 +278,10 @@ class Trainer:
         rec = self.recipe
         end = rec.train.iterations if until is None else min(until, rec.train.iterations)
         if self.latest_checkpoint() is None:
-            start: dict[str, Any] = self.sft() if rec.sft.steps else {}
+            start: dict[str, Any] = {}
+            if rec.sft.steps:
+                start.update(self.sft())
+                self.backend.sync_weights(self.pm.model)
             if rec.eval.episodes_per_task:
                 start["eval/success_rate"] = self.evaluate()
             self.logger.log(0, start)

@@ -142,3 +142,12 @@ def test_long_sequences_are_cut_and_masked_and_empty_infra_failures_dropped(tiny
     trajs.append(broken)
     batch = trainer.to_batch(trajs, trainer.credit_fn(trajs, trainer.pipeline, None))
     assert len(batch) == 2 and batch.input_ids.shape[1] == 60 and batch.loss_mask.sum() == 0
+
+
+def test_generation_engine_gets_the_weights_after_warm_start_updates_and_resume(tiny_model_dir, tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr("agentgym.trainers.generation.HFGenerator.sync_weights", lambda self, model: synced.append(1))
+    Trainer(small_recipe(tiny_model_dir, tmp_path, train={"iterations": 1})).fit()
+    assert len(synced) == 2  # after the SFT warm start, after iteration 1
+    Trainer(small_recipe(tiny_model_dir, tmp_path, train={"iterations": 1}))
+    assert len(synced) == 3  # a resumed engine starts from the checkpoint's weights
