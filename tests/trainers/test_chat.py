@@ -11,6 +11,7 @@ from agentgym.trainers.models import load_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentgym.credit.tokens import broadcast_to_tokens, token_turn_ids
 from agentgym.registry import spec
 from agentgym.rollout import plan, rollout
 from agentgym.trajectory import Trajectory, Turn
@@ -79,7 +80,7 @@ _turn = st.tuples(st.text(max_size=30), st.lists(st.integers(3, 900), min_size=1
 @given(st.lists(st.lists(_turn, min_size=1, max_size=5), min_size=1, max_size=4))
 def test_turn_advantage_lands_on_its_own_tokens(policy_model, episodes):
     chat = policy_model.chat
-    seqs, advs, masks = [], [], []
+    seqs, advs, masks, spans = [], [], [], []
     for i, turns in enumerate(episodes):
         traj = Trajectory(f"t{i}", "g", "task", "env", 0, "p", turns=[
             Turn(index=k, observation=obs, action="", role=role, action_token_ids=ids,
@@ -88,12 +89,15 @@ def test_turn_advantage_lands_on_its_own_tokens(policy_model, episodes):
         ])
         annotate_tokens(traj, chat, "sys")
         seqs.append(to_sequence(traj))
+        spans.append([t.action_span for t in traj.turns])
         advs.append([t[2] for t in turns])
         masks.append([t[3] for t in turns])
     batch = make_batch(seqs, advs, masks, [[1.0] * len(a) for a in advs], chat.pad_id)
     for i, turns in enumerate(episodes):
         n = len(seqs[i])
         assert batch.attention_mask[i].sum() == n and batch.attention_mask[i, :n].all()
+        assert batch.turn_ids[i, :n].tolist() == token_turn_ids(spans[i], n).tolist()  # the credit library's reference
+        assert torch.allclose(batch.advantages[i, :n].double(), torch.from_numpy(broadcast_to_tokens(advs[i], spans[i], n)))
         for k, (_, ids, adv, keep, _) in enumerate(turns):
             on_turn = batch.turn_ids[i] == k
             assert on_turn.sum() == len(ids)  # equal advantages never merge turns

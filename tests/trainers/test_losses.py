@@ -14,6 +14,10 @@ from agentgym.trainers.losses import (
     turn_mean,
 )
 from agentgym.trainers.models import load_policy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentgym.credit.tokens import turn_level_ratio
 
 
 def _loss(logp, old, adv, cfg, turns=None, scale=None):
@@ -59,6 +63,18 @@ def test_turn_ratio_value_is_the_turn_geometric_mean_with_per_token_gradients():
     assert torch.allclose(-loss[0, 3:], 2 * torch.ones(2) * math.exp(0.15))
     loss.sum().backward()
     assert torch.allclose(logp.grad[0, 1:], -adv[0, 1:] * torch.tensor([1, 1, math.exp(0.15), math.exp(0.15)]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 3), st.floats(-3, 0), st.floats(-3, 0)), min_size=1, max_size=20))
+def test_turn_ratio_matches_the_credit_librarys_reference(rows):
+    turns = torch.tensor([[r[0] for r in rows]])
+    logp, old = torch.tensor([[r[1] for r in rows]]), torch.tensor([[r[2] for r in rows]])
+    cfg = LossConfig(ratio="turn", clip_low=100, clip_high=100)
+    loss, _ = _loss(logp, old, torch.ones_like(logp), cfg, turns=turns)
+    expected = turn_level_ratio(logp[0].numpy(), old[0].numpy(), turns[0].numpy())
+    on = turns[0] >= 0
+    torch.testing.assert_close(-loss[0][on].double(), torch.from_numpy(expected)[on], rtol=1e-5, atol=1e-6)
 
 
 def test_turn_mean_keeps_adjacent_turns_separate():
