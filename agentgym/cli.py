@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 import agentgym
 from agentgym import registry
@@ -29,6 +29,20 @@ app = typer.Typer(
 envs_app = typer.Typer(help="List and inspect registered environments.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 console = Console()
+
+
+def _mount_subcommands() -> None:
+    """Commands that live beside their subsystem; their modules import nothing heavy at mount time."""
+    from agentgym.credit.cli import advantages
+    from agentgym.envs.search.server import serve_retriever
+    from agentgym.sandboxes.cli import app as sandbox_app
+    from agentgym.trainers.cli import make_tiny_model, train
+
+    app.add_typer(sandbox_app, name="sandbox")
+    app.command("serve-retriever")(serve_retriever)
+    app.command("advantages")(advantages)
+    app.command("train")(train)
+    app.command("make-tiny-model")(make_tiny_model)
 
 
 def _version(value: bool) -> None:
@@ -72,7 +86,7 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 @envs_app.command("list")
 def envs_list() -> None:
     """List every registered env: built-ins, installed plugins and --env-file declarations."""
-    table = Table("id", "max turns", "description", "entry point")
+    table = Table(Column("id", no_wrap=True), "max turns", "description", "entry point")
     for env_spec in registry.all_specs():
         table.add_row(env_spec.id, str(env_spec.max_turns), env_spec.description, env_spec.entry_point)
     console.print(table)
@@ -194,7 +208,8 @@ def rollout(
     todo = [item for item in items if item.traj_id not in done]
     console.print(
         f"[bold]{env_spec.id}[/] × [bold]{agent.name}[/]: {manifest['tasks']} tasks × G={manifest['group_size']}"
-        f" → {out}  ({len(items) - len(todo)} done, {len(todo)} to run, concurrency {concurrency})"
+        f" → {out}  ({len(items) - len(todo)} done, {len(todo)} to run, concurrency {concurrency})",
+        soft_wrap=True,
     )
     started = time.perf_counter()
     with Progress(
@@ -243,6 +258,9 @@ def _print_summary(summary: Any, planned: int) -> None:
 
 def main() -> None:
     app()
+
+
+_mount_subcommands()
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import resource
 import time
 
 import torch
-from agentgym.trainers.losses import LossConfig, aggregate, loss_denominator, policy_loss, sequence_logprobs
 from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from agentgym.trainers.losses import LossConfig, aggregate, loss_denominator, policy_loss, sequence_logprobs
 
 QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
@@ -61,9 +62,10 @@ def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[
 
 def trl_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int):
     """TRL's GRPOTrainer loss on the same batch (its ``compute_loss`` on prepared inputs)."""
-    from agentgym.trainers.tiny import train_tokenizer
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
+
+    from agentgym.trainers.tiny import train_tokenizer
 
     half = b["input_ids"].shape[1] // 2
     model.config._name_or_path = "bench/qwen2"  # TRL names the run after the model

@@ -4,6 +4,6 @@
 # none, unless AGENTGYM_REQUIRE_DOCKER=1 (CI), where a missing engine fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
+bash scripts/setup.sh dev,train
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

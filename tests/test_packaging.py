@@ -1,7 +1,10 @@
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).parent.parent
 MAPPING = {"agentgym": "agentgym", "agentgym.envs": "envs", "agentgym.sandboxes": "sandboxes",

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import gymnasium
 import pytest
-from agentgym.envs.bifurcation import BifurcationEnv
 
 import agentgym
 from agentgym import registry
+from agentgym.envs.bifurcation import BifurcationEnv
 from agentgym.registry import EnvSpec, UnknownEnvError
 
 BIF = "agentgym/Bifurcation-v0"

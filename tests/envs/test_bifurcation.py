@@ -3,9 +3,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from agentgym.envs.bifurcation import DECISION_SCENES, FILLER_SCENES, BifurcationEnv, parse_choice
 
 import agentgym
+from agentgym.envs.bifurcation import DECISION_SCENES, FILLER_SCENES, BifurcationEnv, parse_choice
 
 
 def play(env: BifurcationEnv, seed: int, pick, options: dict | None = None) -> tuple[float, list[dict]]:

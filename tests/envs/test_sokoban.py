@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agentgym.envs.sokoban import MIN_MOVES, Board, SokobanEnv, parse_move, solve
 
 # A corridor: the box is one push from the target.

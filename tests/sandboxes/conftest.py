@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from agentgym.sandboxes import BaseSandbox, SandboxSpec
 from agentgym.sandboxes.images import build_offline, image_present, image_tag
 

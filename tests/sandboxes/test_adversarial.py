@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from agentgym.sandboxes import BaseSandbox, SandboxCrashed, SandboxSpec
 
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from agentgym.sandboxes import DEFAULT_IMAGE, SandboxCrashed, SandboxPool, SandboxSpec
 from agentgym.sandboxes.images import IMAGES_DIR, image_tag, packages
 from agentgym.sandboxes.reaper import list_sandboxes, prune
-from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 

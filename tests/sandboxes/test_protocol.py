@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agentgym.sandboxes import AsyncSandbox, BaseSandbox, Sandbox, SandboxTimeout, SandboxUnavailable
 
 from agentgym.core import InfraError
+from agentgym.sandboxes import AsyncSandbox, BaseSandbox, Sandbox, SandboxTimeout, SandboxUnavailable
 
 
 def test_results_and_exit_codes(box: BaseSandbox) -> None:

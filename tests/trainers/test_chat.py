@@ -4,16 +4,16 @@ import asyncio
 
 import pytest
 import torch
-from agentgym.trainers.batch import make_batch
-from agentgym.trainers.chat import ChatTokenizer, TemplateError, annotate_tokens, to_sequence
-from agentgym.trainers.generation import HFGenerator, SamplingParams, TransformersPolicy
-from agentgym.trainers.models import load_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agentgym.credit.tokens import broadcast_to_tokens, token_turn_ids
 from agentgym.registry import spec
 from agentgym.rollout import plan, rollout
+from agentgym.trainers.batch import make_batch
+from agentgym.trainers.chat import ChatTokenizer, TemplateError, annotate_tokens, to_sequence
+from agentgym.trainers.generation import HFGenerator, SamplingParams, TransformersPolicy
+from agentgym.trainers.models import load_policy
 from agentgym.trajectory import Trajectory, Turn
 
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+
 from agentgym.trainers.config import load_recipe
 from agentgym.trainers.models import load_policy
 from agentgym.trainers.trainer import Trainer

@@ -1,11 +1,11 @@
 """The IGPO gold-answer probe: gold span by offsets, teacher-forced mean log-prob, batching."""
 
 import torch
+
 from agentgym.trainers.chat import annotate_tokens, to_sequence
 from agentgym.trainers.info_gain import TransformersGoldScorer, gold_token_span
 from agentgym.trainers.losses import sequence_logprobs
 from agentgym.trainers.models import load_policy
-
 from agentgym.trajectory import Trajectory, Turn
 
 

@@ -4,6 +4,10 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentgym.credit.tokens import turn_level_ratio
 from agentgym.trainers.losses import (
     LossConfig,
     aggregate,
@@ -14,10 +18,6 @@ from agentgym.trainers.losses import (
     turn_mean,
 )
 from agentgym.trainers.models import load_policy
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from agentgym.credit.tokens import turn_level_ratio
 
 
 def _loss(logp, old, adv, cfg, turns=None, scale=None):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from agentgym.trainers.generation import HFGenerator, SamplingParams
 from agentgym.trainers.losses import sequence_logprobs
 from agentgym.trainers.models import LoraConfig, load_policy, select_device

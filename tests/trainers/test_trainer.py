@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 import typer
-from agentgym.trainers.cli import make_tiny_model, train
-from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict
-from agentgym.trainers.trainer import Trainer
 from typer.testing import CliRunner
 
 from agentgym.credit import build_pipeline
 from agentgym.registry import UnknownEnvError
+from agentgym.trainers.cli import make_tiny_model, train
+from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict
+from agentgym.trainers.trainer import Trainer
 from agentgym.trajectory import Trajectory
 
 RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))

@@ -6,6 +6,7 @@ import json
 import httpx
 import pytest
 import torch
+
 from agentgym.trainers.generation import SamplingParams
 from agentgym.trainers.models import LoraConfig, load_policy
 from agentgym.trainers.vllm_backend import VLLMServer

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from agentgym.envs.search.data import KnowledgeBase, generate_kb
 
 

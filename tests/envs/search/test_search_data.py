@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from agentgym.envs.search.data import Doc, KnowledgeBase, generate_kb, load_corpus_jsonl, load_qa_jsonl
 
 

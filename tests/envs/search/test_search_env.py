@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import agentgym
+from agentgym.core import INFO_DEFAULTS, InfraError
 from agentgym.envs.search import register_search_envs
 from agentgym.envs.search.data import KnowledgeBase
 from agentgym.envs.search.env import SearchEnv
 from agentgym.envs.search.retrievers import BM25Retriever
 from agentgym.envs.search.server import RetrieverServer
-
-import agentgym
-from agentgym.core import INFO_DEFAULTS, InfraError
 from agentgym.policies import make_policy
 from agentgym.rollout import plan, rollout
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from agentgym.envs.search.metrics import exact_match, f1_score, normalize_answer, score
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from agentgym.core import InfraError
 from agentgym.envs.search.data import Doc, KnowledgeBase, generate_kb
 from agentgym.envs.search.retrievers import BM25Retriever, HTTPRetriever, Retriever, tokenize
 from agentgym.envs.search.server import RetrieverServer
-
-from agentgym.core import InfraError
 
 DOCS = [
     Doc("a", "Vel Dara", "Vel Dara is a city in Tarvenia. The mayor of Vel Dara is Tavi Melkor."),
