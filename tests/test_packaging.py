@@ -27,3 +27,13 @@ def test_import_agentgym_is_light():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_compose_builds_point_at_dockerfiles_and_names_the_services():
+    import yaml
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert {"sandbox-python", "retriever", "vllm"} <= set(services)
+    for name, service in services.items():
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / "Dockerfile").is_file(), name
