@@ -7,8 +7,9 @@ so a killed run loses only the episodes in flight, and ``resume`` runs exactly t
 
 Failures are typed: an env that raises (or a step that times out), or a policy that raises
 ``InfraError`` (server down, retries exhausted), ends that trajectory with ``failure="infra"``
-and the run goes on; the env is rebuilt, since its state is unknown. Any other policy exception
-is a bug and stops the run (whatever finished is on disk; resume continues).
+and the run goes on; the env is rebuilt, since its state is unknown. A conversation that outgrows
+the model's context (``ContextLengthExceeded``) ends the episode as truncated. Any other policy
+exception is a bug and stops the run (whatever finished is on disk; resume continues).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.core import InfraError, TextEnv
-from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory, Turn
@@ -92,7 +93,11 @@ async def run_episode(
         while True:
             stage = "policy"
             t0 = time.perf_counter()
-            completion = await policy.act(messages, env)
+            try:
+                completion = await policy.act(messages, env)
+            except ContextLengthExceeded:
+                traj.truncated, traj.truncation_reason = True, "context_length"
+                break
             t1 = time.perf_counter()
             stage = "step"
             next_obs, reward, terminated, truncated, step_info = await _with_timeout(

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentgym.policies.base import Completion, Message, Policy
-from agentgym.policies.openai_chat import OpenAIChatPolicy, RequestRejectedError, parse_chat_completion
+from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
+from agentgym.policies.openai_chat import (
+    OpenAIChatPolicy,
+    PromptTooLongError,
+    RequestRejectedError,
+    parse_chat_completion,
+)
 from agentgym.policies.simple import RandomPolicy, ScriptedPolicy
 
 __all__ = [
     "POLICIES",
     "Completion",
+    "ContextLengthExceeded",
     "Message",
     "OpenAIChatPolicy",
     "Policy",
+    "PromptTooLongError",
     "RandomPolicy",
     "RequestRejectedError",
     "ScriptedPolicy",

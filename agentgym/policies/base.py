@@ -9,9 +9,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["Completion", "Message", "Policy"]
+__all__ = ["Completion", "ContextLengthExceeded", "Message", "Policy"]
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant" | "tool", "content": str}
+
+
+class ContextLengthExceeded(Exception):
+    """The conversation no longer fits the model's context window.
+
+    Not a failure of the agent or of the infrastructure: the rollout engine ends the episode as
+    truncated (``truncation_reason="context_length"``) and keeps the turns so far.
+    """
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +35,14 @@ from tenacity import (
 )
 
 from agentgym.core import InfraError
-from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from agentgym.core import TextEnv
 
-__all__ = ["OpenAIChatPolicy", "RequestRejectedError", "parse_chat_completion"]
+__all__ = ["OpenAIChatPolicy", "PromptTooLongError", "RequestRejectedError", "parse_chat_completion"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,16 @@ class RequestRejectedError(RuntimeError):
         super().__init__(f"HTTP {status_code}: {message}")
         self.status_code = status_code
         self.message = message
+
+
+class PromptTooLongError(RequestRejectedError, ContextLengthExceeded):
+    """A 400 saying the prompt is over the model's context length (vLLM's and OpenAI's wording):
+    the engine truncates the episode instead of stopping the run."""
+
+
+# vLLM: "This model's maximum context length is 4096 tokens. However, you requested ...";
+# OpenAI: "... context_length_exceeded"; older servers: "context length exceeded".
+_CONTEXT_LENGTH = re.compile(r"maximum context length|context[ _]length[ _]exceeded", re.IGNORECASE)
 
 
 class TransientHTTPError(Exception):
@@ -232,7 +243,10 @@ class OpenAIChatPolicy(Policy):
         if status == 429 or status >= 500:
             raise TransientHTTPError(status, _error_message(response), _retry_after(response))
         if status >= 400:
-            raise RequestRejectedError(status, _error_message(response))
+            message = _error_message(response)
+            if status == 400 and _CONTEXT_LENGTH.search(message):
+                raise PromptTooLongError(status, message)
+            raise RequestRejectedError(status, message)
         try:
             return response.json()
         except ValueError as e:

@@ -14,7 +14,13 @@ import pytest
 from openai_server import CHAT_PATH, ChatServer, Reply, tokenize
 
 from agentgym.core import InfraError, StepResult, TextEnv
-from agentgym.policies import OpenAIChatPolicy, RequestRejectedError, make_policy, parse_chat_completion
+from agentgym.policies import (
+    OpenAIChatPolicy,
+    PromptTooLongError,
+    RequestRejectedError,
+    make_policy,
+    parse_chat_completion,
+)
 from agentgym.policies.openai_chat import TransientHTTPError
 from agentgym.rollout import plan, run_episode
 
@@ -283,3 +289,21 @@ def test_rollout_records_tokens_and_types_a_dead_server_as_infra(server: ChatSer
     server.script(*[Reply(503, "down")] * 3)
     traj = asyncio.run(episode(policy_for(server, max_retries=2)))
     assert traj.failure == "infra" and "503" in traj.failure_detail
+
+
+def test_a_prompt_over_the_context_length_truncates_the_episode(server: ChatServer) -> None:
+    vllm_message = ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens "
+                    "(1900 in the messages, 200 in the completion). Please reduce the length.")
+    server.script(Reply(400, vllm_message))
+    with pytest.raises(PromptTooLongError):  # a RequestRejectedError (never retried) that the engine knows
+        act(policy_for(server))
+
+    async def episode() -> Any:
+        async with policy_for(server) as policy:
+            return await run_episode(SayEnv(max_turns=5), policy, plan("r", tasks=1, group_size=1)[0],
+                                     env_id="tests/Say-v0")
+
+    server.script(Reply(text="not yet"), Reply(400, vllm_message))
+    traj = asyncio.run(episode())
+    assert traj.failure is None and traj.truncated and traj.truncation_reason == "context_length"
+    assert [t.action for t in traj.turns] == ["not yet"] and traj.final_observation == "Again."
