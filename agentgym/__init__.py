@@ -9,6 +9,10 @@ from agentgym.trajectory import SCHEMA_VERSION, Trajectory, Turn
 
 __version__ = "0.1.0"
 
+# Register the built-ins now (their modules load only when an env is built), so that
+# `gymnasium.make("agentgym/...")` works after a bare `import agentgym`.
+import agentgym.envs  # noqa: E402,F401,I001
+
 __all__ = [
     "INFO_DEFAULTS",
     "SCHEMA_VERSION",

@@ -209,3 +209,10 @@ def test_entry_point_plugin_installed_with_pip(tmp_path: Path) -> None:
     assert plugin_ids == ["plugin/Demo-v0", "plugin/DemoFn-v0"]
     with pytest.raises(UnknownEnvError):  # not installed here: unknown in this process
         agentgym.make("plugin/Demo-v0")
+
+
+def test_gymnasium_make_works_after_a_bare_import_in_a_fresh_process():
+    code = ("import agentgym, gymnasium; env = gymnasium.make('agentgym/Sokoban-v0'); "
+            "print(type(env.unwrapped).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "SokobanEnv", out.stderr
