@@ -291,7 +291,7 @@ def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple
         learned = LearnedValueScorer()
         curve = [probs[np.arange(seeds), t_star, good]]
         loc_train = Localisation()
-        credit_s, turns = 0.0, 0
+        credit_s, turns, rms_sum = 0.0, 0, 0.0
         t0 = time.perf_counter()
         for it in range(iterations):
             trajs, stages, actions = rollout_bifurcation(envs, task_seeds, probs, rng, it, "train")
@@ -302,6 +302,7 @@ def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple
             credit_s += time.perf_counter() - tc
             adv = (res.advantages * res.loss_mask).reshape(seeds, group_size, horizon)
             turns += res.batch.n_rows
+            rms_sum += float(np.sqrt((adv**2).mean((1, 2))).mean())
             loc_train.add(adv, t_star)
             if scorer_kind == "learned":
                 learned.update(trajs)
@@ -312,7 +313,7 @@ def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple
         episodes = np.arange(iterations + 1) * group_size
         c = np.stack(curve, 1)
         results.append(BifResult(horizon, t_star, name, episodes, c, first_reach(c, episodes, 0.9), loc_probe,
-                                 loc_train, wall, credit_s, turns))
+                                 loc_train, wall, credit_s, turns, {"adv_rms": rms_sum / max(iterations, 1)}))
     return results
 
 
@@ -434,7 +435,8 @@ def position_name(horizon: int, t_star: int) -> str:
     return "early" if t_star == 0 else "late" if t_star == horizon - 1 else "middle"
 
 
-def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta: dict[str, Any]) -> str:
+def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta: dict[str, Any],
+                   raw: Sequence[BifResult] = ()) -> str:
     """Markdown tables + findings; returns the text."""
     budget = float(meta["iterations"] * meta["group_size"] + meta["group_size"])
     by_cfg: dict[tuple[int, int], dict[str, BifResult]] = {}
@@ -491,6 +493,25 @@ def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta:
         wall, credit, turns = sum(r.wall_s for r in rs), sum(r.credit_s for r in rs), sum(r.turns for r in rs)
         lines.append(f"| {name} | {wall:.1f} | {credit:.1f} | {1e6 * credit / max(turns, 1):.1f} | {turns} |")
 
+    if raw:
+        lines += ["", "## Sensitivity: raw advantage scale (no RMS division)", "",
+                  "Same runs without dividing by the batch RMS: the step size then follows each estimator's own "
+                  "scale (mean batch RMS of |A| shown, from the scaled run).", "",
+                  "| H | t* | estimator | mean adv RMS | to 90% (RMS-scaled) | to 90% (raw) | Δ vs GRPO (raw) |",
+                  "|---|---|---|---|---|---|---|"]
+        scaled = {(r.horizon, r.t_star, r.estimator): r for r in bif}
+        raw_base = {(r.horizon, r.t_star): r for r in raw if r.estimator == "grpo"}
+        for r in raw:
+            ref = scaled.get((r.horizon, r.t_star, r.estimator))
+            base = raw_base.get((r.horizon, r.t_star))
+            delta = "—"
+            if base is not None and r is not base:
+                m, lo, hi = paired_delta(r.to_90, base.to_90, budget)
+                delta = f"{m:+.0f} [{lo:+.0f}, {hi:+.0f}]"
+            lines.append(f"| {r.horizon} | {r.t_star} | {r.estimator} | "
+                         f"{'—' if ref is None else format(ref.extra['adv_rms'], '.2f')} | "
+                         f"{'—' if ref is None else _fmt_ci(ref.to_90)} | {_fmt_ci(r.to_90)} | {delta} |")
+
     if sok:
         s0 = sok[0]
         sbudget = float(s0.episodes[-1] + meta["group_size"])
@@ -542,7 +563,8 @@ def plot(path: Path, bif: list[BifResult], sok: list[SokResult]) -> None:
         ax = axes[horizons.index(r.horizon), cols.index(position_name(r.horizon, r.t_star))]
         mean = r.curve.mean(0)
         se = r.curve.std(0, ddof=1) / math.sqrt(len(r.curve)) if len(r.curve) > 1 else np.zeros_like(mean)
-        ax.plot(r.episodes, mean, color=COLORS.get(r.estimator), label=r.estimator, lw=1.4)
+        ax.plot(r.episodes, mean, color=COLORS.get(r.estimator), label=r.estimator, lw=1.4,
+                ls="--" if "learned" in r.estimator else "-")
         ax.fill_between(r.episodes, mean - 1.96 * se, np.minimum(mean + 1.96 * se, 1), color=COLORS.get(r.estimator),
                         alpha=0.15, lw=0)
         ax.axhline(0.9, color="grey", ls=":", lw=0.8)
@@ -561,7 +583,8 @@ def plot(path: Path, bif: list[BifResult], sok: list[SokResult]) -> None:
     for r in bif:
         if r.horizon == hmax and position_name(r.horizon, r.t_star) == "middle" and r.probe.profile is not None:
             prof = r.probe.profile / r.probe.profile.mean()
-            ax.plot(np.arange(len(prof)), prof, marker="o", ms=3, color=COLORS.get(r.estimator), label=r.estimator)
+            ax.plot(np.arange(len(prof)), prof, marker="o", ms=3, color=COLORS.get(r.estimator), label=r.estimator,
+                    ls="--" if "learned" in r.estimator else "-")
             ax.axvline(r.t_star, color="grey", ls=":", lw=0.8)
             ax.set_title(f"probe: group-mean |A| per turn / its mean (H={hmax}, t*={r.t_star})", fontsize=9)
     ax.set_xlabel("turn", fontsize=8)
@@ -595,8 +618,118 @@ def plot(path: Path, bif: list[BifResult], sok: list[SokResult]) -> None:
     plt.close(fig)
 
 
-DISCUSSION = """
-"""
+def _rng(values: Sequence[float], fmt: str = "{:.0f}") -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def discussion(bif: list[BifResult], sok: list[SokResult], raw: Sequence[BifResult]) -> str:
+    """The findings paragraphs, with every number taken from this run's results."""
+    cfg = {(r.horizon, r.t_star, r.estimator): r for r in bif}
+    budget = float(bif[0].episodes[-1] + (bif[0].episodes[1] - bif[0].episodes[0]))
+    names = set(r.estimator for r in bif)
+    out = []
+
+    def mean90(r: BifResult) -> float:
+        return float(np.nanmean(np.where(np.isnan(r.to_90), budget, r.to_90)))
+
+    not_late = [(h, t) for (h, t, e) in cfg if e == "grpo" and t != h - 1]
+    late = [(h, t) for (h, t, e) in cfg if e == "grpo" and t == h - 1]
+    ig = [e for e in ("igpo_oracle", "igpo_learned") if e in names]
+    if "grpo" in names and ig and not_late:
+        speed = [mean90(cfg[(h, t, "grpo")]) / mean90(cfg[(h, t, e)]) for (h, t) in not_late for e in ig]
+        early = sorted((h, mean90(cfg[(h, 0, "grpo")]) / mean90(cfg[(h, 0, ig[0])])) for (h, t) in not_late if t == 0)
+        wins = all(paired_delta(cfg[(h, t, e)].to_90, cfg[(h, t, "grpo")].to_90, budget)[2] < 0
+                   for (h, t) in not_late for e in ig)
+        best = all(mean90(cfg[(h, t, ig[0])]) <= min(mean90(cfg[(h, t, e)]) for e in names if e not in ig)
+                   for (h, t) in not_late)
+        grows = len(early) > 1 and all(a[1] < b[1] for a, b in zip(early, early[1:], strict=False))
+        text = (("Information gain (IGPO) is the clear winner whenever the decisive turn is not the last one: "
+                 if wins and best else "Information gain (IGPO) against GRPO, decisive turn not last: ")
+                + f"{_rng(speed, '{:.1f}')}× fewer episodes than GRPO to reach π(good) ≥ 0.9"
+                + (f", and the gap grows with the horizon at t* = 0 ({', '.join(f'H={h}: {x:.1f}×' for h, x in early)})"
+                   if grows else "")
+                + ". The IG at t* is a deterministic function of the choice, so it carries the decisive signal "
+                "without the Bernoulli outcome noise, and it is there even in groups whose outcomes tie. ")
+        if len(ig) == 2:
+            d = [paired_delta(cfg[(h, t, "igpo_learned")].to_90, cfg[(h, t, "igpo_oracle")].to_90, budget)
+                 for (h, t) in not_late]
+            same = sum(lo <= 0 <= hi for _, lo, hi in d)
+            text += (f"The count-based critic (igpo_learned) matches the oracle (paired CI covers 0 in {same}/{len(d)} "
+                     "configs): the state_key carries the hidden decisive status, so V(good) → 0.9 and V(bad) → 0.1 "
+                     "within a few iterations. That is the friendly case for IG; an LLM's gold log-prob is a noisier "
+                     "proxy. ")
+        if late:
+            ident = [np.array_equal(cfg[(h, t, e)].curve, cfg[(h, t, "grpo")].curve)
+                     for (h, t) in late for e in ig + (["a2tgpo_oracle"] if "a2tgpo_oracle" in names else [])]
+            text += ("At t* = H − 1 IGPO and A²TGPO " + ("are identical to GRPO (same curves, Δ = 0)" if all(ident)
+                                                          else "do not differ from GRPO")
+                     + ": the last turn is the outcome turn and carries no IG (agentgym's convention, as in IGPO), so "
+                     "a decision taken on the answer turn gets outcome credit only. ")
+        tr = [(cfg[(h, t, ig[0])].train.ratio, h, t) for (h, t) in not_late]
+        worst = min(tr)
+        text += ((f"IGPO's credit is not well localised *during training*: its train |A| ratio falls to {worst[0]:.2f} "
+                  f"(H={worst[1]}, t*={worst[2]})" + (" while it learns fastest. " if best else ". "))
+                 if worst[0] < 1 else f"IGPO's lowest train |A| ratio is {worst[0]:.2f} (H={worst[1]}, t*={worst[2]}). ")
+        text += ("The `separate` normalisation z-scores the IG "
+                 "pooled over all turns, so the exact zeros of the filler turns become a constant −μ/σ, and γ = 1 "
+                 "accumulation multiplies it by the number of remaining turns: a converged group in which every "
+                 "rollout chose well and succeeded (zero information) still gets advantages down to −√(H−2) "
+                 "on its filler turns (t* = 0; −3.7 at H = 16). In a tabular policy that is zero-mean noise on filler logits; "
+                 "with shared LLM weights it is a systematic push on whatever was sampled (a zero-variance group "
+                 "filter would drop such groups). ")
+        out.append(text)
+    if "gigpo" in names and "grpo" in names:
+        d = [paired_delta(cfg[(h, t, "gigpo")].to_90, cfg[(h, t, "grpo")].to_90, budget) for (h, t, e) in cfg
+             if e == "grpo"]
+        faster = sum(hi < 0 for _, _, hi in d)
+        text = (f"GiGPO is faster than GRPO in {faster}/{len(d)} configs"
+                + (", but modestly" if faster and max(m for m, _, _ in d) > -0.5 * budget / 4 else "")
+                + f" (Δ {_rng([m for m, _, _ in d])} episodes). Its anchors split only after t* (where the hidden "
+                "status enters state_key); before and at t* every rollout shares the anchor, so the step term there "
+                "is just the discounted, group-centred return, and at t* = H − 1 its argmax localisation comes from "
+                "the discount γ^(H−1−t), which favours late turns in general, not from anchoring. The episode term "
+                f"A^E on every turn caps its |A| ratio at {_rng([cfg[k].probe.ratio for k in cfg if k[2] == 'gigpo'], '{:.2f}')}. ")
+        raw_cfg = {(r.horizon, r.t_star, r.estimator): r for r in raw}
+        rd = [paired_delta(raw_cfg[(h, t, "gigpo")].to_90, raw_cfg[(h, t, "grpo")].to_90, budget)
+              for (h, t, e) in raw_cfg if e == "grpo" and (h, t, "gigpo") in raw_cfg]
+        if rd:
+            slower = sum(lo > 0 for _, lo, _ in rd)
+            ig_raw = [paired_delta(raw_cfg[(h, t, e)].to_90, raw_cfg[(h, t, "grpo")].to_90, budget)[2] < 0
+                      for (h, t, e2) in raw_cfg if e2 == "grpo" for e in ig if (h, t, e) in raw_cfg]
+            text += (f"Without RMS scaling GiGPO is slower than GRPO in {slower}/{len(rd)} of the sensitivity configs"
+                     + (" (its F_norm = 1 advantages are smaller than GRPO's z-scores), so its edge above is about the "
+                        "direction of its credit at a matched step size" if slower else "")
+                     + ("; IGPO stays faster than GRPO at the raw scale too. " if ig_raw and all(ig_raw) else ". "))
+        out.append(text)
+    if "a2tgpo_oracle" in names and not_late:
+        a = [cfg[(h, t, "a2tgpo_oracle")] for (h, t) in not_late]
+        d = [paired_delta(r.to_90, cfg[(r.horizon, r.t_star, "grpo")].to_90, budget)[0] for r in a]
+        top = all(cfg[(h, t, "a2tgpo_oracle")].probe.share >= max(cfg[(h, t, e)].probe.share for e in names)
+                  for (h, t) in not_late)
+        out.append("A²TGPO (oracle IG) " + ("puts the largest |A| on t* most reliably in the probe" if top else
+                                           "localises the argmax in the probe") + " (share "
+                   f"{_rng([r.probe.share for r in a], '{:.2f}')}), because per-turn-position normalisation keeps "
+                   "the zero-IG filler turns at exactly 0; but with α = 0.3 the outcome term Â^O on every turn "
+                   f"dominates (ratio {_rng([r.probe.ratio for r in a], '{:.2f}')}); its Δ vs GRPO is "
+                   f"{_rng(d)} episodes" + (", a fraction of IGPO's gain" if ig and all(
+                       mean90(cfg[(r.horizon, r.t_star, ig[0])]) < mean90(r) for r in a) else "")
+                   + ". Its adaptive clip scale does nothing in this single-step on-policy update. ")
+    g = {r.estimator: r for r in sok}
+    if "grpo" in g and "gigpo" in g:
+        m, lo, hi = paired_delta(g["gigpo"].to_90, g["grpo"].to_90, float(g["grpo"].episodes[-1] + 8))
+        out.append(f"On Sokoban GiGPO reached 90% on {int((~np.isnan(g['gigpo'].to_90)).sum())}/{len(g['gigpo'].to_90)} "
+                   f"levels vs GRPO's {int((~np.isnan(g['grpo'].to_90)).sum())}/{len(g['grpo'].to_90)} "
+                   f"(paired Δ {m:+.0f} [{lo:+.0f}, {hi:+.0f}] episodes); final episodes last "
+                   f"{g['gigpo'].length[:, -10:].mean():.1f} vs {g['grpo'].length[:, -10:].mean():.1f} turns (GiGPO's "
+                   "γ = 0.95 rewards short solutions, GRPO has no length pressure). Anchors are plentiful on a 6×6 board "
+                   f"(mean step group {g['gigpo'].extra.get('mean_step_group_size', float('nan')):.1f} turns). ")
+    out.append("**Caveats.** A tabular policy has separate logits per stage, so credit misplaced on filler turns "
+               "costs nothing at t*; only the size and noise of the t* credit matter after RMS scaling. What "
+               "localisation buys with shared parameters is not measured here. One learning rate for all (not tuned "
+               "per estimator); the RMS division is a choice (see the sensitivity table). The tasks are idealised: "
+               "one decisive turn, its status Markov in state_key, outcome noise p_good/p_bad = 0.9/0.1.")
+    return "\n\n".join(t.strip() for t in out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -632,6 +765,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"ratio {r.probe.ratio:.2f}/{r.train.ratio:.2f} reached {len(done)}/{len(r.to_90)} "
                       f"to90 {done.mean() if len(done) else float('nan'):.0f} wall {r.wall_s:.1f}s", flush=True)
             bif += rs
+    raw: list[BifResult] = []
+    h = horizons[-1] if quick else 8
+    for ts in (0, h // 2):
+        raw += run_bifurcation(h, ts, estimators, seeds=seeds, group_size=args.group_size, iterations=iters,
+                               lr=args.lr, probe_iters=1, rms_norm=False)
     sok_names = [e for e in ("grpo", "gigpo") if e in estimators]
     sok = run_sokoban(sok_names, seeds=seeds, group_size=args.group_size, iterations=sok_iters, lr=args.lr,
                       rms_norm=not args.no_rms)
@@ -647,9 +785,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "seeds": seeds, "group_size": args.group_size, "iterations": iters, "lr": args.lr,
         "rms_norm": not args.no_rms, "probe_groups": probe_iters * seeds,
         "sok_desc": "6x6 boards, 1 box, 2 inner walls, optimal solution 3–8 moves, max 20 turns, reward 1 on solve",
-        "discussion": DISCUSSION,
     }
-    write_markdown(out / "credit_bifurcation.md", bif, sok, meta)
+    meta["discussion"] = discussion(bif, sok, raw)
+    write_markdown(out / "credit_bifurcation.md", bif, sok, meta, raw)
     plot(out / "credit_bifurcation.png", bif, sok)
     print(f"wrote {out / 'credit_bifurcation.md'} and {out / 'credit_bifurcation.png'} "
           f"({time.perf_counter() - t0:.0f} s)")
