@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from agentgym.registry import register
 
+from .code import register_code_envs
 from .search import register_search_envs
 
 register(
@@ -23,3 +24,4 @@ register(
     description="Text Sokoban on small reverse-play (solvable) boards; state_key is the board.",
 )
 register_search_envs()
+register_code_envs()
