@@ -114,7 +114,8 @@ class PythonTIREnv(TextEnv):
     with a logged warning, when reasoning-gym is not installed). A seed picks a source
     uniformly, then one of its ``tasks_per_source`` tasks. Sandbox: ``backend`` (docker, local,
     or None for auto), Docker ``image``, per-call ``timeout`` in seconds, ``memory_mb``;
-    ``sandbox_labels`` tag Docker containers. ``max_output_chars`` caps what an observation shows of the output.
+    ``sandbox_labels`` tag Docker containers. ``max_output_chars`` caps the output an
+    observation shows.
     """
 
     system_prompt = SYSTEM_PROMPT
@@ -193,11 +194,12 @@ class PythonTIREnv(TextEnv):
             return self.task_at(choice)
         if isinstance(choice, str):
             head, _, item = choice.rpartition("/")
-            if head in self.sources and item.isdigit():
+            if head in self.sources and item.isdigit() and int(item) < self.tasks_per_source:
                 return self.task_at(self.sources.index(head) * self.tasks_per_source + int(item))
         raise ValueError(f"options['task'] must be a task index, id (e.g. 'builtin/3') or MathTask, got {choice!r}")
 
     def score(self, answer: str) -> float:
+        """The current task's reward for ``answer``: exact numeric match or reasoning-gym's scorer."""
         if self.task.entry is None:
             return numeric_match(answer, self.task.answer)
         assert self.rg is not None

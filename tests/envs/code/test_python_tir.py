@@ -173,7 +173,7 @@ def test_tasks_are_seeded_and_addressable(make_env: MakeEnv) -> None:
     _, info = env.reset(options={"task": "rg/gcd/7"})
     assert (info["task_id"], info["source"]) == ("rg/gcd/7", "rg/gcd")
     assert env.reset(options={"task": env.tasks_per_source + 7})[1]["task_id"] == f"rg/{env.sources[1][3:]}/7"
-    for bad in ("rg/nope/1", "builtin/x", -1, env.num_tasks, 2.5):
+    for bad in ("rg/nope/1", "builtin/x", f"builtin/{env.tasks_per_source}", -1, env.num_tasks, 2.5):
         with pytest.raises(ValueError):
             env.reset(options={"task": bad})
     with pytest.raises(ValueError, match="unknown reasoning-gym"):
