@@ -30,7 +30,7 @@ def test_writes_one_record_per_trajectory_aligned_with_turns(run_dir, tmp_path):
     trajs = list(read_jsonl(run_dir / "trajectories.jsonl"))
     records = list(read_jsonl(run_dir / "advantages.jsonl"))
     assert [r["traj_id"] for r in records] == [t["traj_id"] for t in trajs]
-    for traj, rec in zip(trajs, records):
+    for traj, rec in zip(trajs, records, strict=True):
         assert len(rec["advantages"]) == len(rec["loss_mask"]) == len(traj["turns"])
     expected = assign_credit(trajs, {"stages": [{"gigpo": {"gamma": 0.95, "omega": 1.0}}]})
     flat = np.concatenate([r["advantages"] for r in records])
