@@ -7,6 +7,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import agentgym
 from agentgym.credit import build_pipeline
 from agentgym.registry import UnknownEnvError
 from agentgym.trainers.cli import make_tiny_model, train
@@ -42,6 +43,7 @@ def test_every_bundled_recipe_loads(path):
     recipe = load_recipe(path)
     assert recipe.name and recipe.env.id.startswith("agentgym/") and recipe.credit
     build_pipeline(recipe.credit)  # the credit section is valid for the credit library
+    agentgym.spec(recipe.env.id)  # the recipe's env is registered
     assert load_recipe(path.stem).to_dict() == recipe.to_dict()  # bundled recipes load by name
 
 
