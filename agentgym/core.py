@@ -89,10 +89,16 @@ class TextEnv(gymnasium.Env[str, str]):
     Subclasses set ``system_prompt`` (optional) and implement ``_reset`` and ``_step``.
     They may implement ``expert_action()`` (used by the scripted policy) and
     ``legal_actions()`` (used by the random policy).
+
+    ``stop_sequences``: generation of an action should stop right after the first of these
+    strings, which stays in the action (e.g. the closing fence of the code block a tool env
+    runs, so the model is not trained on text the env ignores). Policies that can stop pass
+    them to their backend; an env must still accept actions that run past them.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
     system_prompt: str | None = None
+    stop_sequences: tuple[str, ...] = ()
     threaded_async: ClassVar[bool] = True
 
     def __init__(self, *, max_turns: int | None = None, render_mode: str | None = None):

@@ -170,6 +170,11 @@ class TagParser(Parser):
         names = "|".join(map(re.escape, tags))
         self._tag = re.compile(rf"<(/?)({names})\s*>")
 
+    @property
+    def stop_sequences(self) -> tuple[str, ...]:
+        """The closing tags: a turn should end right after its one action."""
+        return tuple(f"</{tag}>" for tag in (*self.tools, *([self.answer_tag] if self.answer_tag else [])))
+
     def _parse(self, text: str, original: str) -> Action:
         found: list[tuple[str, str, int]] = []
         pos = 0
@@ -324,6 +329,10 @@ class PythonBlockParser(Parser):
 
     name = "python"
     languages: ClassVar[frozenset[str]] = frozenset({"python", "py", ""})
+    #: Where a turn that runs a block should end: a closing fence on its own line. An opening
+    #: fence carries its language (```` ```python ````), so it does not match; a bare opening
+    #: ```` ``` ```` does (prompts ask for ```` ```python ````).
+    stop_sequence: ClassVar[str] = "\n```\n"
 
     def __init__(self, *, tool_name: str = "python", **kwargs: Any):
         super().__init__(**kwargs)

@@ -1,10 +1,11 @@
 """``agentgym/CodeTests-v0``: write a function; hidden unit tests run it in a sandbox.
 
 The model answers with a ```` ```python ```` block defining the function (the first complete
-block counts). The env runs a harness in a fresh sandbox process: it executes the submission,
-then calls the function on each test's arguments under a per-test time limit and streams each
-return value back as JSON. **Expected values never enter the sandbox**: results are compared
-on the host, so code that tampers with the harness can at worst lose its own tests.
+block counts; generation stops at its closing fence, ``stop_sequences``). The env runs a
+harness in a fresh sandbox process: it executes the submission, then calls the function on
+each test's arguments under a per-test time limit and streams each return value back as JSON.
+**Expected values never enter the sandbox**: results are compared on the host, so code that
+tampers with the harness can at worst lose its own tests.
 
 Reward = the share of tests passed (``info["passed"]``, ``info["total"]``, ``info["all_passed"]``,
 ``info["test_results"]``). With ``max_attempts > 1`` a failed submission gets feedback (how many
@@ -135,6 +136,7 @@ class CodeTestsEnv(TextEnv):
     """
 
     system_prompt = SYSTEM_PROMPT
+    stop_sequences = (PythonBlockParser.stop_sequence,)
 
     def __init__(
         self,

@@ -1,11 +1,14 @@
 """``agentgym/PythonTIR-v0``: math and logic with a Python tool, SimpleTIR's protocol.
 
-A turn is text that ends at its first complete ```` ```python ```` block (anything after the
-block is ignored: generation stops there). The block runs in the episode's persistent Python
-session, so variables and imports survive between turns, and the observation (role ``tool``)
-is ``"\\nCode execution result: …\\n"``: what the code printed, cut to ``max_output_chars``
-(head and tail kept), then the last line of stderr if the code failed, or a timeout notice (a
-timeout restarts the session: its variables are gone, and the observation says so).
+A turn is text that ends at its first complete ```` ```python ```` block: generation stops
+right after its closing fence on its own line (``stop_sequences = ("\\n```\\n",)``, kept in
+the action; a block closed by ```` ``` ```` and the end of the text is complete too), and
+anything a policy still writes after the block is ignored. The block runs in the episode's
+persistent Python session, so variables and imports survive between turns, and the observation
+(role ``tool``) is ``"\\nCode execution result: …\\n"``: what the code printed, cut to
+``max_output_chars`` (head and tail kept), then the last line of stderr if the code failed, or
+a timeout notice (a timeout restarts the session: its variables are gone, and the observation
+says so).
 
 A ``\\boxed{...}`` in the text before the block (or in the code's printed output, as SimpleTIR
 allows) is the final answer: the episode ends and is scored — exact numeric match for our
@@ -119,6 +122,7 @@ class PythonTIREnv(TextEnv):
     """
 
     system_prompt = SYSTEM_PROMPT
+    stop_sequences = (PythonBlockParser.stop_sequence,)
 
     def __init__(
         self,

@@ -5,7 +5,8 @@ inside ``<information>…</information>``, role ``tool``) or ``<answer>…</answ
 ends; reward = exact match or F1 against the gold aliases, computed on the model's own answer
 text only). Anything else — no tag, two tags, an empty query, an unclosed tag, a huge action —
 gets a readable ``parse_error`` observation and the episode goes on. ``void`` marks turns that
-were neither a search nor an answer.
+were neither a search nor an answer. Generation stops after ``</search>`` or ``</answer>``
+(``stop_sequences``), as in Search-R1, so the model never writes past its one action.
 
 ``info["retrieved_spans"]`` lists ``[start, end)`` character offsets of the ``<information>``
 block in the observation, so trainers can mask retrieved text out of the loss.
@@ -121,6 +122,7 @@ class SearchEnv(TextEnv):
             HTTPRetriever(retriever_url) if retriever_url else BM25Retriever.shared(corpus, cache_dir=cache_dir)
         )
         self.parser = TagParser({"search": "query"}, "answer", max_chars=max_action_chars)
+        self.stop_sequences = self.parser.stop_sequences
         self.task: Task = self.tasks[0]
         self.queries: list[str] = []
         self.state_key = "start"

@@ -39,6 +39,14 @@ def test_expert_passes_every_problem(make_env: MakeEnv, run_expert: Callable[...
     assert sum(r == 1.0 for r in rewards) >= 0.95 * len(PROBLEMS), rewards
 
 
+def test_a_submission_cut_at_the_stop_sequence_is_complete(make_env: MakeEnv) -> None:
+    env = make_env(ENV_ID, backend="local")
+    (stop,) = env.stop_sequences
+    action = submit(PROBLEMS[0].solution)
+    env.reset(options={"task": PROBLEMS[0].entry_point})
+    assert env.step(action[: action.index(stop) + len(stop)])[1] == 1.0
+
+
 def test_reward_is_the_share_of_tests_passed(make_env: MakeEnv) -> None:
     env = make_env(ENV_ID, backend="local")
     obs, info = env.reset(options={"task": "fizzbuzz"})

@@ -154,6 +154,19 @@ def test_only_the_first_python_block_runs() -> None:
     assert first_python_block("```text\na\n```\n```python\nb") is None
 
 
+def test_generation_stops_at_the_first_blocks_closing_fence(make_env: MakeEnv) -> None:
+    (stop,) = PythonTIREnv.stop_sequences
+    text = "intro\n```python\nprint(6 * 7)\n```\nmore\n```python\nprint(0)\n```\n"
+    assert text.index(stop) + len(stop) == first_python_block(text)[1] + 1  # not at the opening fence
+    env = make_env(ENV_ID, source="builtin", backend="local")
+    # What a stopping policy returns, and a completion that ended (EOS) right after the fence.
+    for action in (text[: text.index(stop) + len(stop)], "intro\n```python\nprint(6 * 7)\n```"):
+        env.reset(options={"task": "builtin/0"})
+        obs, reward, terminated, _, info = env.step(action)
+        assert (obs, terminated, info["void"]) == ("\nCode execution result: 42\n", False, False)
+        assert info["tool_calls"] == [{"name": "python", "arguments": {"code": "print(6 * 7)"}}]
+
+
 def test_state_key_digests_what_the_tool_returned(make_env: MakeEnv) -> None:
     env = make_env(ENV_ID, source="builtin", backend="local")
     keys = []

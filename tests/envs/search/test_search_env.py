@@ -55,6 +55,13 @@ def test_expert_solves_and_retrieval_follows_the_chain(env: SearchEnv) -> None:
     assert chain_found / episodes >= 0.95  # the hop queries really surface each fact
 
 
+def test_generation_stops_after_one_action(env: SearchEnv) -> None:
+    assert env.stop_sequences == ("</search>", "</answer>")
+    env.reset(seed=2)
+    obs, _, terminated, _, info = env.step("I will look it up. <search>Korvan founder</search>")
+    assert not terminated and info["tool_calls"] and "<information>" in obs
+
+
 def test_search_observation(env: SearchEnv) -> None:
     env.reset(seed=1)
     query = env.task.hops[0].query
