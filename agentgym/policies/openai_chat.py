@@ -13,6 +13,15 @@ policy asks vLLM (>= 0.10.2) for ``return_token_ids`` and reads the response's t
 ``return_tokens_as_token_ids`` (older vLLM), whose logprob tokens read ``"token_id:123"``.
 Servers that ignore these fields still work; servers that reject unknown fields (api.openai.com)
 need ``return_token_ids=False``.
+
+Stop sequences: when the env declares ``stop_sequences``, they go out as ``stop`` with vLLM's
+``include_stop_str_in_output`` (one of the vLLM extensions, sent unless ``return_token_ids=False``),
+so the action keeps the stop string, as the env expects. A server that strips it anyway gets it
+put back (see :func:`parse_chat_completion`). OpenAI strips it and does not say which stop
+string matched, or whether a ``"stop"`` finish was the model's own end: with
+``return_token_ids=False`` the policy sends ``stop`` only when the env declares exactly one, and
+then appends it to every ``"stop"`` finish that lacks it (a natural end gets it too; PythonTIR-v0
+and CodeTests-v0 accept that). With several it sends none: text after the stop stays in the action.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncio
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -111,11 +121,17 @@ def _ids_from_tokens(tokens: list[Any]) -> list[int] | None:
     return [int(t[len(_TOKEN_ID_PREFIX):]) for t in tokens]
 
 
-def parse_chat_completion(data: dict[str, Any]) -> Completion:
+def parse_chat_completion(data: dict[str, Any], stop: Sequence[str] = ()) -> Completion:
     """Turn a chat-completions response body into a :class:`Completion`.
 
     Token ids come from vLLM's ``choices[0].token_ids``, else from ``"token_id:N"`` logprob
     tokens; ``num_tokens`` from ``usage.completion_tokens``, else the number of tokens seen.
+
+    ``stop`` (the stop strings sent): a ``"stop"`` finish whose text does not end with one had it
+    stripped, and it is appended back: the one the server names (vLLM ``stop_reason``, SGLang
+    ``matched_stop``; ``None`` there means end-of-sequence: nothing to append), else the only one
+    sent. Token ids and log-probs are then dropped: whether they cover the stripped string
+    depends on the server (vLLM's do, others' may not), and token-level training must not guess.
     """
     try:
         choice = data["choices"][0]
@@ -134,8 +150,15 @@ def parse_chat_completion(data: dict[str, Any]) -> Completion:
         counted = token_ids if token_ids is not None else logprobs
         num_tokens = len(counted) if counted is not None else None
     prompt_token_ids = data.get("prompt_token_ids")
+    text = message.get("content") or ""
+    if stop and choice.get("finish_reason") == "stop" and not text.endswith(tuple(stop)):
+        named = next((key for key in ("stop_reason", "matched_stop") if key in choice), None)
+        matched = choice[named] if named else (stop[0] if len(stop) == 1 else None)
+        if isinstance(matched, str) and matched in stop:
+            text += matched
+            token_ids = logprobs = None
     return Completion(
-        text=message.get("content") or "",
+        text=text,
         token_ids=[int(t) for t in token_ids] if token_ids is not None else None,
         logprobs=logprobs,
         prompt_token_ids=[int(t) for t in prompt_token_ids] if prompt_token_ids is not None else None,
@@ -203,8 +226,9 @@ class OpenAIChatPolicy(Policy):
         self._client_lock = threading.Lock()  # act_sync may be called from many threads
 
     # -- requests -------------------------------------------------------------------------
-    def request_body(self, messages: list[Message]) -> dict[str, Any]:
-        """The JSON body sent for ``messages`` (public so callers can log or replay it)."""
+    def request_body(self, messages: list[Message], stop: Sequence[str] = ()) -> dict[str, Any]:
+        """The JSON body sent for ``messages`` and the env's ``stop`` sequences (public so callers
+        can log or replay it)."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
         if self.request_logprobs:
             body["logprobs"] = True
@@ -212,8 +236,17 @@ class OpenAIChatPolicy(Policy):
             body["return_token_ids"] = True
             if self.request_logprobs:
                 body["return_tokens_as_token_ids"] = True
+        if stop:
+            body["stop"] = list(stop)
+            if self.return_token_ids:
+                body["include_stop_str_in_output"] = True
         body.update(self.extra_body)
         return body
+
+    def stop_for(self, env: TextEnv | None) -> tuple[str, ...]:
+        """The stop strings sent for ``env`` (its ``stop_sequences``; see the module docstring)."""
+        stop = tuple(env.stop_sequences) if env is not None else ()
+        return stop if self.return_token_ids or len(stop) == 1 else ()
 
     def _retry_kwargs(self) -> dict[str, Any]:
         return {
@@ -269,7 +302,8 @@ class OpenAIChatPolicy(Policy):
 
     # -- the policy -------------------------------------------------------------------------
     async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
-        client, body = self._async_client(), self.request_body(messages)
+        stop = self.stop_for(env)
+        client, body = self._async_client(), self.request_body(messages, stop)
 
         async def attempt() -> dict[str, Any]:
             return self._check(await client.post(self.url, json=body))
@@ -278,7 +312,7 @@ class OpenAIChatPolicy(Policy):
             data = await AsyncRetrying(**self._retry_kwargs())(attempt)
         except _RETRYABLE as e:
             raise self._gave_up(e) from e
-        return parse_chat_completion(data)
+        return parse_chat_completion(data, stop)
 
     def act_sync(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
         """Blocking twin of :meth:`act` on a pooled, thread-safe ``httpx.Client``: it works where
@@ -287,12 +321,13 @@ class OpenAIChatPolicy(Policy):
             if self._client is None:
                 self._client = httpx.Client(**self._client_kwargs)
             client = self._client
-        body = self.request_body(messages)
+        stop = self.stop_for(env)
+        body = self.request_body(messages, stop)
         try:
             data = Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
         except _RETRYABLE as e:
             raise self._gave_up(e) from e
-        return parse_chat_completion(data)
+        return parse_chat_completion(data, stop)
 
     # -- lifetime -------------------------------------------------------------------------
     async def aclose(self) -> None:

@@ -10,6 +10,12 @@ the way the server ``flavor`` would:
 * ``"vllm-legacy"``: only ``return_tokens_as_token_ids`` (vLLM < 0.10.2);
 * ``"openai"``: rejects unknown request fields with a 400, as api.openai.com does.
 
+Stop strings work as on the real servers: the model's text (the echo, or ``Reply.text``) ends
+at the end of the first ``stop`` string it contains (``finish_reason`` ``"stop"``). OpenAI strips
+the string from the text; vLLM strips it too unless ``include_stop_str_in_output``, names it in
+``stop_reason`` (``None`` for a natural end), and its token ids and logprobs cover every sampled
+token, the stop string's included.
+
 The fake tokenizer maps each character to its code point, so tests can predict token ids.
 """
 
@@ -117,13 +123,22 @@ class ChatServer:
         """A success body of exactly the OpenAI shape, plus the flavor's extensions."""
         last = str(body["messages"][-1].get("content", ""))
         text = f"echo: {last}" if text is None else text
-        ids = tokenize(text)
+        vllm = self.flavor.startswith("vllm")
+        stops = body.get("stop") or []
+        hits = sorted((text.index(s) + len(s), s) for s in ([stops] if isinstance(stops, str) else stops) if s in text)
+        stop_reason = hits[0][1] if hits else None
+        if hits:  # the model sampled up to the end of the first stop string
+            text = text[: hits[0][0]]
+        sampled = text
+        if stop_reason and not (vllm and body.get("include_stop_str_in_output")):
+            text = text[: -len(stop_reason)]
+        ids = tokenize(sampled if vllm else text)
         prompt_ids = tokenize("".join(str(m.get("content", "")) for m in body["messages"]))
-        as_ids = self.flavor.startswith("vllm") and body.get("return_tokens_as_token_ids")
+        as_ids = vllm and body.get("return_tokens_as_token_ids")
         logprobs = None
         if body.get("logprobs"):
             content = []
-            for i, (char, token_id) in enumerate(zip(text, ids, strict=True)):
+            for i, (char, token_id) in enumerate(zip(sampled if vllm else text, ids, strict=True)):
                 token = f"token_id:{token_id}" if as_ids else char
                 content.append({"token": token, "logprob": -0.1 * (i + 1),
                                 "bytes": list(char.encode()), "top_logprobs": []})
@@ -140,12 +155,12 @@ class ChatServer:
             "created": int(time.time()),
             "model": body["model"],
             "choices": [choice],
-            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(ids),
-                      "total_tokens": len(prompt_ids) + len(ids)},
+            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": len(sampled),
+                      "total_tokens": len(prompt_ids) + len(sampled)},
             "system_fingerprint": None,
         }
         if self.flavor == "vllm":
-            choice["stop_reason"] = None
+            choice["stop_reason"] = stop_reason
             if body.get("return_token_ids"):
                 choice["token_ids"] = ids
                 response["prompt_token_ids"] = prompt_ids

@@ -133,6 +133,83 @@ def test_official_openai_client_parses_the_test_server(server: ChatServer) -> No
     client.close()
 
 
+# -- stop sequences ---------------------------------------------------------------------------
+class CodeEnv(TextEnv):
+    """Declares PythonTIR-v0's stop string (or ``stops``); stepping is not needed here."""
+
+    def __init__(self, stops: tuple[str, ...] = ("\n```\n",)):
+        super().__init__()
+        self.stop_sequences = stops
+
+
+BLOCK = "Run it.\n```python\nprint(1)\n```\n"
+TAIL = "The output will be 1.\n```python\nprint(2)\n```\n"
+
+
+def act_in(policy: OpenAIChatPolicy, env: TextEnv) -> Any:
+    async def main() -> Any:
+        async with policy:
+            return await policy.act(MESSAGES, env)
+
+    return asyncio.run(main())
+
+
+def test_vllm_stops_after_the_stop_string_and_keeps_it(server: ChatServer) -> None:
+    server.script(Reply(text=BLOCK + TAIL))
+    completion = act_in(policy_for(server), CodeEnv())
+    assert server.requests[0]["body"]["stop"] == ["\n```\n"]
+    assert server.requests[0]["body"]["include_stop_str_in_output"] is True
+    assert (completion.text, completion.finish_reason) == (BLOCK, "stop")
+    assert completion.token_ids == tokenize(BLOCK) and len(completion.logprobs) == len(BLOCK)
+    with policy_for(server) as policy:  # the blocking twin sends the same
+        server.script(Reply(text=BLOCK + TAIL))
+        assert policy.act_sync(MESSAGES, CodeEnv()).text == BLOCK
+    server.script(Reply(text="\\boxed{1}"))  # a natural end: nothing to add
+    completion = act_in(policy_for(server), CodeEnv())
+    assert completion.text == "\\boxed{1}" and completion.token_ids == tokenize("\\boxed{1}")
+
+
+def test_an_env_without_stop_sequences_sends_no_stop(server: ChatServer) -> None:
+    server.script(Reply(text=BLOCK + TAIL))
+    assert act_in(policy_for(server), CodeEnv(())).text == BLOCK + TAIL
+    assert "stop" not in server.requests[0]["body"]
+    assert "include_stop_str_in_output" not in server.requests[0]["body"]
+
+
+def test_a_stripped_stop_string_named_by_the_server_is_put_back(server: ChatServer) -> None:
+    stops = ("</search>", "</answer>")
+    server.script(Reply(text="<answer>Paris</answer> because"))
+    policy = policy_for(server, extra_body={"include_stop_str_in_output": False})  # a server that strips
+    completion = act_in(policy, CodeEnv(stops))
+    assert completion.text == "<answer>Paris</answer>"
+    assert completion.token_ids is None and completion.logprobs is None  # cannot tell what they cover
+    assert completion.num_tokens == len("<answer>Paris</answer>")
+    # SGLang names it matched_stop; None there is a natural end.
+    body = {"choices": [{"message": {"content": "<search>q"}, "finish_reason": "stop", "matched_stop": "</search>"}]}
+    assert parse_chat_completion(body, stops).text == "<search>q</search>"
+    body["choices"][0]["matched_stop"] = None
+    assert parse_chat_completion(body, stops).text == "<search>q"
+    body["choices"][0]["finish_reason"] = "length"
+    del body["choices"][0]["matched_stop"]
+    assert parse_chat_completion(body, ("</search>",)).text == "<search>q"  # cut off, not stopped
+
+
+def test_openai_gets_one_stop_string_and_it_is_appended_back() -> None:
+    with ChatServer(flavor="openai") as server:
+        server.script(Reply(text=BLOCK + TAIL))
+        completion = act_in(policy_for(server, return_token_ids=False), CodeEnv())
+        assert server.requests[0]["body"]["stop"] == ["\n```\n"]  # and nothing OpenAI would reject
+        assert (completion.text, completion.finish_reason) == (BLOCK, "stop")
+        assert completion.token_ids is None and completion.logprobs is None
+        # OpenAI cannot say a "stop" finish was the model's own end: the stop string is assumed.
+        server.script(Reply(text="\\boxed{1}"))
+        assert act_in(policy_for(server, return_token_ids=False), CodeEnv()).text == "\\boxed{1}\n```\n"
+        # With several stop strings it could not tell which one to put back, so it sends none.
+        server.script(Reply(text="<search>q</search> more"))
+        completion = act_in(policy_for(server, return_token_ids=False), CodeEnv(("</search>", "</answer>")))
+        assert "stop" not in server.requests[-1]["body"] and completion.text == "<search>q</search> more"
+
+
 # -- retries ----------------------------------------------------------------------------------
 def test_retries_429_and_5xx_then_succeeds(server: ChatServer) -> None:
     server.script(Reply(429, "rate limited"), Reply(500, "boom"), Reply(503, "loading"))

@@ -165,6 +165,9 @@ def test_generation_stops_at_the_first_blocks_closing_fence(make_env: MakeEnv) -
         obs, reward, terminated, _, info = env.step(action)
         assert (obs, terminated, info["void"]) == ("\nCode execution result: 42\n", False, False)
         assert info["tool_calls"] == [{"name": "python", "arguments": {"code": "print(6 * 7)"}}]
+    # A policy that cannot tell a stop from a natural end (OpenAI) may append it to an answer.
+    env.reset(options={"task": "builtin/3"})
+    assert env.step(f"\\boxed{{{env.task.answer}}}{stop}")[1:3] == (1.0, True)
 
 
 def test_state_key_digests_what_the_tool_returned(make_env: MakeEnv) -> None:
