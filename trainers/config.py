@@ -184,6 +184,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+    if origin is tuple and args[-1:] == (Ellipsis,):  # tuple[str, ...]: any length
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, where) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise RecipeError(f"{where}: expected a list of {len(args)} values, got {value!r}")

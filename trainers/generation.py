@@ -7,16 +7,21 @@ is free; the vLLM backends live in :mod:`agentgym.trainers.vllm_backend`.
 
 :class:`TransformersPolicy` is an :class:`agentgym.policies.base.Policy`, so the core rollout
 engine drives it. It keeps each episode's token context (keyed by its env), appends observation
-deltas as tokens, and batches concurrent ``act`` calls into one ``generate``.
+deltas as tokens, and batches concurrent ``act`` calls into one ``generate``. It passes each
+env's ``stop_sequences`` to the backend (``SamplingParams.stop``), so sampled ids end at the
+token that completes a stop string, which may run a few characters past it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from agentgym.policies.base import Completion, Message, Policy
 
@@ -25,17 +30,19 @@ from .chat import ChatTokenizer
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "TransformersPolicy"]
+__all__ = ["GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "StopOnStrings", "TransformersPolicy"]
 
 
 @dataclass
 class SamplingParams:
-    """Sampling settings shared by every backend. ``temperature=0`` is greedy."""
+    """Sampling settings shared by every backend. ``temperature=0`` is greedy. Generation stops
+    right after the token that completes any ``stop`` string (the string stays in the sample)."""
 
     max_new_tokens: int = 64
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    stop: tuple[str, ...] = ()
 
 
 @dataclass
@@ -59,15 +66,39 @@ class GenerationBackend(Protocol):
     def wake(self) -> None: ...
 
 
+class StopOnStrings(StoppingCriteria):
+    """Stops each row of ``generate`` once its new tokens contain a stop string, and records
+    where: ``ends[row]`` is the number of new tokens to keep, the last one completing the string.
+
+    Only the last tokens are decoded at each step: a string of n bytes ends within the last n
+    tokens, since every token decodes to at least one byte (special tokens are decoded too).
+    """
+
+    def __init__(self, stop: tuple[str, ...], decode: Callable[[list[int]], str], prompt_width: int, rows: int):
+        self.stop, self.decode, self.width = stop, decode, prompt_width
+        self.window = max(len(s.encode()) for s in stop)
+        self.ends: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        new = input_ids.shape[1] - self.width
+        tail = input_ids[:, max(self.width, input_ids.shape[1] - self.window):].tolist()
+        for row, ids in enumerate(tail):
+            if self.ends[row] is None and any(s in self.decode(ids) for s in self.stop):
+                self.ends[row] = new
+        return torch.tensor([end is not None for end in self.ends], device=input_ids.device)
+
+
 class HFGenerator:
     """transformers ``generate`` on the training module itself (CPU or GPU).
 
     Log-probs are those of the temperature-scaled distribution before top-p/top-k truncation
     (what vLLM reports too); the trainer recomputes its own and only compares with these.
+    Stop strings (:class:`StopOnStrings`) need the ``tokenizer``.
     """
 
-    def __init__(self, model: Any, eos_id: int, pad_id: int, batch_size: int = 64):
+    def __init__(self, model: Any, eos_id: int, pad_id: int, batch_size: int = 64, *, tokenizer: Any = None):
         self.model, self.eos_id, self.pad_id, self.batch_size = model, eos_id, pad_id, batch_size
+        self.tokenizer = tokenizer
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Sample]:
         out: list[Sample] = []
@@ -85,6 +116,11 @@ class HFGenerator:
             ids[row, width - len(prompt):] = torch.tensor(prompt)
             mask[row, width - len(prompt):] = 1
         greedy = params.temperature <= 0
+        stopper = None
+        if params.stop:
+            if self.tokenizer is None:
+                raise ValueError("stop strings need HFGenerator(..., tokenizer=...)")
+            stopper = StopOnStrings(params.stop, self._decode, width, len(prompts))
         was_training = self.model.training
         self.model.eval()
         try:
@@ -93,6 +129,7 @@ class HFGenerator:
                 do_sample=not greedy, temperature=None if greedy else params.temperature,
                 top_p=None if greedy else params.top_p, top_k=None if greedy else params.top_k,
                 max_new_tokens=params.max_new_tokens, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                stopping_criteria=StoppingCriteriaList([stopper] if stopper else []),
                 return_dict_in_generate=True, output_logits=True, use_cache=True,
             )
         finally:
@@ -103,11 +140,16 @@ class HFGenerator:
         token_logps = logps.gather(-1, new.unsqueeze(-1)).squeeze(-1)
         samples = []
         for row in range(len(prompts)):
-            tokens = new[row].tolist()
-            end = tokens.index(self.eos_id) + 1 if self.eos_id in tokens else len(tokens)
-            samples.append(Sample(tokens[:end], token_logps[row, :end].tolist(),
-                                  "stop" if end <= len(tokens) and tokens[end - 1] == self.eos_id else "length"))
+            tokens = new[row].tolist()  # rows that stopped early are padded after their end
+            ends = [tokens.index(self.eos_id) + 1] if self.eos_id in tokens else []
+            if stopper and stopper.ends[row] is not None:
+                ends.append(stopper.ends[row])
+            end = min(ends, default=len(tokens))
+            samples.append(Sample(tokens[:end], token_logps[row, :end].tolist(), "stop" if ends else "length"))
         return samples
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def sync_weights(self, model: Any) -> None:
         """Nothing to do: generation runs on the training module."""
@@ -143,7 +185,7 @@ class TransformersPolicy(Policy):
         self.params = params or SamplingParams()
         self.max_batch, self.name = max_batch, name
         self._contexts: dict[int, tuple[int, str, list[int]]] = {}  # id(env) → (n_messages, text, ids)
-        self._pending: list[tuple[list[int], asyncio.Future[Sample]]] = []
+        self._pending: list[tuple[list[int], tuple[str, ...], asyncio.Future[Sample]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def prompt_ids(self, messages: list[Message], env: TextEnv) -> list[int]:
@@ -158,8 +200,9 @@ class TransformersPolicy(Policy):
 
     async def act(self, messages: list[Message], env: TextEnv) -> Completion:
         prompt = self.prompt_ids(messages, env)
+        stop = tuple(dict.fromkeys((*self.params.stop, *env.stop_sequences)))
         future: asyncio.Future[Sample] = asyncio.get_running_loop().create_future()
-        self._pending.append((prompt, future))
+        self._pending.append((prompt, stop, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         sample = await future
@@ -176,12 +219,17 @@ class TransformersPolicy(Policy):
             await asyncio.sleep(0)
             quiet = quiet + 1 if len(self._pending) == before else 0
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        groups: dict[tuple[str, ...], list[tuple[list[int], asyncio.Future[Sample]]]] = {}
+        for prompt, stop, future in batch:  # one generate per set of stop strings (one in practice)
+            groups.setdefault(stop, []).append((prompt, future))
         try:
-            samples = self.backend.generate([prompt for prompt, _ in batch], self.params)
-            for (_, future), sample in zip(batch, samples, strict=True):
-                future.set_result(sample)
-        except Exception as e:  # noqa: BLE001 — hand the error to every waiting episode
-            for _, future in batch:
-                future.set_exception(e)
+            for stop, items in groups.items():
+                try:
+                    samples = self.backend.generate([p for p, _ in items], dataclasses.replace(self.params, stop=stop))
+                    for (_, future), sample in zip(items, samples, strict=True):
+                        future.set_result(sample)
+                except Exception as e:  # noqa: BLE001 — hand the error to every waiting episode
+                    for _, future in items:
+                        future.set_exception(e)
         finally:
             self._flusher = asyncio.create_task(self._flush()) if self._pending else None

@@ -47,7 +47,8 @@ def make_backend(recipe: Recipe, pm: PolicyModel) -> GenerationBackend:
     """The generation backend a recipe names (vLLM ones are imported only when asked for)."""
     gen = recipe.generation
     if gen.backend == "hf":
-        return HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=gen.batch_size)
+        return HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=gen.batch_size,
+                           tokenizer=pm.chat.tokenizer)
     from . import vllm_backend
 
     if gen.backend == "vllm":

@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agentgym.core import TextEnv
 from agentgym.credit.tokens import broadcast_to_tokens, token_turn_ids
 from agentgym.registry import spec
 from agentgym.rollout import plan, rollout
 from agentgym.trainers.batch import make_batch
 from agentgym.trainers.chat import ChatTokenizer, TemplateError, annotate_tokens, to_sequence
-from agentgym.trainers.generation import HFGenerator, SamplingParams, TransformersPolicy
+from agentgym.trainers.generation import HFGenerator, Sample, SamplingParams, TransformersPolicy
 from agentgym.trainers.models import load_policy
 from agentgym.trajectory import Trajectory, Turn
 
@@ -61,6 +62,32 @@ def test_policy_contexts_equal_reconstructed_sequences(policy_model):
             assert tuple(seq.input_ids[:start]) in prompts
             assert seq.input_ids[start:end] == turn.action_token_ids
             assert seq.rollout_logprobs[start:end] == turn.action_logprobs
+
+
+class StopEnv(TextEnv):
+    """Declares stop strings; the policy only reads them."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        super().__init__()
+        self.stop_sequences = stop
+
+
+def test_policy_passes_each_envs_stop_strings_to_the_backend(policy_model):
+    calls = []
+
+    class Recorder:
+        def generate(self, prompts, params):
+            calls.append((len(prompts), params.stop))
+            return [Sample([5, policy_model.chat.eos_id], [-1.0, -1.0], "stop") for _ in prompts]
+
+    policy = TransformersPolicy(Recorder(), policy_model.chat, SamplingParams(stop=("STOP",)))
+    envs = [StopEnv(("\n```\n",)), StopEnv(()), StopEnv(("\n```\n", "STOP"))]
+
+    async def main():
+        return await asyncio.gather(*(policy.act([{"role": "user", "content": "hi"}], env) for env in envs))
+
+    assert len(asyncio.run(main())) == 3
+    assert sorted(calls) == [(1, ("STOP",)), (2, ("STOP", "\n```\n"))]  # one batch per set of strings
 
 
 def test_policy_refuses_a_foreign_conversation(policy_model):

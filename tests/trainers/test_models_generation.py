@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from agentgym.trainers.generation import HFGenerator, SamplingParams
+from agentgym.trainers.generation import HFGenerator, SamplingParams, StopOnStrings
 from agentgym.trainers.losses import sequence_logprobs
 from agentgym.trainers.models import LoraConfig, load_policy, select_device
 
@@ -68,7 +68,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir):
     pm = load_policy(tiny_model_dir, device="cpu")
-    return pm, HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=3)
+    return pm, HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=3, tokenizer=pm.tokenizer)
 
 
 def test_generation_logprobs_match_the_trainers_recomputation(generator):
@@ -92,3 +92,48 @@ def test_greedy_generation_does_not_depend_on_batch_padding(generator):
     together = gen.generate(prompts, params)
     alone = [gen.generate([p], params)[0] for p in prompts]
     assert [s.token_ids for s in together] == [s.token_ids for s in alone]
+
+
+# -- stop strings -------------------------------------------------------------------------------
+def first_stop_end(tokenizer, ids: list[int], stop: tuple[str, ...]) -> int | None:
+    """The reference cut: the fewest leading tokens whose text contains a stop string."""
+    for k in range(1, len(ids) + 1):
+        if any(s in tokenizer.decode(ids[:k], skip_special_tokens=False) for s in stop):
+            return k
+    return None
+
+
+def test_stop_criterion_cuts_at_the_token_that_completes_the_string(generator):
+    pm, _ = generator
+    tok = pm.tokenizer
+    prompt = tok.encode("Solve it.")
+    new = tok.encode("Run:\n```python\nprint(1)\n```\nThe output is 1.\n```python\nprint(2)\n```\n")
+    stop = ("\n```\n",)
+    stopper = StopOnStrings(stop, lambda ids: tok.decode(ids, skip_special_tokens=False), len(prompt), 2)
+    for step in range(1, len(new) + 1):  # what generate() does: one call per new token
+        row = prompt + new[:step]
+        done = stopper(torch.tensor([row, prompt + tok.encode("no fence")[:1] * step]), None)
+    expected = first_stop_end(tok, new, stop)
+    assert expected is not None and stopper.ends == [expected, None] and done.tolist() == [True, False]
+    assert tok.decode(new[:expected]).startswith("Run:\n```python\nprint(1)\n```\n")
+    assert "print(2)" not in tok.decode(new[:expected])
+
+
+def test_generate_stops_at_a_stop_string_and_drops_what_follows(generator):
+    pm, gen = generator
+    decode = pm.tokenizer.decode
+    prompts = [pm.chat.prompt_ids([{"role": "user", "content": text}]) for text in ("Stage 1 of 3.", "x y z w")]
+    torch.manual_seed(0)
+    free = gen.generate(prompts, SamplingParams(max_new_tokens=16, temperature=1.0))
+    # A string the first row writes early and the second row never writes.
+    stop = next((piece,) for k in range(2, 10) if "\ufffd" not in (piece := decode(free[0].token_ids[k : k + 2]))
+                and piece not in decode(free[1].token_ids))
+    torch.manual_seed(0)  # the same draws: rows match the free run up to their stop
+    stopped = gen.generate(prompts, SamplingParams(max_new_tokens=16, temperature=1.0, stop=stop))
+    end = first_stop_end(pm.tokenizer, free[0].token_ids, stop)
+    assert end < len(free[0].token_ids) and stop[0] in decode(stopped[0].token_ids)
+    assert (stopped[0].token_ids, stopped[0].finish_reason) == (free[0].token_ids[:end], "stop")
+    torch.testing.assert_close(stopped[0].logprobs, free[0].logprobs[:end])
+    assert stopped[1] == free[1]  # the padding after the first row's stop does not touch it
+    with pytest.raises(ValueError, match="tokenizer"):
+        HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id).generate(prompts, SamplingParams(stop=stop))

@@ -56,6 +56,9 @@ def test_recipe_errors_are_clear():
         recipe_from_dict({}, ["optim.lr"])
     recipe = recipe_from_dict({}, ["optim.lr=3e-5", "model.lora.r=8", "env.kwargs.horizon=4"])
     assert recipe.optim.lr == 3e-5 and recipe.model.lora.r == 8 and recipe.env.kwargs == {"horizon": 4}
+    assert recipe_from_dict({}, ["generation.sampling.stop=[END]"]).generation.sampling.stop == ("END",)
+    with pytest.raises(RecipeError, match="recipe.generation.sampling.stop: expected str"):
+        recipe_from_dict({}, ["generation.sampling.stop=[1]"])
 
 
 def test_unregistered_env_fails_before_loading_anything(tmp_path):

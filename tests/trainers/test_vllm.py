@@ -44,7 +44,9 @@ def test_server_client_speaks_token_ids_and_hot_loads_adapters(tiny_model_dir, t
     assert ("/v1/unload_lora_adapter", {"lora_name": "policy-v1"}) in paths  # the old adapter is dropped
     assert paths[-1][0] == "/reset_prefix_cache" and (tmp_path / "v2" / "adapter_config.json").exists()
     server.generate([[1]], SamplingParams())
-    assert calls[-1][1]["model"] == "policy-v2"
+    assert calls[-1][1]["model"] == "policy-v2" and "stop" not in calls[-1][1]
+    server.generate([[1]], SamplingParams(stop=("\n```\n",)))  # the env's stop strings, kept in the output
+    assert calls[-1][1]["stop"] == ["\n```\n"] and calls[-1][1]["include_stop_str_in_output"] is True
 
 
 @pytest.mark.gpu
