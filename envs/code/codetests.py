@@ -232,7 +232,9 @@ class CodeTestsEnv(TextEnv):
                 continue
             try:
                 record = json.loads(line[len(MARK) :])
-            except ValueError:
+            except (ValueError, RecursionError):  # the submission can write lines that look like ours
+                continue
+            if not isinstance(record, dict):
                 continue
             if "load_error" in record:
                 reason = f"The code failed before any test ran: {record['load_error']}"
@@ -249,7 +251,7 @@ class CodeTestsEnv(TextEnv):
                     why = "timed out" if result.timed_out else "exited early"
                     reason = f"Test {i + 1}: no result (the run {why})"
                 else:
-                    reason = f"Test {i + 1}: " + record.get("error", "wrong answer")
+                    reason = f"Test {i + 1}: {record.get('error', 'wrong answer')}"
         return results, reason
 
     def expert_action(self) -> str:

@@ -96,6 +96,16 @@ def test_forged_results_do_not_pass(make_env: MakeEnv) -> None:
     assert "1994" not in hidden and "MCMXCIV" in hidden  # arguments go in, expected values never do
 
 
+# Python expressions for a line the submission writes after MARK, as if it came from the harness.
+@pytest.mark.parametrize("line", ["'[1]'", "'\"load_error\"'", "'{\"i\": 0, \"error\": 5}'", "'null'", "'[' * 10**5"])
+def test_malformed_result_lines_from_the_submission_only_fail_it(make_env: MakeEnv, line: str) -> None:
+    env = make_env(ENV_ID, backend="local")
+    env.reset(options={"task": "median"})
+    source = f"import os\nos.write(1, ({MARK!r} + {line} + '\\n').encode())\ndef median(nums):\n    return 0"
+    _, reward, terminated, _, info = env.step(submit(source))
+    assert reward < 1.0 and terminated and not info["all_passed"] and not info["void"]
+
+
 @pytest.mark.parametrize(
     ("action", "error"),
     [
