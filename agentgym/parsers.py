@@ -331,34 +331,48 @@ class PythonBlockParser(Parser):
     languages: ClassVar[frozenset[str]] = frozenset({"python", "py", ""})
     #: Where a turn that runs a block should end: a closing fence on its own line. An opening
     #: fence carries its language (```` ```python ````), so it does not match; a bare opening
-    #: ```` ``` ```` does (prompts ask for ```` ```python ````).
-    stop_sequence: ClassVar[str] = "\n```\n"
+    #: ```` ``` ```` does (prompts ask for ```` ```python ````). So does the closing fence of a
+    #: block in another language: a policy that stops ends such a turn before any python block.
+    stop_sequences: ClassVar[tuple[str, ...]] = ("\n```\n",)
 
     def __init__(self, *, tool_name: str = "python", **kwargs: Any):
         super().__init__(**kwargs)
         self.tool_name = tool_name
 
-    def _parse(self, text: str, original: str) -> Action:
-        pos, unterminated = 0, None
+    def block_span(self, text: str) -> tuple[int, int] | None:
+        """``(start, end)`` of the block :meth:`parse` would run, from its opening fence to just
+        past its closing one; None when there is no complete one."""
+        found = self._first_block(text)
+        return (found[0], found[2] + 3) if found and found[2] != -1 else None
+
+    def _first_block(self, text: str) -> tuple[int, int, int] | None:
+        """(opening fence, first code character, closing fence or -1 when unterminated) of the first
+        block in one of ``languages``."""
+        pos = 0
         while (start := text.find("```", pos)) != -1:
             newline = text.find("\n", start + 3)
             info = text[start + 3 : newline if newline != -1 else len(text)].strip().lower()
             close = text.find("```", newline + 1) if newline != -1 else -1
-            if close == -1:
-                if info in self.languages:
-                    unterminated = start
-                break
             if info in self.languages:
-                code = text[newline + 1 : close]
-                code = code[:-1] if code.endswith("\n") else code
-                if not code.strip():
-                    return _fail(original, "empty", "the code block is empty", _snippet(text, start))
-                return Action("tool_call", original, tool_calls=(ToolCall(self.tool_name, {"code": code}),))
+                return start, newline + 1, close
+            if close == -1:
+                return None
             pos = close + 3
-        if unterminated is not None:
+        return None
+
+    def _parse(self, text: str, original: str) -> Action:
+        found = self._first_block(text)
+        if found is None:
+            return Action("text", original)
+        start, body, close = found
+        if close == -1:
             return _fail(original, "unclosed_code_block", "the ```python block is never closed with ```",
-                         _snippet(text, unterminated))
-        return Action("text", original)
+                         _snippet(text, start))
+        code = text[body:close]
+        code = code[:-1] if code.endswith("\n") else code
+        if not code.strip():
+            return _fail(original, "empty", "the code block is empty", _snippet(text, start))
+        return Action("tool_call", original, tool_calls=(ToolCall(self.tool_name, {"code": code}),))
 
 
 class BoxedParser(Parser):

@@ -136,7 +136,7 @@ class CodeTestsEnv(TextEnv):
     """
 
     system_prompt = SYSTEM_PROMPT
-    stop_sequences = (PythonBlockParser.stop_sequence,)
+    stop_sequences = PythonBlockParser.stop_sequences
 
     def __init__(
         self,

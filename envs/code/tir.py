@@ -94,21 +94,6 @@ def format_execution(result: ExecResult, limit: int, timeout: float) -> str:
     return f"\nCode execution result: {body}\n"
 
 
-def first_python_block(text: str) -> tuple[int, int] | None:
-    """``(start, end)`` of the first complete python fence in ``text``, the fence lines included;
-    the same blocks :class:`PythonBlockParser` accepts (other languages are skipped)."""
-    pos = 0
-    while (start := text.find("```", pos)) != -1:
-        newline = text.find("\n", start + 3)
-        close = text.find("```", newline + 1) if newline != -1 else -1
-        if close == -1:
-            return None
-        if text[start + 3 : newline].strip().lower() in PythonBlockParser.languages:
-            return start, close + 3
-        pos = close + 3
-    return None
-
-
 class PythonTIREnv(TextEnv):
     """Tool-integrated reasoning: solve math/logic tasks with a persistent Python session.
 
@@ -122,7 +107,7 @@ class PythonTIREnv(TextEnv):
     """
 
     system_prompt = SYSTEM_PROMPT
-    stop_sequences = (PythonBlockParser.stop_sequence,)
+    stop_sequences = PythonBlockParser.stop_sequences
 
     def __init__(
         self,
@@ -162,8 +147,9 @@ class PythonTIREnv(TextEnv):
             raise ValueError("no task source: give reasoning-gym families or use source='builtin'")
         self.tasks_per_source, self.data_seed = tasks_per_source, data_seed
         self.timeout, self.max_output_chars = float(timeout), max_output_chars
-        self.code_parser = PythonBlockParser(max_chars=max_action_chars)
-        self.boxed = BoxedParser(max_chars=max_action_chars)
+        # _step strips thinking once; the parsers then see pieces of that text
+        self.code_parser = PythonBlockParser(max_chars=max_action_chars, ignore_think=False)
+        self.boxed = BoxedParser(max_chars=max_action_chars, ignore_think=False)
         spec = SandboxSpec(image=image, timeout=self.timeout, memory_mb=memory_mb, max_output=64 << 10)
         self.sandbox = LazySandbox(self, spec, backend=backend, pool="tir", labels=sandbox_labels)
         self.task: MathTask = builtin_task(0, data_seed)
@@ -220,9 +206,8 @@ class PythonTIREnv(TextEnv):
 
     def _step(self, action: str) -> StepResult:
         text = strip_think(action)
-        block = first_python_block(text)
-        prose = text[: block[0]] if block else text
-        boxed = self.boxed.parse(prose)
+        block = self.code_parser.block_span(text)
+        boxed = self.boxed.parse(text[: block[0]] if block else text)
         if boxed.kind == "answer":
             return self._answer(boxed.answer or "", "")
         code = self.code_parser.parse(text[block[0] : block[1]] if block else text)
@@ -230,8 +215,6 @@ class PythonTIREnv(TextEnv):
             return self._execute(code.tool_calls[0].arguments["code"])
         error = code.error or boxed.error
         message = str(error) if error else "found no ```python block and no \\boxed{} answer"
-        if len(action) > self.code_parser.max_chars:
-            message = f"the message is {len(action)} characters long; the limit is {self.code_parser.max_chars}"
         info = {"parse_error": message, "void": True, "state_key": self.state_key}
         return f"\nInvalid turn: {message}. {VOID_HINT}\n", 0.0, True, False, info
 

@@ -14,7 +14,8 @@ import pytest
 import agentgym
 from agentgym.core import InfraError, TextEnv
 from agentgym.envs.code.tasks import BUILTIN_TEMPLATES, DEFAULT_FAMILIES
-from agentgym.envs.code.tir import PythonTIREnv, first_python_block
+from agentgym.envs.code.tir import PythonTIREnv
+from agentgym.parsers import PythonBlockParser
 from agentgym.policies.base import Completion, Policy
 from agentgym.rollout import WorkItem, run_episode
 
@@ -146,12 +147,25 @@ def test_boxed_answers_in_prose_and_printed_output(make_env: MakeEnv) -> None:
     assert (reward, terminated) == (0.0, False) and "no output" in obs
 
 
+first_python_block = PythonBlockParser().block_span
+
+
 def test_only_the_first_python_block_runs() -> None:
     text = "intro\n```text\nnot code\n```\n```py\nprint(1)\n```\n```python\nprint(2)\n```"
     start, end = first_python_block(text)
     assert text[start:end] == "```py\nprint(1)\n```"
     assert first_python_block("```python\nunterminated") is None
     assert first_python_block("```text\na\n```\n```python\nb") is None
+
+
+def test_thinking_is_stripped_once(make_env: MakeEnv) -> None:
+    env = make_env(ENV_ID, source="builtin", backend="local")
+    env.reset(seed=0)  # a closing think tag inside the code is code, not the end of a thinking block
+    obs = env.step("<think>plan</think>\n```python\nprint('</think>')\n```")[0]
+    assert obs == "\nCode execution result: </think>\n"
+    env.reset(seed=0)  # long thinking is not what makes a turn void
+    info = env.step("<think>" + "x" * 150_000 + "</think>I need no code.")[4]
+    assert info["void"] and "no ```python block" in info["parse_error"]
 
 
 def test_generation_stops_at_the_first_blocks_closing_fence(make_env: MakeEnv) -> None:
