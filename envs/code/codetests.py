@@ -225,7 +225,7 @@ class CodeTestsEnv(TextEnv):
         problem = self.problem
         cases = [args for args, _ in problem.tests]
         source = harness_source(code, problem.entry_point, cases, self.test_timeout)
-        result = self.sandbox.call("run_python", source, timeout=self.timeout)
+        result = self.sandbox.run_python(source, timeout=self.timeout)
         records: dict[int, dict[str, Any]] = {}
         for line in result.stdout.split("\n"):  # not splitlines(): MARK starts with \x1e
             if not line.startswith(MARK):

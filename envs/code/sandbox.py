@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any
 
-from agentgym.sandboxes import BaseSandbox, SandboxError, SandboxSpec, make_sandbox
+from agentgym.sandboxes import BaseSandbox, ExecResult, SandboxError, SandboxSpec, make_sandbox
 
 __all__ = ["LazySandbox"]
 
@@ -43,13 +42,13 @@ class LazySandbox:
             self._box.append(make_sandbox(self.spec, backend=self.backend, pool=self.pool, labels=self.labels))
         return self._box[0]
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``get().method(...)``; on a machinery failure the sandbox is dropped, then the error
+    def run_python(self, code: str, *, timeout: float | None = None, session: bool = False) -> ExecResult:
+        """``get().run_python(...)``; on a machinery failure the sandbox is dropped, then the error
         propagates (typed infra, never the agent's fault)."""
         box = self.get()
         self.used = True
         try:
-            return getattr(box, method)(*args, **kwargs)
+            return box.run_python(code, timeout=timeout, session=session)
         except SandboxError:
             self.close()
             raise

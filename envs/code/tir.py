@@ -219,7 +219,7 @@ class PythonTIREnv(TextEnv):
         return f"\nInvalid turn: {message}. {VOID_HINT}\n", 0.0, True, False, info
 
     def _execute(self, code: str) -> StepResult:
-        result: ExecResult = self.sandbox.call("run_python", code, timeout=self.timeout, session=True)
+        result = self.sandbox.run_python(code, timeout=self.timeout, session=True)
         obs = format_execution(result, self.max_output_chars, self.timeout)
         self.outputs.append(obs)
         self.last_run = (code, result)
