@@ -70,13 +70,15 @@ class StopOnStrings(StoppingCriteria):
     """Stops each row of ``generate`` once its new tokens contain a stop string, and records
     where: ``ends[row]`` is the number of new tokens to keep, the last one completing the string.
 
-    Only the last tokens are decoded at each step: a string of n bytes ends within the last n
-    tokens, since every token decodes to at least one byte (special tokens are decoded too).
+    Only the last tokens are decoded at each step: a string of n bytes lies within the last n
+    tokens, since every token decodes to at least one byte (special tokens are decoded too), and
+    one token more is decoded because SentencePiece decoders (Llama-2, Mistral) strip the
+    leading space of what they decode, which would hide a stop string's own leading space.
     """
 
     def __init__(self, stop: tuple[str, ...], decode: Callable[[list[int]], str], prompt_width: int, rows: int):
         self.stop, self.decode, self.width = stop, decode, prompt_width
-        self.window = max(len(s.encode()) for s in stop)
+        self.window = max(len(s.encode()) for s in stop) + 1
         self.ends: list[int | None] = [None] * rows
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:

@@ -119,6 +119,19 @@ def test_stop_criterion_cuts_at_the_token_that_completes_the_string(generator):
     assert "print(2)" not in tok.decode(new[:expected])
 
 
+def test_stop_criterion_sees_a_leading_space_that_a_sentencepiece_decoder_strips():
+    pieces = {0: "q", 1: "\u2581", 2: "a", 3: "bc", 4: "x"}
+
+    def decode(ids: list[int]) -> str:  # Llama-2/Mistral: \u2581 is a space; one leading space is stripped
+        return "".join(pieces[i] for i in ids).replace("\u2581", " ").removeprefix(" ")
+
+    new = [4, 1, 2, 3, 4]  # "x abcx": " ab" ends inside the token "bc"
+    stopper = StopOnStrings((" ab",), decode, 1, 1)
+    for step in range(1, len(new) + 1):
+        stopper(torch.tensor([[0, *new[:step]]]), None)
+    assert stopper.ends == [4]
+
+
 def test_generate_stops_at_a_stop_string_and_drops_what_follows(generator):
     pm, gen = generator
     decode = pm.tokenizer.decode
