@@ -70,13 +70,14 @@ class RequestRejectedError(RuntimeError):
 
 
 class PromptTooLongError(RequestRejectedError, ContextLengthExceeded):
-    """A 400 saying the prompt is over the model's context length (vLLM's and OpenAI's wording):
-    the engine truncates the episode instead of stopping the run."""
+    """A 400 saying the prompt is over the model's context length (vLLM's and OpenAI's wording, or
+    OpenAI's error code): the engine truncates the episode instead of stopping the run."""
 
 
-# vLLM: "This model's maximum context length is 4096 tokens. However, you requested ...";
-# OpenAI: "... context_length_exceeded"; older servers: "context length exceeded".
+# In the message: vLLM's and OpenAI's "This model's maximum context length is 4096 tokens. ...";
+# older servers' "context length exceeded". OpenAI also sets ``error.code`` (whatever the wording).
 _CONTEXT_LENGTH = re.compile(r"maximum context length|context[ _]length[ _]exceeded", re.IGNORECASE)
+_CONTEXT_LENGTH_CODE = "context_length_exceeded"
 
 
 class TransientHTTPError(Exception):
@@ -105,6 +106,15 @@ def _error_message(response: httpx.Response) -> str:
             if data.get(key):
                 return str(data[key])
     return response.text[:500]
+
+
+def _error_code(response: httpx.Response) -> Any:
+    """OpenAI's ``{"error": {"code"}}``, else None."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -277,9 +287,8 @@ class OpenAIChatPolicy(Policy):
             raise TransientHTTPError(status, _error_message(response), _retry_after(response))
         if status >= 400:
             message = _error_message(response)
-            if status == 400 and _CONTEXT_LENGTH.search(message):
-                raise PromptTooLongError(status, message)
-            raise RequestRejectedError(status, message)
+            too_long = _CONTEXT_LENGTH.search(message) or _error_code(response) == _CONTEXT_LENGTH_CODE
+            raise (PromptTooLongError if status == 400 and too_long else RequestRejectedError)(status, message)
         try:
             return response.json()
         except ValueError as e:

@@ -384,3 +384,12 @@ def test_a_prompt_over_the_context_length_truncates_the_episode(server: ChatServ
     traj = asyncio.run(episode())
     assert traj.failure is None and traj.truncated and traj.truncation_reason == "context_length"
     assert [t.action for t in traj.turns] == ["not yet"] and traj.final_observation == "Again."
+
+    # OpenAI names the error in its code, whatever the message says.
+    openai_body = {"error": {"message": "Your input exceeds the context window of this model.",
+                             "type": "invalid_request_error", "param": "input", "code": "context_length_exceeded"}}
+    with pytest.raises(PromptTooLongError):
+        OpenAIChatPolicy._check(httpx.Response(400, json=openai_body))
+    with pytest.raises(RequestRejectedError) as rejected:
+        OpenAIChatPolicy._check(httpx.Response(400, json={"error": {"message": "bad", "code": "invalid_value"}}))
+    assert not isinstance(rejected.value, PromptTooLongError)
