@@ -8,7 +8,8 @@ Supported vLLM range: **>= 0.10.2, < 0.12** (V1 engine). Used APIs:
 
 * ``vllm.LLM(model, enable_sleep_mode=True, enable_lora=..., ...)``; ``LLM.generate`` with
   ``{"prompt_token_ids": ids}`` prompts and ``SamplingParams(logprobs=0)`` (the sampled token's
-  log-prob; ``stop`` with ``include_stop_str_in_output=True`` for the env's stop strings); ``LLM.sleep(level=1)`` / ``LLM.wake_up()``; ``LLM.reset_prefix_cache()``.
+  log-prob; ``stop`` with ``include_stop_str_in_output=True`` for the env's stop strings);
+  ``LLM.sleep(level=1)`` / ``LLM.wake_up()``; ``LLM.reset_prefix_cache()``.
 * Weight sync (full fine-tuning): ``model.load_weights(iterable of (name, tensor))`` on the
   engine's model, reached as ``llm.llm_engine.model_executor.driver_worker.worker.model_runner
   .model``, which needs ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (the engine in this process; set

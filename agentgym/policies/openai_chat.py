@@ -17,11 +17,12 @@ need ``return_token_ids=False``.
 Stop sequences: when the env declares ``stop_sequences``, they go out as ``stop`` with vLLM's
 ``include_stop_str_in_output`` (one of the vLLM extensions, sent unless ``return_token_ids=False``),
 so the action keeps the stop string, as the env expects. A server that strips it anyway gets it
-put back (see :func:`parse_chat_completion`). OpenAI strips it and does not say which stop
-string matched, or whether a ``"stop"`` finish was the model's own end: with
-``return_token_ids=False`` the policy sends ``stop`` only when the env declares exactly one, and
-then appends it to every ``"stop"`` finish that lacks it (a natural end gets it too; PythonTIR-v0
-and CodeTests-v0 accept that). With several it sends none: text after the stop stays in the action.
+put back when it names the string or only one was sent (see :func:`parse_chat_completion`).
+OpenAI strips it and does not say which stop string matched, or whether a ``"stop"`` finish was
+the model's own end: with ``return_token_ids=False`` the policy sends ``stop`` only when the env
+declares exactly one, and then appends it to every ``"stop"`` finish that lacks it (a natural end
+gets it too; PythonTIR-v0 and CodeTests-v0 accept that). With several it sends none: text after
+the stop stays in the action.
 """
 
 from __future__ import annotations
