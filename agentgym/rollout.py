@@ -8,8 +8,9 @@ so a killed run loses only the episodes in flight, and ``resume`` runs exactly t
 Failures are typed: an env that raises (or a step that times out), or a policy that raises
 ``InfraError`` (server down, retries exhausted), ends that trajectory with ``failure="infra"``
 and the run goes on; the env is rebuilt, since its state is unknown. A conversation that outgrows
-the model's context (``ContextLengthExceeded``) ends the episode as truncated. Any other policy
-exception is a bug and stops the run (whatever finished is on disk; resume continues).
+the model's context (``ContextLengthExceeded``) ends the episode as truncated, unless not even
+the first prompt fits (a configuration error). Any other policy exception is a bug and stops the
+run (whatever finished is on disk; resume continues).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ async def run_episode(
             try:
                 completion = await policy.act(messages, env)
             except ContextLengthExceeded:
+                if not traj.turns:  # not even the task fits (or max_tokens alone is too large): a config error
+                    raise
                 traj.truncated, traj.truncation_reason = True, "context_length"
                 break
             t1 = time.perf_counter()

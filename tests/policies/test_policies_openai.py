@@ -385,6 +385,10 @@ def test_a_prompt_over_the_context_length_truncates_the_episode(server: ChatServ
     assert traj.failure is None and traj.truncated and traj.truncation_reason == "context_length"
     assert [t.action for t in traj.turns] == ["not yet"] and traj.final_observation == "Again."
 
+    server.script(Reply(400, vllm_message))  # not even the first prompt fits: a config error stops the run
+    with pytest.raises(PromptTooLongError):
+        asyncio.run(episode())
+
     # OpenAI names the error in its code, whatever the message says.
     openai_body = {"error": {"message": "Your input exceeds the context window of this model.",
                              "type": "invalid_request_error", "param": "input", "code": "context_length_exceeded"}}
