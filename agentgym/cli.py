@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 envs_app = typer.Typer(help="List and inspect registered environments.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
-console = Console()
+console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 
 
 def _mount_subcommands() -> None:
@@ -208,8 +208,7 @@ def rollout(
     todo = [item for item in items if item.traj_id not in done]
     console.print(
         f"[bold]{env_spec.id}[/] × [bold]{agent.name}[/]: {manifest['tasks']} tasks × G={manifest['group_size']}"
-        f" → {out}  ({len(items) - len(todo)} done, {len(todo)} to run, concurrency {concurrency})",
-        soft_wrap=True,
+        f" → {out}  ({len(items) - len(todo)} done, {len(todo)} to run, concurrency {concurrency})"
     )
     started = time.perf_counter()
     with Progress(

@@ -11,7 +11,7 @@ from rich.table import Table
 from .errors import SandboxUnavailable
 
 app = typer.Typer(help="List and prune sandbox containers; build sandbox images offline.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 
 
 def _client():  # noqa: ANN202 - the docker SDK is imported lazily

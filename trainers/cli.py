@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 __all__ = ["make_tiny_model", "train"]
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 _SHOWN = (("rollout/success_rate", "success"), ("eval/success_rate", "eval"), ("collapse/entropy", "entropy"),
           ("collapse/group_reward_std", "group std"), ("collapse/clip_fraction", "clip"),
           ("collapse/grad_norm", "|g|"), ("collapse/void_ratio", "void"))

@@ -13,7 +13,7 @@ from rich.table import Table
 __all__ = ["ADVANTAGES", "advantages"]
 
 ADVANTAGES = "advantages.jsonl"
-console = Console()
+console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 
 
 def advantages(
