@@ -127,13 +127,8 @@ def _load_entry_points() -> None:
             loaded()  # or the entry point is a function that registers them
 
 
-def _ensure_builtins() -> None:
-    import agentgym.envs  # noqa: F401  (registers the built-in envs)
-
-
 def spec(id: str) -> EnvSpec:
     """The spec of ``id``; unknown ids raise with close-match suggestions."""
-    _ensure_builtins()
     if id not in registry:
         _load_entry_points()
     if id not in registry:
@@ -145,7 +140,6 @@ def spec(id: str) -> EnvSpec:
 
 def all_specs() -> list[EnvSpec]:
     """Every spec: built-ins, entry points and whatever was registered in this process."""
-    _ensure_builtins()
     _load_entry_points()
     return [registry[k] for k in sorted(registry)]
 

@@ -1,4 +1,4 @@
-"""Built-in environments. Importing this package registers them (the registry imports it lazily).
+"""Built-in environments. Importing this package registers them (``import agentgym`` does).
 
 Env modules are imported only when an env is built, so listing envs stays cheap.
 """

@@ -1,11 +1,23 @@
+"""Fixtures shared across the suite: the support envs, and a real Docker engine with the offline
+sandbox image and a leak check.
+
+The python image is built once with the offline builder when its tag is missing (debootstrap +
+docker import: about 60 s here) and then reused by tag. Every container a test makes carries
+TEST_LABELS; the session ends by asserting that none of them is left.
+"""
+
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # make tests/support.py importable everywhere
+
+from support import TEST_LABEL  # noqa: E402
 
 import agentgym  # noqa: E402
 from agentgym import registry  # noqa: E402
@@ -23,3 +35,56 @@ def test_envs() -> Iterator[None]:
     for env_id in ids:
         registry.registry.pop(env_id, None)
         gymnasium.registry.pop(env_id, None)
+
+
+def _engine() -> Any:
+    """A pinged docker client, or the exception that says why there is none."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=30)
+        client.ping()
+        return client
+    except Exception as exc:  # noqa: BLE001 — any failure means "no engine"
+        return exc
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    client = _engine()
+    if isinstance(client, Exception):
+        if os.environ.get("AGENTGYM_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"AGENTGYM_REQUIRE_DOCKER=1 but no Docker engine is reachable: {client}")
+        pytest.skip(f"no Docker engine reachable: {client}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client: Any) -> str:
+    from agentgym.sandboxes.images import build_offline, image_present, image_tag
+
+    tag = image_tag("python")
+    if not image_present(docker_client, tag):
+        build_offline("python")
+    return tag
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_test_containers() -> Iterator[None]:
+    yield
+    client = _engine()
+    if isinstance(client, Exception):
+        return
+    from agentgym.sandboxes.reaper import list_sandboxes, prune
+
+    leaked = [box.name for box in list_sandboxes(client, label=TEST_LABEL)]
+    prune(client, everything=True, label=TEST_LABEL)
+    assert not leaked, f"sandbox containers left behind by the tests: {leaked}"
+
+
+@pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each sandbox backend in turn; the Docker one needs the engine and the image."""
+    if request.param == "docker":
+        request.getfixturevalue("sandbox_image")
+    return request.param

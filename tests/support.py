@@ -1,4 +1,5 @@
-"""Small envs for testing the core machinery (the built-in envs are tested in tests/envs)."""
+"""Small envs for testing the core machinery (the built-in envs are tested in tests/envs), and the
+label every test sandbox carries (the session's leak check in tests/conftest.py looks for it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import time
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
+
+TEST_LABEL = "agentgym.test"
+TEST_LABELS = {TEST_LABEL: "1"}
 
 
 class EchoEnv(TextEnv):

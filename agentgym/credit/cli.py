@@ -40,16 +40,15 @@ def advantages(
         raise typer.Exit(2)
     try:
         pipeline = build_pipeline(config)
+        if pipeline.needs_gold:
+            raise ValueError("this config needs gold-answer log-probs (information gain), which need a model: "
+                             "compute them in training (`agentgym train`), not from a rollout directory")
         trajectories = list(store.iter_dicts())
     except (ValueError, TypeError, CorruptStoreError) as e:
         console.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
     if not trajectories:
         console.print(f"[bold red]error:[/] {store.path} holds no trajectories")
-        raise typer.Exit(2)
-    if pipeline.needs_gold:
-        console.print("[bold red]error:[/] this config needs gold-answer log-probs (information gain), which "
-                      "need a model: compute them in training (`agentgym train`), not from a rollout directory")
         raise typer.Exit(2)
     result = pipeline(trajectories)
     out = out or run_dir / ADVANTAGES

@@ -1,77 +1,19 @@
-"""Sandbox test fixtures: a real Docker engine, the offline-built image, and a leak check.
-
-The python image is built once with the offline builder when its tag is missing (debootstrap +
-docker import: about 60 s here) and then reused by tag. Every container a test makes carries
-TEST_LABELS; the session ends by asserting that none of them is left.
-"""
+"""Sandbox test fixtures: labelled sandboxes of each backend (``backend``, the Docker engine,
+the image and the leak check are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from support import TEST_LABELS
 
 from agentgym.sandboxes import BaseSandbox, SandboxSpec
-from agentgym.sandboxes.images import build_offline, image_present, image_tag
-
-TEST_LABEL = "agentgym.test"
-TEST_LABELS = {TEST_LABEL: "1"}
-BACKENDS = [pytest.param("docker", marks=pytest.mark.docker), "local"]
-
-
-def _engine():  # noqa: ANN202
-    try:
-        import docker
-
-        client = docker.from_env(timeout=30)
-        client.ping()
-        return client
-    except Exception as exc:
-        return exc
-
-
-@pytest.fixture(scope="session")
-def docker_client():  # noqa: ANN201
-    client = _engine()
-    if isinstance(client, Exception):
-        if os.environ.get("AGENTGYM_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"AGENTGYM_REQUIRE_DOCKER=1 but no Docker engine is reachable: {client}")
-        pytest.skip(f"no Docker engine reachable: {client}")
-    return client
-
-
-@pytest.fixture(scope="session")
-def sandbox_image(docker_client) -> str:  # noqa: ANN001
-    tag = image_tag("python")
-    if not image_present(docker_client, tag):
-        build_offline("python")
-    return tag
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_leaked_test_containers() -> Iterator[None]:
-    yield
-    client = _engine()
-    if isinstance(client, Exception):
-        return
-    from agentgym.sandboxes.reaper import list_sandboxes, prune
-
-    leaked = [box.name for box in list_sandboxes(client, label=TEST_LABEL)]
-    prune(client, everything=True, label=TEST_LABEL)
-    assert not leaked, f"sandbox containers left behind by the tests: {leaked}"
 
 
 @pytest.fixture
 def test_labels() -> dict[str, str]:
     return dict(TEST_LABELS)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "docker":
-        request.getfixturevalue("sandbox_image")
-    return request.param
 
 
 @pytest.fixture

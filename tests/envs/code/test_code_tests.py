@@ -146,7 +146,7 @@ def test_same_value_semantics() -> None:
 
 
 @pytest.mark.docker
-def test_killed_container_is_an_infra_failure(make_env: MakeEnv, docker_client: Any) -> None:
+def test_killed_container_is_an_infra_failure(make_env: MakeEnv, docker_client: Any, sandbox_image: str) -> None:
     env = make_env(ENV_ID, backend="docker")
     env.reset(options={"task": "fizzbuzz"})
     assert env.step(env.expert_action())[1] == 1.0

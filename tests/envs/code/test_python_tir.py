@@ -223,7 +223,7 @@ def test_degrades_to_builtin_tasks_without_reasoning_gym(monkeypatch: pytest.Mon
 
 
 @pytest.mark.docker
-def test_killed_container_is_an_infra_failure_not_reward_zero(make_env: MakeEnv, docker_client: Any) -> None:
+def test_killed_container_is_an_infra_failure_not_reward_zero(make_env: MakeEnv, docker_client: Any, sandbox_image: str) -> None:
     env = make_env(ENV_ID, source="builtin", backend="docker")
     env.reset(seed=0)
     env.step(code("x = 1"))
@@ -239,7 +239,7 @@ def test_killed_container_is_an_infra_failure_not_reward_zero(make_env: MakeEnv,
 
 
 @pytest.mark.docker
-def test_rollout_records_a_killed_sandbox_as_infra(make_env: MakeEnv, docker_client: Any) -> None:
+def test_rollout_records_a_killed_sandbox_as_infra(make_env: MakeEnv, docker_client: Any, sandbox_image: str) -> None:
     class KillThenRun(Policy):
         name = "kill-then-run"
 
@@ -257,7 +257,7 @@ def test_rollout_records_a_killed_sandbox_as_infra(make_env: MakeEnv, docker_cli
 
 
 @pytest.mark.docker
-def test_sandbox_that_cannot_start_is_an_infra_failure(make_env: MakeEnv, docker_client: Any) -> None:
+def test_sandbox_that_cannot_start_is_an_infra_failure(make_env: MakeEnv, docker_client: Any, sandbox_image: str) -> None:
     env = make_env(ENV_ID, source="builtin", backend="docker", image="agentgym/no-such-image:0")
     env.reset(seed=0)
     with pytest.raises(InfraError, match="no-such-image"):
@@ -265,7 +265,7 @@ def test_sandbox_that_cannot_start_is_an_infra_failure(make_env: MakeEnv, docker
 
 
 @pytest.mark.docker
-def test_close_and_garbage_collection_remove_the_container(docker_client: Any) -> None:
+def test_close_and_garbage_collection_remove_the_container(docker_client: Any, sandbox_image: str) -> None:
     def live(container_id: str) -> bool:
         return bool(docker_client.api.containers(all=True, filters={"id": container_id}))
 
