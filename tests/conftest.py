@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # make tests/support.py importable everywhere
 
-from support import TEST_LABEL  # noqa: E402
+from support import TEST_LABEL, TEST_SESSION  # noqa: E402
 
 import agentgym  # noqa: E402
 from agentgym import registry  # noqa: E402
@@ -77,8 +77,9 @@ def no_leaked_test_containers() -> Iterator[None]:
         return
     from agentgym.sandboxes.reaper import list_sandboxes, prune
 
-    leaked = [box.name for box in list_sandboxes(client, label=TEST_LABEL)]
-    prune(client, everything=True, label=TEST_LABEL)
+    mine = f"{TEST_LABEL}={TEST_SESSION}"
+    leaked = [box.name for box in list_sandboxes(client, label=mine)]
+    prune(client, everything=True, label=mine)
     assert not leaked, f"sandbox containers left behind by the tests: {leaked}"
 
 

@@ -3,13 +3,16 @@ label every test sandbox carries (the session's leak check in tests/conftest.py 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
 
 TEST_LABEL = "agentgym.test"
-TEST_LABELS = {TEST_LABEL: "1"}
+# One value per pytest process, so two test runs sharing an engine never prune each other's sandboxes.
+TEST_SESSION = os.environ.setdefault("AGENTGYM_TEST_SESSION", str(os.getpid()))  # children inherit it
+TEST_LABELS = {TEST_LABEL: TEST_SESSION}
 
 
 class EchoEnv(TextEnv):
