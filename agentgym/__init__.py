@@ -5,6 +5,7 @@ The core imports nothing heavy (no torch): envs, registry, trajectories, rollout
 
 from agentgym.core import INFO_DEFAULTS, Failure, InfraError, Text, TextEnv
 from agentgym.registry import EnvSpec, UnknownEnvError, load_yaml, make, register, spec
+from agentgym.tools import Tool, ToolEnv, ToolError, tool
 from agentgym.trajectory import SCHEMA_VERSION, Trajectory, Turn
 
 __version__ = "0.1.0"
@@ -21,6 +22,9 @@ __all__ = [
     "InfraError",
     "Text",
     "TextEnv",
+    "Tool",
+    "ToolEnv",
+    "ToolError",
     "Trajectory",
     "Turn",
     "UnknownEnvError",
@@ -29,4 +33,5 @@ __all__ = [
     "make",
     "register",
     "spec",
+    "tool",
 ]

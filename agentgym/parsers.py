@@ -10,7 +10,7 @@ Formats: Hermes ``<tool_call>{json}</tool_call>`` (:class:`HermesParser`), plain
 (:class:`JSONParser`), XML-ish tags such as ``<search>q</search>`` / ``<answer>a</answer>``
 (:class:`TagParser`), fenced python blocks (:class:`PythonBlockParser`) and ``\\boxed{...}``
 (:class:`BoxedParser`); :class:`FirstOf` combines them (e.g. code, else a boxed answer).
-:func:`tool_schema` builds OpenAI function schemas from Python signatures and docstrings.
+Tool schemas, validation and the tool-using env base live in :mod:`agentgym.tools`.
 
 Pure standard library: importing this module costs microseconds.
 """
@@ -18,13 +18,9 @@ Pure standard library: importing this module costs microseconds.
 from __future__ import annotations
 
 import dataclasses
-import enum
-import inspect
 import json
 import re
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 __all__ = [
@@ -39,7 +35,6 @@ __all__ = [
     "TagParser",
     "ToolCall",
     "get_parser",
-    "tool_schema",
 ]
 
 ActionKind = Literal["tool_call", "answer", "text"]
@@ -437,123 +432,3 @@ def get_parser(name: str, **kwargs: Any) -> Parser:
         return PARSERS[name](**kwargs)
     except KeyError:
         raise ValueError(f"unknown parser {name!r}; choose from {sorted(PARSERS)}") from None
-
-
-# -- tool schemas ------------------------------------------------------------------------------
-_JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
-
-
-def _json_schema(tp: Any) -> dict[str, Any]:
-    """JSON schema of a type hint (the subset tool arguments use)."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return {}
-    if tp in _JSON_TYPES:
-        return {"type": _JSON_TYPES[tp]}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return {"enum": [member.value for member in tp]}
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        kinds = {_JSON_TYPES.get(type(a)) for a in args}
-        return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 and None not in kinds else {})}
-    if origin in (typing.Union, types.UnionType):
-        options = [_json_schema(a) for a in args]
-        if all(set(o) == {"type"} for o in options):
-            return {"type": [o["type"] for o in options]}
-        return {"anyOf": options}
-    if origin is typing.Annotated:
-        return _json_schema(args[0])
-    if tp in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset, Sequence):
-        item = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is ...) else None
-        return {"type": "array", **({"items": _json_schema(item)} if item is not None else {})}
-    if tp is dict or origin in (dict, Mapping):
-        return {"type": "object", **({"additionalProperties": _json_schema(args[1])} if len(args) == 2 else {})}
-    if isinstance(tp, type) and typing.is_typeddict(tp):
-        hints = typing.get_type_hints(tp)
-        return {"type": "object", "properties": {k: _json_schema(v) for k, v in hints.items()},
-                "required": sorted(tp.__required_keys__)}
-    return {}
-
-
-_SECTION = re.compile(
-    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Yields?|Raises|Examples?|Notes?)\s*:?\s*$", re.I
-)
-_ARG_SECTIONS = {"args", "arguments", "parameters", "params"}
-_REST_PARAM = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
-_REST_OTHER = re.compile(r"^\s*:(returns?|raises?|rtype|type)\b")
-_ARG_LINE = re.compile(r"^\*{0,2}(\w+)(\s*\([^)]*\))?(\s*):\s*(.*)$")
-
-
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """(description, {param: description}) from a Google, NumPy or reST style docstring."""
-    description: list[str] = []
-    params: dict[str, str] = {}
-    section: str | None = None  # None while in the description, then "args" or "other"
-    base: int | None = None  # indentation of parameter names in an args section
-    current: str | None = None
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if m := _REST_PARAM.match(line):
-            section, current = "rest", m.group(1)
-            params[current] = m.group(2).strip()
-            continue
-        if _REST_OTHER.match(line):
-            section, current = "other", None
-            continue
-        if header := _SECTION.match(line):
-            section = "args" if header.group(1).lower() in _ARG_SECTIONS else "other"
-            base, current = None, None
-            continue
-        if section is None:
-            description.append(line)
-            continue
-        if section == "other" or not stripped or set(stripped) == {"-"}:
-            continue
-        indent = len(line) - len(line.lstrip())
-        if section == "args":
-            base = indent if base is None else base
-            if indent <= base and (m := _ARG_LINE.match(stripped)):
-                current = m.group(1)
-                numpy_style = bool(m.group(3)) and not m.group(2)  # "name : type", text below
-                params[current] = "" if numpy_style else m.group(4).strip()
-                continue
-        if current is not None:
-            params[current] = f"{params[current]} {stripped}".strip()
-    text = "\n".join(description).strip()
-    return re.sub(r"\s*\n\s*\n\s*", "\n\n", text), params
-
-
-def tool_schema(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> dict[str, Any]:
-    """OpenAI function-calling schema of ``fn`` from its signature, type hints and docstring.
-
-    ``{"type": "function", "function": {"name", "description", "parameters"}}``; parameters
-    without a default are required; ``self``/``*args``/``**kwargs`` are left out.
-    """
-    doc_description, param_docs = _parse_docstring(inspect.getdoc(fn) or "")
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except (NameError, TypeError):  # an annotation that cannot be resolved: schema without it
-        hints = {}
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for param in inspect.signature(fn).parameters.values():
-        if param.name in ("self", "cls") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        schema = _json_schema(hints.get(param.name, param.annotation))
-        if param_docs.get(param.name):
-            schema["description"] = param_docs[param.name]
-        if param.default is param.empty:
-            required.append(param.name)
-        elif isinstance(param.default, enum.Enum):
-            schema["default"] = param.default.value
-        elif param.default is None or isinstance(param.default, (str, int, float, bool)):
-            schema["default"] = param.default
-        properties[param.name] = schema
-    parameters = {"type": "object", "properties": properties, "required": required}
-    return {
-        "type": "function",
-        "function": {
-            "name": name or fn.__name__,
-            "description": doc_description if description is None else description,
-            "parameters": parameters,
-        },
-    }

@@ -1,12 +1,10 @@
-"""Parsers: every format, malformed inputs, void turns, tool schemas, and a fuzz that never raises."""
+"""Parsers: every format, malformed inputs, void turns, and a fuzz that never raises."""
 
 from __future__ import annotations
 
-import enum
 import json
 import subprocess
 import sys
-from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +21,6 @@ from agentgym.parsers import (
     TagParser,
     ToolCall,
     get_parser,
-    tool_schema,
 )
 
 
@@ -251,117 +248,6 @@ def test_fuzz_never_raises(text: str) -> None:
             assert action.kind == "text" and action.error.code and action.error.message
         for call in action.tool_calls:
             json.dumps(call.to_dict())
-
-
-# -- tool schemas -------------------------------------------------------------------------------
-class Color(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-class Point(TypedDict):
-    x: int
-    y: int
-
-
-def search(query: str, k: int = 3, fields: list[str] | None = None) -> list[str]:
-    """Search the knowledge base.
-
-    Use it when the question needs facts you do not know.
-
-    Args:
-        query: What to look for; a few
-            keywords work best.
-        k (int): How many documents to return.
-        fields: Which fields to search.
-
-    Returns:
-        The matching documents.
-    """
-    return []
-
-
-def paint(color: Color, mode: Literal["fast", "slow"] = "fast", *, where: Point, weight: float | None = None,
-          tags: dict[str, int] | None = None, note: Annotated[str, "meta"] = "", **extra: Any) -> None:
-    """Paint a point.
-
-    Parameters
-    ----------
-    color : Color
-        The paint colour.
-    mode : str
-        How fast to paint.
-    """
-
-
-def rest(a: int, b: tuple[int, ...]) -> int:
-    """Add things.
-
-    :param a: the first number
-    :param b: the others
-    :returns: the sum
-    """
-    return a
-
-
-def test_tool_schema_google() -> None:
-    schema = tool_schema(search)
-    assert schema["type"] == "function"
-    fn = schema["function"]
-    assert fn["name"] == "search"
-    assert fn["description"] == "Search the knowledge base.\n\nUse it when the question needs facts you do not know."
-    params = fn["parameters"]
-    assert params["required"] == ["query"]
-    assert params["properties"]["query"] == {
-        "type": "string", "description": "What to look for; a few keywords work best."
-    }
-    assert params["properties"]["k"] == {"type": "integer", "description": "How many documents to return.",
-                                         "default": 3}
-    assert params["properties"]["fields"] == {
-        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
-        "description": "Which fields to search.", "default": None,
-    }
-    json.dumps(schema)
-
-
-def test_tool_schema_numpy_enum_literal_typeddict() -> None:
-    fn = tool_schema(paint, name="paint_point", description="override")["function"]
-    assert fn["name"] == "paint_point" and fn["description"] == "override"
-    props = fn["parameters"]["properties"]
-    assert props["color"] == {"enum": ["red", "blue"], "description": "The paint colour."}
-    assert props["mode"] == {"enum": ["fast", "slow"], "type": "string", "description": "How fast to paint.",
-                             "default": "fast"}
-    assert props["where"] == {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
-                              "required": ["x", "y"]}
-    assert props["weight"] == {"type": ["number", "null"], "default": None}
-    assert props["tags"]["anyOf"][0] == {"type": "object", "additionalProperties": {"type": "integer"}}
-    assert props["note"] == {"type": "string", "default": ""}
-    assert "extra" not in props
-    assert fn["parameters"]["required"] == ["color", "where"]
-
-
-def test_tool_schema_rest_and_methods() -> None:
-    fn = tool_schema(rest)["function"]
-    assert fn["description"] == "Add things."
-    assert fn["parameters"]["properties"]["a"] == {"type": "integer", "description": "the first number"}
-    assert fn["parameters"]["properties"]["b"] == {"type": "array", "items": {"type": "integer"},
-                                                    "description": "the others"}
-
-    class Tools:
-        def lookup(self, term: str) -> str:
-            """Look a term up."""
-            return term
-
-    fn = tool_schema(Tools().lookup)["function"]
-    assert fn["parameters"] == {"type": "object", "properties": {"term": {"type": "string"}}, "required": ["term"]}
-
-
-def test_tool_schema_unresolvable_annotation() -> None:
-    def f(x: NoSuchType, y=1):  # noqa: F821
-        """Do f."""
-
-    fn = tool_schema(f)["function"]
-    assert fn["parameters"]["properties"]["y"] == {"default": 1}
 
 
 def test_import_is_light() -> None:
