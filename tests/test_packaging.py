@@ -1,23 +1,39 @@
+import json
+import os
+import shutil
+import site
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-
 ROOT = Path(__file__).parent.parent
-MAPPING = {"agentgym": "agentgym", "agentgym.envs": "envs", "agentgym.sandboxes": "sandboxes",
-           "agentgym.trainers": "trainers"}
+ROOTS = {"agentgym": "agentgym", "envs": "agentgym/envs", "sandboxes": "agentgym/sandboxes",
+         "trainers": "agentgym/trainers"}  # source folder -> where it lands in the wheel
 
 
-def test_every_subpackage_is_declared():
+def _source_files() -> list[str]:
+    """The files a build sees: tracked plus untracked-but-not-ignored (no __pycache__, no runs/)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("needs a git checkout to know which files are sources")
+    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+
+
+def test_every_folder_is_declared_as_a_package():
+    """Data-only folders too: setuptools ships package-data of declared packages only."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = set()
-    for package, folder in MAPPING.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder).parts
-            found.add(".".join((package, *rel)))
+    for rel in _source_files():
+        top, *parts = Path(rel).parent.parts or ("",)
+        if top in ROOTS:
+            for depth in range(len(parts) + 1):
+                found.add(".".join((*ROOTS[top].split("/"), *parts[:depth])))
     assert found == declared
 
 
@@ -37,3 +53,91 @@ def test_compose_builds_point_at_dockerfiles_and_names_the_services():
     for name, service in services.items():
         if "build" in service:
             assert (ROOT / service["build"]["context"] / "Dockerfile").is_file(), name
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip wheel`` of a copy of the sources (the build writes no build/ or egg-info into the checkout)."""
+    src = tmp_path_factory.mktemp("src")
+    for rel in _source_files():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, src / rel)
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(dist)], check=True, capture_output=True)
+    (built,) = dist.glob("agentgym_rl-*.whl")
+    return built
+
+
+def test_the_wheel_ships_every_source_file(wheel: Path) -> None:
+    """A data file (recipe, Dockerfile, template, ...) that package-data misses fails here, not on a user's machine."""
+    expected = set()
+    for rel in _source_files():
+        top, _, rest = rel.partition("/")
+        if top in ROOTS and rest:
+            expected.add(f"{ROOTS[top]}/{rest}")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {n for n in zf.namelist() if not n.split("/")[0].endswith(".dist-info")}
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert sorted(expected - shipped) == [], "missing from the wheel: add the folder to packages / the pattern to package-data"
+    assert sorted(shipped - expected) == []
+    assert "License-Expression: Apache-2.0" in meta
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv outside the repository with the wheel installed (no -e). Its dependencies come from
+    the test's own environment through a .pth file, so the install is quick and needs no index."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
+                    str(wheel)], check=True, capture_output=True)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    # Path entries only: the editable install's own .pth hook in the dependency dirs is not run.
+    Path(purelib, "agentgym_test_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return venv
+
+
+def _run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def test_installed_wheel_imports_from_the_venv_not_the_checkout(installed: Path, tmp_path: Path) -> None:
+    out = _run(installed, tmp_path, "python", "-c", "import agentgym, agentgym.trainers; print(agentgym.__file__)")
+    assert Path(out.stdout.strip()).is_relative_to(installed)
+
+
+def test_installed_wheel_lists_envs_and_rolls_out(installed: Path, tmp_path: Path) -> None:
+    assert "agentgym/Bifurcation-v0" in _run(installed, tmp_path, "agentgym", "envs", "list").stdout
+    _run(installed, tmp_path, "agentgym", "rollout", "--env", "agentgym/Bifurcation-v0", "--policy", "scripted",
+         "--tasks", "3", "--group-size", "2", "--out", "runs/bif")
+    lines = (tmp_path / "runs" / "bif" / "trajectories.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["outcome"] == 1.0 for line in lines)
+
+
+def test_installed_wheel_finds_the_sandbox_images(installed: Path, tmp_path: Path) -> None:
+    code = ("from agentgym.sandboxes.images import IMAGES_DIR, image_names, packages;"
+            "print(image_names(), 'python3' in packages('python'), (IMAGES_DIR / 'python' / 'Dockerfile').is_file())")
+    assert _run(installed, tmp_path, "python", "-c", code).stdout.split() == ["['python']", "True", "True"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{installed / 'bin'}{os.pathsep}{env['PATH']}"
+    unknown = subprocess.run(["agentgym", "sandbox", "build", "nosuch"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True)
+    assert unknown.returncode == 2 and "known: python" in unknown.stdout
+
+
+def test_installed_wheel_trains_the_bundled_demo_recipe(installed: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    _run(installed, tmp_path, "agentgym", "train", "demo_bifurcation", "train.iterations=1", "train.plot=false",
+         "train.tensorboard=false", "sft.steps=1", "sft.episodes=2", "eval.episodes_per_task=0", "eval.every=0",
+         "rollout.tasks_per_iter=2", "rollout.group_size=2", "rollout.task_pool=2")
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "demo-bifurcation" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and "rollout/success_rate" in rows[-1]
+    assert (tmp_path / "runs" / "tiny-model" / "config.json").is_file()
