@@ -29,7 +29,9 @@ GRACE_S = 15.0  # how long past the call's timeout the executor may take to kill
 class SandboxSpec:
     """What a sandbox is: image and limits. Hashable, so it keys the warm pool.
 
-    ``memory_mb`` is RAM and RAM+swap alike (no swap). ``timeout`` is the default per-call
+    ``memory_mb`` is RAM and RAM+swap alike (no swap) for the code's processes; files in the
+    tmpfs dirs (``tmp_mb``, ``workdir_mb``) have their own budget (Docker's memory cgroup is
+    sized for both, plus a reserve for the executor). ``timeout`` is the default per-call
     wall-clock limit. ``network=False`` means no network interface but loopback; turning it on
     is an explicit opt-in. ``runtime`` is ``"runc"``, ``"runsc"`` (gVisor, required) or
     ``"auto"`` (gVisor when the engine has it). ``preload`` lists modules the warm interpreter
@@ -60,7 +62,10 @@ class ExecResult:
     """The outcome of one call. ``exit_code`` < 0 means killed by that signal (subprocess's
     convention); a timed-out call has ``timed_out=True``. Each stream keeps at most
     ``SandboxSpec.max_output`` bytes; the ``*_truncated`` flags say whether more was dropped.
-    ``duration`` is the wall time of the code inside the sandbox, in seconds."""
+    ``duration`` is the wall time of the code inside the sandbox, in seconds. ``error`` is set
+    (and ``exit_code`` is 126) when the call could not start at all because the sandbox's
+    limits left no room (e.g. a session's threads hold every process slot): the user's doing,
+    so a result the agent can read, not an exception."""
 
     stdout: str
     stderr: str
@@ -69,6 +74,7 @@ class ExecResult:
     stdout_truncated: bool
     stderr_truncated: bool
     duration: float
+    error: str = ""
 
     @property
     def truncated(self) -> bool:
@@ -141,9 +147,11 @@ class BaseSandbox:
         return {"op": "run", "kind": kind, "code": code, "timeout": limit, "session": session}, limit + self.grace
 
     @staticmethod
-    def _checked(response: dict) -> dict:
-        if "error" in response:
-            if response.get("errno"):
+    def _checked(message: dict, response: dict) -> dict:
+        """The response, or its failure raised: OSError for a file operation (a missing file is
+        the caller's business), SandboxError for anything else (the machinery failed)."""
+        if "error" in response and "stdout" not in response:  # a run's result has "error" too
+            if response.get("errno") and message["op"] in ("read", "write"):
                 raise OSError(response["errno"], response["error"])
             raise SandboxError(f"executor error: {response['error']}")
         return response
@@ -162,7 +170,7 @@ class BaseSandbox:
 
     # -- sync ---------------------------------------------------------------------------------
     def _call(self, message: dict, wait: float) -> dict:
-        return self._checked(self._live_channel().request(message, wait))
+        return self._checked(message, self._live_channel().request(message, wait))
 
     def run_python(self, code: str, *, timeout: float | None = None, session: bool = False) -> ExecResult:
         """Run Python in a fresh forked process (or, with ``session=True``, in the persistent
@@ -203,7 +211,7 @@ class BaseSandbox:
 
     # -- async --------------------------------------------------------------------------------
     async def _acall(self, message: dict, wait: float) -> dict:
-        return self._checked(await self._live_channel().arequest(message, wait))
+        return self._checked(message, await self._live_channel().arequest(message, wait))
 
     async def arun_python(self, code: str, *, timeout: float | None = None, session: bool = False) -> ExecResult:
         return self._result(await self._acall(*self._run_message("python", code, timeout, session)))

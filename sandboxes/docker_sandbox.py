@@ -2,9 +2,13 @@
 
 Secure defaults (each can only be loosened on purpose through :class:`SandboxSpec`):
 no network (``network_mode=none``), read-only root with size-capped tmpfs on /tmp and the work
-dir /workspace, ``mem_limit == memswap_limit``, a CPU quota, ``pids_limit``, ``cap_drop=ALL``,
-``no-new-privileges``, user 1000:1000, docker-init as PID 1, no log driver (the protocol stream
-is not written to disk), and gVisor's ``runsc`` when asked for.
+dir /workspace, ``mem_limit == memswap_limit``, a CPU quota, ``pids_limit``, ``no-new-privileges``,
+docker-init as PID 1, no log driver (the protocol stream is not written to disk), and gVisor's
+``runsc`` when asked for. The executor runs as root with only CAP_SETUID, CAP_SETGID and
+CAP_KILL; user code runs as a random uid of its own (no capabilities, first in line for the OOM
+killer), so it cannot signal, trace or freeze the executor. Files in the tmpfs dirs are charged
+to the container's memory cgroup, so its limit is ``memory_mb`` plus the tmpfs sizes plus a
+reserve for the executor: a full work dir can neither starve the code nor OOM-kill the executor.
 
 The host talks to the executor over the container's attached stdin/stdout (one hijacked HTTP
 connection to the engine, kept open): no ``docker exec`` per call. The container is created with
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,9 @@ from .reaper import sandbox_labels
 __all__ = ["DockerSandbox", "docker_client", "engine_runtimes"]
 
 START_TIMEOUT_S = 60.0
-USER = "1000:1000"
+EXECUTOR_RESERVE_MB = 64
+USER_UIDS = range(20_000, 60_000)  # inside 0..65535, so engines with userns-remap map them too
+USER_RLIMITS = {"RLIMIT_NOFILE": 1024, "RLIMIT_CORE": 0}
 
 
 def docker_client(timeout: float = 120.0) -> Any:
@@ -75,19 +82,23 @@ class DockerSandbox(BaseSandbox):
         self._socket: Any = None
         spec = self.spec
         runtime = self._runtime()
-        config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload)}
+        uid = random.choice(USER_UIDS)
+        config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
+                  "user": {"uid": uid, "gid": uid}, "rlimits": USER_RLIMITS}
+        memory = f"{spec.memory_mb + spec.workdir_mb + 2 * spec.tmp_mb + EXECUTOR_RESERVE_MB}m"
         api = self.client.api
         host_config = api.create_host_config(
             network_mode="bridge" if spec.network else "none",
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmp_mb}m",
-                   self.workdir: f"rw,nosuid,nodev,size={spec.workdir_mb}m,uid=1000,gid=1000,mode=0700"},
+                   self.workdir: f"rw,nosuid,nodev,size={spec.workdir_mb}m,uid={uid},gid={uid},mode=0700"},
             shm_size=f"{spec.tmp_mb}m",
-            mem_limit=f"{spec.memory_mb}m",
-            memswap_limit=f"{spec.memory_mb}m",
+            mem_limit=memory,
+            memswap_limit=memory,
             nano_cpus=int(spec.cpus * 1e9),
             pids_limit=spec.pids,
             cap_drop=["ALL"],
+            cap_add=["SETUID", "SETGID", "KILL"],
             security_opt=["no-new-privileges"],
             init=True,
             runtime=runtime,
@@ -97,7 +108,7 @@ class DockerSandbox(BaseSandbox):
         try:
             created = api.create_container(
                 spec.image, command=["python3", "-u", "-B", "-c", _executor_source(), json.dumps(config)],
-                user=USER, stdin_open=True, detach=False, working_dir=self.workdir, hostname="sandbox",
+                user="0:0", stdin_open=True, detach=False, working_dir=self.workdir, hostname="sandbox",
                 name=f"agentgym-{pool or 'sb'}-{uuid.uuid4().hex[:10]}",
                 environment={"HOME": self.workdir, "LANG": "C.UTF-8", **dict(spec.env)},
                 labels=sandbox_labels(pool, spec.ttl, labels), host_config=host_config,

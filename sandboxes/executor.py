@@ -14,8 +14,13 @@ Containment of a call: the executor is a child subreaper (``PR_SET_CHILD_SUBREAP
 process a call starts stays in its process tree even after ``setsid`` or a double fork. When the
 call ends (normally or on timeout) the executor freezes (SIGSTOP) and then kills (SIGKILL) every
 descendant except the session process, repeating until none is left, so a fork bomb cannot
-outrun it. The executor itself is non-dumpable, so same-uid user code cannot ptrace it or
-write its memory. Output is capped here, at the source, and the rest is drained and dropped.
+outrun it. User code runs under another uid than the executor (``config["user"]``: the executor
+keeps only the capabilities to switch uid and to kill), so it cannot signal, trace or freeze
+the executor; the executor is non-dumpable as well. Threads a session cell leaves running end
+with the cell (the session continues in a single-threaded fork of itself), so no output or
+process count outlives the call. A call the sandbox's limits leave no room for (``fork``
+failing with EAGAIN) is a result with ``error`` set, not an exception. Output is capped here, at
+the source, in bytes of the decoded text, and the rest is drained and dropped.
 
 Wire format: a 4-byte big-endian length then UTF-8 JSON, one request then one response.
 Stdlib only; keep it importable (no side effects at import).
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import builtins
 import ctypes
+import errno
 import gc
 import json
 import linecache
@@ -38,16 +44,21 @@ import struct
 import sys
 import time
 import traceback
+import warnings
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 MAX_READ_FILE = 64 << 20
 KILL_DEADLINE_S = 10.0
 
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAPBSET_DROP = 24
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+EXECUTOR_CAPS = (CAP_KILL, CAP_SETGID, CAP_SETUID)  # all the executor needs once the jail is set up
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+OOM_SCORE_ADJ = 1000  # user code is always the OOM killer's first choice, never the executor
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
 SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
@@ -186,24 +197,37 @@ def _exec_python(source: str, namespace: dict, filename: str) -> int:
                 pass
 
 
-def _enter_child(out_w: int, err_w: int, workdir: str, cpu_seconds: int | None, keep_fd: int = -1) -> None:
-    """Turn a freshly forked process into a user-code process: pipes on 1/2, no other fds."""
+def _enter_child(out_w: int, err_w: int, config: dict, cpu_seconds: int | None, keep_fd: int = -1) -> None:
+    """Turn a freshly forked process into a user-code process: pipes on 1/2, no other fds, the
+    sandbox's rlimits, first in line for the OOM killer, and the user's uid (no capabilities)."""
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     if keep_fd >= 0:
         os.dup2(keep_fd, 3)
     os.closerange(4 if keep_fd >= 0 else 3, 1 << 16)
-    os.chdir(workdir)
-    _prctl(PR_SET_DUMPABLE, 1)
+    for name, value in config.get("rlimits", {}).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
     if cpu_seconds:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    try:
+        with open("/proc/self/oom_score_adj", "w") as adj:
+            adj.write(str(OOM_SCORE_ADJ))
+    except OSError:
+        pass
+    user = config.get("user")
+    if user:
+        os.setgroups([])
+        os.setgid(user["gid"])
+        os.setuid(user["uid"])  # from root to another uid: every capability is gone
+    os.chdir(config["workdir"])
+    _prctl(PR_SET_DUMPABLE, 1)  # the uid change cleared it; the user may inspect its own processes
 
 
-def _call_child(out_w: int, err_w: int, workdir: str, request: dict) -> None:
+def _call_child(out_w: int, err_w: int, config: dict, request: dict) -> None:
     code = 126
     try:
-        cpu = int(request["timeout"]) + 2 if request.get("cpu_limit") else None
-        _enter_child(out_w, err_w, workdir, cpu)
+        cpu = int(request["timeout"]) + 2 if config.get("cpu_limit") else None
+        _enter_child(out_w, err_w, config, cpu)
         if request["kind"] == "shell":
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # ignored dispositions survive exec
             os.execv("/bin/sh", ["/bin/sh", "-c", request["code"]])
@@ -215,22 +239,62 @@ def _call_child(out_w: int, err_w: int, workdir: str, request: dict) -> None:
         os._exit(code)
 
 
-def _session_child(out_w: int, err_w: int, ctrl: int, workdir: str) -> None:
-    """The persistent session: runs each cell in one namespace, forever."""
+def _thread_count() -> int:
     try:
-        _enter_child(out_w, err_w, workdir, None, keep_fd=ctrl)
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def _session_child(out_w: int, err_w: int, ctrl: int, config: dict) -> None:
+    """The persistent session: runs each cell in one namespace, forever.
+
+    A cell that leaves threads running ends them: this process forks (only the calling thread
+    survives a fork), the fork carries on as the session with every variable, and this process
+    reports the fork's pid and exits, taking the threads with it before the executor collects
+    the call's output. Without room to fork, it just exits (the session ends).
+    """
+    try:
+        _enter_child(out_w, err_w, config, None, keep_fd=ctrl)
         sys.argv = ["-c"]
         namespace = {"__name__": "__main__", "__builtins__": builtins}
         cell = 0
         while True:
             request = _recv_frame(3)
             cell += 1
-            code = _exec_python(request["code"], namespace, f"<cell {cell}>")
-            _send_frame(3, {"exit": code})
+            reply = {"exit": _exec_python(request["code"], namespace, f"<cell {cell}>")}
+            threads = _thread_count() - 1
+            if threads > 0:
+                reply["threads"] = threads
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork"
+                        pid = os.fork()
+                except OSError as exc:
+                    reply["ended"] = exc.strerror or str(exc)
+                    pid = -1
+                if pid == 0:
+                    continue
+                if pid > 0:
+                    reply["pid"] = pid
+                _send_frame(3, reply)
+                os._exit(0)
+            _send_frame(3, reply)
     except BaseException:
         pass
     finally:
         os._exit(0)
+
+
+def _fork(fds: list[int]) -> int:
+    """``os.fork``, closing ``fds`` when it fails (the OSError propagates)."""
+    sys.stdout.flush()
+    try:
+        return os.fork()
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
 
 
 class _Capture:
@@ -290,20 +354,32 @@ class _Capture:
         for fd in self.fds:
             os.close(fd)
 
-    def text(self, index: int) -> tuple[str, bool]:
+    def text(self, index: int, reserve: int = 0) -> tuple[str, bool]:
+        """The stream as text, at most ``cap - reserve`` bytes once UTF-8 encoded (invalid bytes
+        decode to U+FFFD, three bytes each, so the cap is applied after decoding too)."""
         fd = self.fds[index]
-        return self.data[fd].decode("utf-8", "replace"), self.dropped[fd] > 0
+        text, cut = self.data[fd].decode("utf-8", "replace"), self.dropped[fd] > 0
+        limit = max(self.cap - reserve, 0)
+        if len(text) > limit // 3:
+            encoded = text.encode()
+            if len(encoded) > limit:
+                text, cut = encoded[:limit].decode("utf-8", "ignore"), True
+        return text, cut
 
 
 class _Session:
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, config: dict) -> None:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self.ctrl, child_ctrl = socket.socketpair()
-        sys.stdout.flush()
-        pid = os.fork()
+        try:
+            pid = _fork([out_r, out_w, err_r, err_w])
+        except OSError:
+            self.ctrl.close()
+            child_ctrl.close()
+            raise
         if pid == 0:
-            _session_child(out_w, err_w, child_ctrl.fileno(), workdir)
+            _session_child(out_w, err_w, child_ctrl.fileno(), config)
         for fd in (out_w, err_w):
             os.close(fd)
         child_ctrl.close()
@@ -311,19 +387,43 @@ class _Session:
         self.pidfd = os.pidfd_open(pid)
         self.out_r, self.err_r = out_r, err_r
 
+    def move_to(self, pid: int) -> None:
+        """The session continues in process ``pid`` (a fork of the old one, which has exited)."""
+        os.close(self.pidfd)
+        self.pid, self.pidfd = pid, os.pidfd_open(pid)
+
     def close(self) -> None:
         for fd in (self.pidfd, self.out_r, self.err_r):
             os.close(fd)
         self.ctrl.close()
 
 
+class _FileAccess:
+    """File operations with the user's filesystem uid (the executor has no DAC override, and a
+    host-given path must not reach what the user's code could not)."""
+
+    def __init__(self, user: dict | None) -> None:
+        self.user = user
+
+    def __enter__(self) -> None:
+        if self.user:
+            _libc.setfsgid(self.user["gid"])
+            _libc.setfsuid(self.user["uid"])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.user:
+            _libc.setfsuid(os.getuid())
+            _libc.setfsgid(os.getgid())
+
+
 class Executor:
     """Serves requests from the host, one at a time, until stdin closes."""
 
     def __init__(self, config: dict, proto_in: int, proto_out: int, jail: dict | None) -> None:
+        self.config = config
         self.workdir = config["workdir"]
         self.cap = int(config["max_output"])
-        self.cpu_limit = bool(config.get("cpu_limit"))
+        self.files = _FileAccess(config.get("user"))
         self.proto_in, self.proto_out = proto_in, proto_out
         self.jail = jail
         self.session: _Session | None = None
@@ -357,13 +457,14 @@ class Executor:
             return self.run(request)
         if op == "write":
             path = os.path.join(self.workdir, request["path"])
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            with open(path, "wb") as out:
-                out.write(base64.b64decode(request["data"]))
-            os.chmod(path, int(request.get("mode", 0o644)))
+            with self.files:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                with open(path, "wb") as out:
+                    out.write(base64.b64decode(request["data"]))
+                os.chmod(path, int(request.get("mode", 0o644)))
             return {}
         if op == "read":
-            with open(os.path.join(self.workdir, request["path"]), "rb") as src:
+            with self.files, open(os.path.join(self.workdir, request["path"]), "rb") as src:
                 data = src.read(MAX_READ_FILE + 1)
             if len(data) > MAX_READ_FILE:
                 raise OSError(27, f"file larger than {MAX_READ_FILE} bytes")  # EFBIG
@@ -378,13 +479,16 @@ class Executor:
     def run(self, request: dict) -> dict:
         start = time.monotonic()
         oom_before = _oom_kills()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        request["cpu_limit"] = self.cpu_limit
-        sys.stdout.flush()
-        pid = os.fork()
+        fds: list[int] = []
+        try:
+            fds += os.pipe()
+            fds += os.pipe()
+            pid = _fork(fds)
+        except OSError as exc:
+            return self._refused(exc, start)
+        out_r, out_w, err_r, err_w = fds
         if pid == 0:
-            _call_child(out_w, err_w, self.workdir, request)
+            _call_child(out_w, err_w, self.config, request)
         os.close(out_w)
         os.close(err_w)
         capture = _Capture([out_r, err_r], self.cap)
@@ -403,39 +507,67 @@ class Executor:
         start = time.monotonic()
         oom_before = _oom_kills()
         if self.session is None:
-            self.session = _Session(self.workdir)
+            try:
+                self.session = _Session(self.config)
+            except OSError as exc:
+                return self._refused(exc, start)
         session = self.session
-        session.ctrl.sendall(encode_frame({"code": request["code"]}))
         capture = _Capture([session.out_r, session.err_r], self.cap)
-        fired = capture.pump(start + float(request["timeout"]), [session.ctrl.fileno(), session.pidfd])
-        exit_code, note = None, ""
+        try:
+            session.ctrl.sendall(encode_frame({"code": request["code"]}))
+            fired = capture.pump(start + float(request["timeout"]), [session.ctrl.fileno(), session.pidfd])
+        except OSError:  # the session died while idle
+            fired = session.pidfd
+        reply, note = None, ""
         if fired == session.ctrl.fileno():
             try:
-                exit_code = _recv_frame(session.ctrl.fileno())["exit"]
+                reply = _recv_frame(session.ctrl.fileno())
             except EOFError:
                 fired = session.pidfd
-        alive = exit_code is not None
+        if reply is not None and "pid" in reply:
+            self._wait(session.pid)  # the old process and its threads are gone before we drain
+            session.move_to(reply["pid"])
+            note = (f"\n[sandbox] the cell left {reply['threads']} thread(s) running; they were stopped "
+                    "(threads end with their cell; the session's variables are kept)\n")
+        alive = reply is not None and "ended" not in reply
         self.sweep(keep=(session.pid,) if alive else ())
         capture.drain(until_eof=not alive)
+        status = None if alive else self._wait(session.pid)
+        if reply is not None:
+            exit_code = reply["exit"]
+        else:
+            exit_code = os.waitstatus_to_exitcode(status)
         if not alive:
-            exit_code = os.waitstatus_to_exitcode(self._wait(session.pid))
             session.close()
             self.session = None
-            note = "\n[sandbox] the session ended; its variables are lost and the next call starts a new one\n"
+            if reply is not None:
+                note = (f"\n[sandbox] the cell left {reply['threads']} thread(s) running and there was no room "
+                        f"to stop them apart from the session ({reply['ended']})")
+            note += "\n[sandbox] the session ended; its variables are lost and the next call starts a new one\n"
         return self._result(capture, exit_code, fired is None, start, oom_before, note)
+
+    def _refused(self, exc: OSError, start: float) -> dict:
+        """The call could not start (no process or fd left under the sandbox's limits): a result."""
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EAGAIN:
+            why += ": the sandbox's process limit is reached (processes or threads still alive)"
+        error = f"[sandbox] the call could not start: {why}"
+        return {"stdout": "", "stderr": error + "\n", "exit_code": 126, "timed_out": False,
+                "stdout_truncated": False, "stderr_truncated": False, "duration": time.monotonic() - start,
+                "error": error}
 
     def _result(self, capture: _Capture, exit_code: int, timed_out: bool, start: float,
                 oom_before: int, note: str) -> dict:
-        stdout, out_cut = capture.text(0)
-        stderr, err_cut = capture.text(1)
         if timed_out:
             note = "\n[sandbox] timed out; every process of the call was killed" + note
         if oom_before >= 0 and _oom_kills() > oom_before:
             note = "\n[sandbox] a process was killed: out of memory" + note
+        stdout, out_cut = capture.text(0)
+        stderr, err_cut = capture.text(1, reserve=len(note.encode()))
         self.reaped.clear()
         return {"stdout": stdout, "stderr": stderr + note, "exit_code": exit_code, "timed_out": timed_out,
                 "stdout_truncated": out_cut, "stderr_truncated": err_cut,
-                "duration": time.monotonic() - start}
+                "duration": time.monotonic() - start, "error": ""}
 
     # -- processes --------------------------------------------------------------------------
     def _session_pids(self) -> tuple[int, ...]:
@@ -493,8 +625,8 @@ def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def _enter_jail(jail: dict) -> dict:
-    """Inside fresh namespaces (as their root): hide host paths, cap resources, drop privileges.
+def _enter_jail(jail: dict, user: dict | None) -> dict:
+    """Inside fresh namespaces (as their root): hide host paths and make the user's work dir.
 
     Runs before the executor serves anything. Returns what it managed, for the host to log.
     """
@@ -523,25 +655,44 @@ def _enter_jail(jail: dict) -> dict:
             _mount("", mask, "", MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "")
     for fd in keep.values():
         os.close(fd)
-    uid, gid = jail["uid"], jail["gid"]
     os.makedirs(jail["workdir"], mode=0o700)
-    if uid is not None:
-        os.chown(jail["workdir"], uid, gid)
-    for name, value in jail["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-        report["uid"] = uid
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # setuid cleared the one unshare --kill-child set
+    if user:
+        os.chown(jail["workdir"], user["uid"], user["gid"])
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     return report
 
 
+def _keep_only_caps(keep: tuple[int, ...]) -> None:
+    """Reduce this root process to the capabilities in ``keep`` (bounding set where allowed too)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as last:
+            last_cap = int(last.read())
+    except OSError:
+        last_cap = 40
+    for cap in range(last_cap + 1):
+        if cap not in keep:
+            _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM without CAP_SETPCAP (Docker): fine
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    mask = sum(1 << cap for cap in keep)
+    data = (Data * 2)(Data(mask, mask, 0), Data(0, 0, 0))
+    if _libc.capset(ctypes.byref(Header(LINUX_CAPABILITY_VERSION_3, 0)), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
 def main(argv: list[str]) -> None:
     config = json.loads(argv[1])
-    jail = _enter_jail(config["jail"]) if config.get("jail") else None
+    user = config.get("user")
+    jail = _enter_jail(config["jail"], user) if config.get("jail") else None
+    if user and os.geteuid() == 0:
+        _keep_only_caps(EXECUTOR_CAPS)
     proto_in, proto_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
@@ -554,8 +705,11 @@ def main(argv: list[str]) -> None:
             __import__(module)
         except ImportError:
             print(f"[executor] cannot preload {module}", file=sys.stderr)
-    os.makedirs(config["workdir"], exist_ok=True)
-    os.chdir(config["workdir"])
+    if user:
+        os.chdir("/")  # the work dir is the user's (mode 0700), not ours
+    else:
+        os.makedirs(config["workdir"], exist_ok=True)
+        os.chdir(config["workdir"])
     gc.freeze()  # forked children then copy fewer pages when the collector runs
     Executor(config, proto_in, proto_out, jail).serve()
 

@@ -35,7 +35,8 @@ def test_fork_bomb_is_contained(box: BaseSandbox, language: str) -> None:
                                 timeout=2.0)
     else:
         result = box.run_shell("bomb() { bomb | bomb & }; bomb; sleep 60", timeout=2.0)
-    assert result.timed_out
+    # The top shell may itself fail to fork `sleep` once the bomb holds every slot (exit 2).
+    assert result.timed_out or (language == "shell" and result.exit_code == 2 and "fork" in result.stderr)
     assert_clean_and_usable(box)
 
 

@@ -19,7 +19,7 @@ def test_results_and_exit_codes(box: BaseSandbox) -> None:
     assert box.run_python("raise SystemExit(3)").exit_code == 3
     assert box.run_shell("echo out; echo err >&2; exit 7").__dict__ | {"duration": 0} == {
         "stdout": "out\n", "stderr": "err\n", "exit_code": 7, "timed_out": False, "stdout_truncated": False,
-        "stderr_truncated": False, "duration": 0}
+        "stderr_truncated": False, "duration": 0, "error": ""}
     assert box.run_shell("kill -9 $$").exit_code == -9
 
 
