@@ -322,7 +322,7 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     fn: Callable[..., Any]
-    _types: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    arg_types: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)  # for conversion
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], *, name: str | None = None,
@@ -343,7 +343,7 @@ class Tool:
         errors = validate_arguments(self.parameters, dict(arguments))
         if errors:
             raise ToolError(f"invalid arguments for {self.name}: " + "; ".join(errors))
-        return self.fn(**{k: _convert(v, self._types.get(k, Any)) for k, v in arguments.items()})
+        return self.fn(**{k: _convert(v, self.arg_types.get(k, Any)) for k, v in arguments.items()})
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,

@@ -9,6 +9,7 @@ from agentgym.registry import register
 
 from .code import register_code_envs
 from .search import register_search_envs
+from .toolworld import register_toolworld_envs
 
 register(
     "agentgym/Bifurcation-v0",
@@ -25,3 +26,4 @@ register(
 )
 register_search_envs()
 register_code_envs()
+register_toolworld_envs()
