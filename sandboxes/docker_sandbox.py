@@ -5,8 +5,8 @@ no network (``network_mode=none``), read-only root with size-capped tmpfs on /tm
 dir /workspace, ``mem_limit == memswap_limit``, a CPU quota, ``pids_limit``, ``no-new-privileges``,
 docker-init as PID 1, no log driver (the protocol stream is not written to disk), and gVisor's
 ``runsc`` when asked for. The executor runs as root with only CAP_SETUID, CAP_SETGID and
-CAP_KILL; user code runs as a random uid of its own (no capabilities, first in line for the OOM
-killer), so it cannot signal, trace or freeze the executor. Files in the tmpfs dirs are charged
+CAP_KILL; user code runs as a random uid of its own (no capabilities, first in line for the
+OOM killer), so it cannot signal, trace or freeze the executor. Files in the tmpfs dirs are charged
 to the container's memory cgroup, so its limit is ``memory_mb`` plus the tmpfs sizes plus a
 reserve for the executor: a full work dir can neither starve the code nor OOM-kill the executor.
 

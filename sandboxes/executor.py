@@ -58,7 +58,9 @@ PR_CAPBSET_DROP = 24
 CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
 EXECUTOR_CAPS = (CAP_KILL, CAP_SETGID, CAP_SETUID)  # all the executor needs once the jail is set up
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-OOM_SCORE_ADJ = 1000  # user code is always the OOM killer's first choice, never the executor
+# User code is the OOM killer's first choice. Without CAP_SYS_RESOURCE (not every engine grants
+# it) this is no floor: code may lower its score back to the executor's, never below.
+OOM_SCORE_ADJ = 1000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
 SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
@@ -640,6 +642,9 @@ def _enter_jail(jail: dict, user: dict | None) -> dict:
     if _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr),
                      ctypes.sizeof(attr)) == 0:
         report["readonly_root"] = True
+        # /proc as in a container: writable where its own permissions allow (oom_score_adj)
+        writable = MountAttr(0, MOUNT_ATTR_RDONLY, 0, 0)
+        _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/proc", 0, ctypes.byref(writable), ctypes.sizeof(writable))
     # Paths under a mask that must stay visible (the Python running us, e.g. under /root).
     keep = {path: os.open(path, os.O_PATH) for path in jail["keep"]}
     for mask, size in jail["tmpfs"].items():  # size None: an empty read-only mask
