@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.core import InfraError, TextEnv
-from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
+from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy, turn_messages
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory, Turn
@@ -141,8 +141,7 @@ async def run_episode(
             if max_tokens is not None and tokens_used >= max_tokens:
                 traj.truncated, traj.truncation_reason = True, "token_budget"
                 break
-            messages.append({"role": "assistant", "content": completion.text})
-            messages.append({"role": info["role"], "content": obs})
+            messages.extend(turn_messages(completion, obs, info, env))
         traj.final_observation = obs
         traj.info.update({k: v for k, v in info.items() if k not in _PER_TURN_KEYS})
     except Exception as e:  # noqa: BLE001 — env failures are recorded, typed, on the trajectory

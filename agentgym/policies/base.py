@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["Completion", "ContextLengthExceeded", "Message", "Policy"]
+__all__ = ["Completion", "ContextLengthExceeded", "Message", "Policy", "turn_messages"]
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant" | "tool", "content": str}
 
@@ -30,6 +30,10 @@ class Completion:
     backend returns them (vLLM does); ``prompt_token_ids`` is the full prompt as the server
     tokenised it. ``num_tokens`` counts completion tokens for token budgets (from the server's
     usage, else ``len(token_ids)``, else ``None``).
+
+    ``message``: the assistant message to keep in the chat history instead of
+    ``{"role": "assistant", "content": text}``, when the backend answered with structured
+    OpenAI ``tool_calls`` (``text`` then holds those calls as Hermes text, which the env parses).
     """
 
     text: str
@@ -38,6 +42,7 @@ class Completion:
     prompt_token_ids: list[int] | None = None
     finish_reason: str | None = None
     num_tokens: int | None = None
+    message: Message | None = None
 
 
 class Policy:
@@ -57,3 +62,29 @@ class Policy:
 
     async def aclose(self) -> None:
         """Release connections; idempotent."""
+
+
+def turn_messages(completion: Completion, observation: str, info: dict[str, Any], env: Any = None) -> list[Message]:
+    """The chat messages one finished turn adds to the history: the assistant's, then the env's.
+
+    The one place that decides how a turn is written back for the next request. A completion
+    with structured ``tool_calls`` keeps them on its assistant message, and each call's result
+    comes back as its own ``role="tool"`` message with the call's ``tool_call_id`` (what
+    OpenAI-compatible servers require), its text as the env renders one call's result
+    (``env.format_results``) taken from ``info["tool_calls"]``. When the env's entries do not
+    match the calls one to one, the whole observation answers the first call. Otherwise: the
+    action text, then the observation in the role the env gives it.
+    """
+    calls = (completion.message or {}).get("tool_calls")
+    if not calls:
+        assistant = completion.message or {"role": "assistant", "content": completion.text}
+        return [assistant, {"role": info["role"], "content": observation}]
+    entries = list(info.get("tool_calls") or ())
+    format_results = getattr(env, "format_results", None)
+    if format_results is not None and len(entries) == len(calls):
+        texts = [format_results([entry]) for entry in entries]
+    else:
+        texts = [observation] + ["(see the previous tool message)"] * (len(calls) - 1)
+    return [completion.message] + [
+        {"role": "tool", "tool_call_id": call["id"], "content": text} for call, text in zip(calls, texts, strict=True)
+    ]

@@ -23,11 +23,20 @@ the model's own end: with ``return_token_ids=False`` the policy sends ``stop`` o
 declares exactly one, and then appends it to every ``"stop"`` finish that lacks it (a natural end
 gets it too; PythonTIR-v0 and CodeTests-v0 accept that). With several it sends none: text after
 the stop stays in the action.
+
+Tool calling: for an env with tools (``env.tool_schemas()``, e.g. a
+:class:`~agentgym.tools.ToolEnv`), the request carries them as ``tools=[...]``. Returned
+``tool_calls`` become the action as Hermes text (:func:`agentgym.tools.format_tool_calls`), the
+format the env parses and the trainer sees, and the structured assistant message is kept for the
+history (:func:`agentgym.policies.base.turn_messages`). A server that refuses ``tools`` (vLLM
+without ``--enable-auto-tool-choice``) gets the request again without them, and no tools from
+then on: the env's system prompt describes its tools in text, so the model can still call them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
@@ -47,6 +56,7 @@ from tenacity import (
 
 from agentgym.core import InfraError
 from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
+from agentgym.tools import format_tool_calls
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -162,6 +172,10 @@ def parse_chat_completion(data: dict[str, Any], stop: Sequence[str] = ()) -> Com
         num_tokens = len(counted) if counted is not None else None
     prompt_token_ids = data.get("prompt_token_ids")
     text = message.get("content") or ""
+    assistant = None
+    if message.get("tool_calls"):
+        assistant = _assistant_message(text, message["tool_calls"])
+        text = "\n".join(part for part in (text.strip(), format_tool_calls(assistant["tool_calls"])) if part)
     if stop and choice.get("finish_reason") == "stop" and not text.endswith(tuple(stop)):
         named = next((key for key in ("stop_reason", "matched_stop") if key in choice), None)
         matched = choice[named] if named else (stop[0] if len(stop) == 1 else None)
@@ -175,7 +189,30 @@ def parse_chat_completion(data: dict[str, Any], stop: Sequence[str] = ()) -> Com
         prompt_token_ids=[int(t) for t in prompt_token_ids] if prompt_token_ids is not None else None,
         finish_reason=choice.get("finish_reason"),
         num_tokens=num_tokens,
+        message=assistant,
     )
+
+
+def _assistant_message(content: str, tool_calls: list[Any]) -> dict[str, Any]:
+    """The assistant message for the history: OpenAI shape, every call with an id (some servers
+    omit it) and its arguments as a JSON string."""
+    calls = []
+    for i, call in enumerate(tool_calls):
+        function = call.get("function") or {}
+        arguments = function.get("arguments", "{}")
+        calls.append({
+            "id": call.get("id") or f"call_{i}",
+            "type": "function",
+            "function": {"name": function.get("name"),
+                         "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)},
+        })
+    return {"role": "assistant", "content": content or None, "tool_calls": calls}
+
+
+def _refuses_tools(error: RequestRejectedError) -> bool:
+    """A 400 about tool calling itself (vLLM: '"auto" tool choice requires --enable-auto-tool-choice
+    and --tool-call-parser to be set'; servers without function calling name ``tools``)."""
+    return error.status_code == 400 and not isinstance(error, PromptTooLongError) and "tool" in error.message.lower()
 
 
 class OpenAIChatPolicy(Policy):
@@ -185,7 +222,8 @@ class OpenAIChatPolicy(Policy):
     attempt; backoff starts near ``retry_wait_min`` seconds, doubles, and is capped (with any
     ``Retry-After``) at ``retry_wait_max``. ``extra_body`` is merged last into every request
     (e.g. ``{"top_k": 20}``). The connection pool waits for a free slot without a time limit:
-    the caller bounds concurrency, and a full pool is not a server failure.
+    the caller bounds concurrency, and a full pool is not a server failure. ``send_tools``: send
+    the env's tool schemas as ``tools`` (see the module docstring).
     """
 
     def __init__(
@@ -206,6 +244,7 @@ class OpenAIChatPolicy(Policy):
         name: str | None = None,
         retry_wait_min: float = 0.5,
         retry_wait_max: float = 30.0,
+        send_tools: bool = True,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -221,6 +260,7 @@ class OpenAIChatPolicy(Policy):
         self.request_logprobs = request_logprobs
         self.return_token_ids = return_token_ids
         self.extra_body = dict(extra_body or {})
+        self.send_tools = send_tools
         self.max_retries = max_retries
         self.retry_wait_max = retry_wait_max
         # Exponential from retry_wait_min, capped, plus up to retry_wait_min of jitter so that many
@@ -237,10 +277,14 @@ class OpenAIChatPolicy(Policy):
         self._client_lock = threading.Lock()  # act_sync may be called from many threads
 
     # -- requests -------------------------------------------------------------------------
-    def request_body(self, messages: list[Message], stop: Sequence[str] = ()) -> dict[str, Any]:
-        """The JSON body sent for ``messages`` and the env's ``stop`` sequences (public so callers
-        can log or replay it)."""
+    def request_body(
+        self, messages: list[Message], stop: Sequence[str] = (), tools: Sequence[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
+        """The JSON body sent for ``messages``, the env's ``stop`` sequences and its ``tools``
+        (public so callers can log or replay it)."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
+        if tools:
+            body["tools"] = list(tools)
         if self.request_logprobs:
             body["logprobs"] = True
         if self.return_token_ids:
@@ -258,6 +302,20 @@ class OpenAIChatPolicy(Policy):
         """The stop strings sent for ``env`` (its ``stop_sequences``; see the module docstring)."""
         stop = tuple(env.stop_sequences) if env is not None else ()
         return stop if self.return_token_ids or len(stop) == 1 else ()
+
+    def tools_for(self, env: TextEnv | None) -> list[dict[str, Any]]:
+        """The tool schemas sent for ``env``: its ``tool_schemas()``, unless tools are off."""
+        schemas = getattr(env, "tool_schemas", None)
+        return list(schemas()) if self.send_tools and schemas is not None else []
+
+    def _tools_refused(self, error: RequestRejectedError, tools: Sequence[dict[str, Any]]) -> bool:
+        """Whether to retry without tools: the request had some and the server refused them
+        (then no later request sends them)."""
+        if not tools or not _refuses_tools(error):
+            return False
+        logger.warning("%s refused tools (%s); sending none from now on", self.url, error.message)
+        self.send_tools = False
+        return True
 
     def _retry_kwargs(self) -> dict[str, Any]:
         return {
@@ -312,16 +370,23 @@ class OpenAIChatPolicy(Policy):
 
     # -- the policy -------------------------------------------------------------------------
     async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
-        stop = self.stop_for(env)
-        client, body = self._async_client(), self.request_body(messages, stop)
+        stop, tools, client = self.stop_for(env), self.tools_for(env), self._async_client()
 
-        async def attempt() -> dict[str, Any]:
-            return self._check(await client.post(self.url, json=body))
+        async def send(body: dict[str, Any]) -> dict[str, Any]:
+            async def attempt() -> dict[str, Any]:
+                return self._check(await client.post(self.url, json=body))
+
+            try:
+                return await AsyncRetrying(**self._retry_kwargs())(attempt)
+            except _RETRYABLE as e:
+                raise self._gave_up(e) from e
 
         try:
-            data = await AsyncRetrying(**self._retry_kwargs())(attempt)
-        except _RETRYABLE as e:
-            raise self._gave_up(e) from e
+            data = await send(self.request_body(messages, stop, tools))
+        except RequestRejectedError as e:
+            if not self._tools_refused(e, tools):
+                raise
+            data = await send(self.request_body(messages, stop))
         return parse_chat_completion(data, stop)
 
     def act_sync(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
@@ -331,12 +396,20 @@ class OpenAIChatPolicy(Policy):
             if self._client is None:
                 self._client = httpx.Client(**self._client_kwargs)
             client = self._client
-        stop = self.stop_for(env)
-        body = self.request_body(messages, stop)
+        stop, tools = self.stop_for(env), self.tools_for(env)
+
+        def send(body: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
+            except _RETRYABLE as e:
+                raise self._gave_up(e) from e
+
         try:
-            data = Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
-        except _RETRYABLE as e:
-            raise self._gave_up(e) from e
+            data = send(self.request_body(messages, stop, tools))
+        except RequestRejectedError as e:
+            if not self._tools_refused(e, tools):
+                raise
+            data = send(self.request_body(messages, stop))
         return parse_chat_completion(data, stop)
 
     # -- lifetime -------------------------------------------------------------------------

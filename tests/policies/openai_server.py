@@ -16,6 +16,13 @@ the string from the text; vLLM strips it too unless ``include_stop_str_in_output
 ``stop_reason`` (``None`` for a natural end), and its token ids and logprobs cover every sampled
 token, the stop string's included.
 
+Tool calling works as on OpenAI and vLLM with ``--enable-auto-tool-choice``: ``Reply.tool_calls``
+answers with ``message.tool_calls`` (ids ``call_<request>_<i>``, arguments as a JSON string,
+``finish_reason`` ``"tool_calls"``), and the history is checked as OpenAI checks it: every
+assistant ``tool_calls`` id must be answered by a ``role="tool"`` message with that
+``tool_call_id``, and such a message must answer a call. ``ChatServer(accept_tools=False)``
+refuses ``tools`` with vLLM's 400 (a server started without a tool-call parser).
+
 The fake tokenizer maps each character to its code point, so tests can predict token ids.
 """
 
@@ -33,14 +40,19 @@ CHAT_PATH = "/v1/chat/completions"
 OPENAI_FIELDS = {
     "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "logprobs",
     "top_logprobs", "n", "stop", "seed", "stream", "user", "presence_penalty", "frequency_penalty",
+    "tools", "tool_choice", "parallel_tool_calls",
 }
+REFUSE_TOOLS = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+
 
 
 @dataclass
 class Reply:
     """What the server does with one request: answer ``status`` (with ``message`` for errors),
     after ``delay`` seconds; or ``drop`` the connection without answering. ``text`` overrides
-    the echo of a successful reply; ``raw`` sends these bytes as a 200 body instead."""
+    the echo of a successful reply; ``raw`` sends these bytes as a 200 body instead;
+    ``tool_calls`` (``[{"name", "arguments"}]``) makes the model call tools (``text`` is then the
+    message's content, ``None`` by default)."""
 
     status: int = 200
     message: str = ""
@@ -48,6 +60,7 @@ class Reply:
     drop: bool = False
     text: str | None = None
     raw: bytes | None = None
+    tool_calls: list[dict[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,8 +78,9 @@ class ChatServer:
     """``with ChatServer() as server:`` serves on ``server.url``; ``server.script(...)`` queues
     replies; ``server.requests`` and ``server.connections`` record what clients did."""
 
-    def __init__(self, flavor: str = "vllm", models: tuple[str, ...] = ("tiny",)):
+    def __init__(self, flavor: str = "vllm", models: tuple[str, ...] = ("tiny",), accept_tools: bool = True):
         self.flavor = flavor
+        self.accept_tools = accept_tools
         self.models = set(models)
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"} of every request
         self.connections: set[tuple[str, int]] = set()  # client (host, port): one per TCP connection
@@ -117,10 +131,15 @@ class ChatServer:
                 return 400, f"Unrecognized request argument supplied: {', '.join(unknown)}"
         if body.get("model") not in self.models:
             return 404, f"The model `{body.get('model')}` does not exist."
-        return None
+        if body.get("tools") and not self.accept_tools:
+            return 400, REFUSE_TOOLS
+        return _check_tool_history(body["messages"])
 
-    def completion(self, body: dict[str, Any], text: str | None) -> dict[str, Any]:
+    def completion(self, body: dict[str, Any], text: str | None,
+                   tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """A success body of exactly the OpenAI shape, plus the flavor's extensions."""
+        if tool_calls is not None:
+            return self._tool_call_completion(body, text, tool_calls)
         last = str(body["messages"][-1].get("content", ""))
         text = f"echo: {last}" if text is None else text
         vllm = self.flavor.startswith("vllm")
@@ -166,6 +185,22 @@ class ChatServer:
                 response["prompt_token_ids"] = prompt_ids
         return response
 
+    def _tool_call_completion(self, body: dict[str, Any], text: str | None,
+                              tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+        calls = [{"id": f"call_{len(self.requests)}_{i}", "type": "function",
+                  "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                 for i, c in enumerate(tool_calls)]
+        sampled = (text or "") + "".join(json.dumps(c) for c in tool_calls)  # roughly what the model wrote
+        prompt_tokens = len("".join(str(m.get("content") or "") for m in body["messages"]))
+        return {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"], "system_fingerprint": None,
+            "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": text, "refusal": None, "tool_calls": calls}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(sampled),
+                      "total_tokens": prompt_tokens + len(sampled)},
+        }
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -196,7 +231,7 @@ class ChatServer:
                 if problem is not None:
                     self._send(problem[0], error_body(*problem), reply.headers)
                     return
-                self._send(200, server.completion(body, reply.text), reply.headers)
+                self._send(200, server.completion(body, reply.text, reply.tool_calls), reply.headers)
 
             def _send(self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -209,3 +244,23 @@ class ChatServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def _check_tool_history(messages: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """OpenAI's rule: each assistant tool call is answered by a tool message with its id, right
+    after it; a tool message with an id answers such a call."""
+    open_ids: list[str] = []
+    for message in [*messages, {"role": "end"}]:
+        if message["role"] == "tool" and "tool_call_id" in message:
+            if message["tool_call_id"] not in open_ids:
+                return 400, ("Invalid parameter: messages with role 'tool' must be a response to a preceding "
+                             f"message with 'tool_calls' (tool_call_id {message['tool_call_id']!r})")
+            open_ids.remove(message["tool_call_id"])
+            continue
+        if open_ids:
+            return 400, ("An assistant message with 'tool_calls' must be followed by tool messages responding "
+                         f"to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+                         f"{', '.join(open_ids)}")
+        if message["role"] == "assistant":
+            open_ids = [call["id"] for call in message.get("tool_calls") or ()]
+    return None

@@ -1,0 +1,458 @@
+"""Any MCP server as an env: :class:`MCPToolEnv`, and :class:`MCPClient`, a blocking MCP client.
+
+An MCP server (a stdio command or a streamable-HTTP URL) brings the tools; the user brings the
+tasks (a JSONL file or a list) and the verifier (a Python function named ``"module:function"``
+or ``"path/to/file.py:function"``). The tools the server lists become the env's tools, so the
+agent calls them exactly like in-process :class:`~agentgym.tools.ToolEnv` tools (Hermes text or
+OpenAI ``tool_calls``), with the same argument validation, limits and error messages.
+
+Whose fault a failure is (see :mod:`agentgym.tools` for the rest):
+
+* the server answers a call with an error result (``isError``) or rejects the arguments
+  (JSON-RPC ``invalid params``): the agent's mistake, a tool observation, the episode goes on;
+* the server dies, hangs past ``timeout``, or its connection drops: :class:`~agentgym.core.InfraError`,
+  the engine records ``failure="infra"`` and rebuilds the env (never a reward of 0);
+* the verifier raises: the exception ends the episode as an infra failure, not as reward 0.
+
+The MCP SDK is async (anyio) while a Gymnasium env is sync and may be stepped from any thread, so
+:class:`MCPClient` runs the session on an event loop in a thread it owns: one long-lived task
+holds the transport and session open (anyio scopes must be left by the task that entered
+them) and each call is submitted to that loop and waited for. ``close()`` is idempotent.
+
+Needs the ``mcp`` extra (``pip install 'agentgym-rl[mcp]'``); it is imported only when a client
+is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import importlib
+import importlib.util
+import json
+import shlex
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from agentgym.core import InfraError
+from agentgym.tools import Tool, ToolEnv, ToolError
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
+    from mcp.types import CallToolResult
+
+__all__ = ["MCPClient", "MCPToolEnv", "load_function", "load_tasks", "result_text"]
+
+_INVALID_PARAMS = -32602  # JSON-RPC: the server refused the call's arguments (the agent's fault)
+
+
+def require_mcp() -> None:
+    """Import the SDK or say which extra installs it."""
+    try:
+        import mcp  # noqa: F401
+    except ImportError as e:
+        raise ImportError("MCP support needs the official SDK: pip install 'agentgym-rl[mcp]'") from e
+
+
+class MCPClient:
+    """A blocking client for one MCP server, usable from any thread.
+
+    ``server`` is an ``http(s)://`` URL (streamable HTTP), a command line string (split like a
+    shell would) or an argv list (stdio: the client starts the process and owns it). ``env`` and
+    ``cwd`` apply to a stdio server. Every request waits at most ``timeout`` seconds; a server
+    that does not answer in time, dies, or drops the connection raises
+    :class:`~agentgym.core.InfraError`.
+    """
+
+    def __init__(
+        self,
+        server: str | Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        timeout: float = 30.0,
+    ):
+        require_mcp()
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.server = server
+        self.timeout = timeout
+        self._transport = _transport(server, env, cwd)
+        self.session: ClientSession | None = None
+        self.instructions: str | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-client", daemon=True)
+        self._thread.start()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._lost_error: str | None = None  # set once a request finds the connection gone
+        self._stop: asyncio.Event | None = None
+        self._lost: asyncio.Event | None = None
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._main = asyncio.run_coroutine_threadsafe(self._hold(opened), self._loop)
+        try:
+            opened.result(timeout)
+        except BaseException as e:
+            self.close()
+            if isinstance(e, concurrent.futures.TimeoutError):
+                raise InfraError(f"MCP server {self.describe()} did not start within {timeout:g}s") from None
+            raise InfraError(f"could not connect to MCP server {self.describe()}: {_describe(e)}") from e
+
+    def describe(self) -> str:
+        return self.server if isinstance(self.server, str) else shlex.join(self.server)
+
+    async def _hold(self, opened: concurrent.futures.Future[None]) -> None:
+        """The task that owns the connection: open it, wait for close(), leave it."""
+        from mcp import ClientSession
+
+        self._stop, self._lost = asyncio.Event(), asyncio.Event()
+        try:
+            async with AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(self._transport())
+                session = await stack.enter_async_context(ClientSession(read, write))
+                init = await session.initialize()
+                self.session, self.instructions = session, init.instructions
+                opened.set_result(None)
+                await self._stop.wait()
+        except BaseException as e:  # noqa: BLE001 — reported to the caller, or through _lost
+            if not opened.done():
+                opened.set_exception(e)
+        finally:
+            self._lost.set()
+
+    @property
+    def alive(self) -> bool:
+        """False once closed, or once the server went away (a request found the connection
+        gone, or the task holding it ended)."""
+        return not self._closed and self._lost_error is None and not self._main.done()
+
+    def _run(self, coro: Any, what: str) -> Any:
+        if self._closed:
+            coro.close()
+            raise InfraError(f"MCP client for {self.describe()} is closed")
+        future = asyncio.run_coroutine_threadsafe(self._guard(coro), self._loop)
+        try:
+            return future.result()
+        except InfraError as e:
+            self._lost_error = str(e)
+            raise
+        except Exception as e:
+            if _is_lost_connection(e):
+                self._lost_error = f"MCP server {self.describe()}: {what}: {_describe(e)}"
+                raise InfraError(self._lost_error) from e
+            raise
+
+    async def _guard(self, coro: Any) -> Any:
+        """Await ``coro`` unless the connection is lost or ``timeout`` passes first."""
+        call = asyncio.ensure_future(coro)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait({call, lost}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if call in done:
+            return call.result()
+        call.cancel()
+        if lost in done:
+            raise InfraError(f"MCP server {self.describe()}: connection lost")
+        raise InfraError(f"MCP server {self.describe()}: no answer within {self.timeout:g}s")
+
+    def list_tools(self) -> list[Any]:
+        """The server's tools (``mcp.types.Tool``), every page."""
+        async def all_pages() -> list[Any]:
+            tools, cursor = [], None
+            while True:
+                page = await self.session.list_tools(cursor=cursor) if cursor else await self.session.list_tools()
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    return tools
+
+        return self._run(all_pages(), "list_tools")
+
+    def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> CallToolResult:
+        """One ``tools/call``; the raw result (errors the server reports are in ``is_error``)."""
+        return self._run(self.session.call_tool(name, dict(arguments or {})), f"call {name}")
+
+    def close(self) -> None:
+        """Leave the session, stop (and for stdio, end) the server, stop the loop; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        try:
+            self._main.result(timeout=10)
+        except BaseException:  # noqa: BLE001 — a slow or broken shutdown must not block close()
+            self._main.cancel()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> MCPClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | Path | None) -> Callable[[], Any]:
+    """A factory of the SDK's transport context manager for ``server``."""
+    if isinstance(server, str) and server.startswith(("http://", "https://")):
+        from mcp.client.streamable_http import streamable_http_client
+
+        return lambda: streamable_http_client(server)
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    argv = shlex.split(server) if isinstance(server, str) else [str(a) for a in server]
+    if not argv:
+        raise ValueError("server: an empty command")
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(env) if env else None,
+                                   cwd=str(cwd) if cwd is not None else None)
+    return lambda: stdio_client(params)
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]
+
+
+def _describe(e: BaseException) -> str:
+    return "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in _leaves(e))
+
+
+def _is_lost_connection(e: BaseException) -> bool:
+    """A transport failure (not an answer from the server): the connection is gone."""
+    import anyio
+    import httpx2
+    from mcp import MCPError
+
+    transport = (OSError, EOFError, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                 anyio.EndOfStream, httpx2.TransportError)
+    for leaf in _leaves(e):
+        if isinstance(leaf, transport):
+            return True
+        if isinstance(leaf, MCPError) and leaf.code != _INVALID_PARAMS and leaf.code > -32100:
+            return True  # the SDK's own codes: connection closed (-32000), request timeout (-32001)
+    return False
+
+
+def result_text(result: CallToolResult) -> str:
+    """A call result as the text the agent reads: text blocks joined; other content named;
+    structured content as JSON when there is no text."""
+    parts = []
+    for block in result.content:
+        kind = getattr(block, "type", "")
+        if kind == "text":
+            parts.append(block.text)
+        elif kind in ("image", "audio"):
+            parts.append(f"[{kind} {block.mime_type}, {len(block.data)} base64 characters]")
+        elif kind == "resource_link":
+            parts.append(f"[resource {block.uri}]")
+        elif kind == "resource":
+            text = getattr(block.resource, "text", None)
+            parts.append(text if text is not None else f"[resource {block.resource.uri}]")
+        else:
+            parts.append(f"[{kind or type(block).__name__} content]")
+    if not parts and result.structured_content is not None:
+        return json.dumps(result.structured_content, ensure_ascii=False)
+    return "\n".join(parts)
+
+
+def load_function(ref: str | Callable[..., Any]) -> Callable[..., Any]:
+    """``"package.module:function"`` or ``"path/to/file.py:function"`` (or a callable) → the function."""
+    if callable(ref):
+        return ref
+    module_name, sep, attr = str(ref).rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected 'module:function' or 'file.py:function', got {ref!r}")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise FileNotFoundError(f"verifier file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"agentgym_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"{ref!r}: {attr!r} is not a function of {module_name}")
+    return fn
+
+
+def load_tasks(tasks: str | Path | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Tasks from a JSONL file (one object per line) or a list; each needs a ``prompt`` and gets
+    an ``id`` (its index unless given)."""
+    if isinstance(tasks, (str, Path)):
+        path = Path(tasks)
+        items = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except ValueError as e:
+                    raise ValueError(f"{path}:{n}: not JSON: {e}") from None
+    else:
+        items = [dict(t) for t in tasks]
+    if not items:
+        raise ValueError("no tasks")
+    for i, task in enumerate(items):
+        if not isinstance(task, dict) or not isinstance(task.get("prompt"), str):
+            raise ValueError(f"task {i}: needs a string 'prompt', got {str(task)[:200]}")
+        task.setdefault("id", str(i))
+    return items
+
+
+class MCPToolEnv(ToolEnv):
+    """An env whose tools are an MCP server's tools; tasks and the verifier come from the user.
+
+    Args:
+        server: ``http(s)://…/mcp`` (streamable HTTP) or a command (string or argv) started over stdio.
+        tasks: a JSONL path or a list of task objects: ``prompt`` (the first observation), and
+            optionally ``id``, ``reset_arguments`` (for ``reset_tool``), ``solution`` (a list of
+            calls ``{"name", "arguments"}`` and, last, an ``answer``: the scripted policy replays
+            it) and whatever the verifier needs.
+        reward: ``"module:function"`` or ``"file.py:function"``, called as
+            ``reward(task, answer, env) -> float`` when the agent answers; it may inspect the
+            server's final state with ``env.call_tool(name, arguments)``.
+        reset_tool: a server tool called at every reset with the task's ``reset_arguments`` (so
+            each episode starts from a fresh server state); hidden from the agent. Without it,
+            the server's state carries over between episodes.
+        hidden_tools: server tools the agent does not see (e.g. ones only the verifier uses).
+        server_env, server_cwd: environment and working directory of a stdio server.
+        timeout: seconds each MCP request may take before it counts as an infra failure.
+
+    The rest (``max_calls_per_turn``, ``max_turns``, ...) goes to :class:`~agentgym.tools.ToolEnv`.
+    The server's tools are :class:`~agentgym.tools.Tool` objects whose function forwards the call
+    (:meth:`call_tool` keeps the base's lookup, validation and limits). A lost server is
+    reconnected at the next ``reset``.
+    """
+
+    threaded_async: ClassVar[bool] = True  # every call waits on a server
+
+    def __init__(
+        self,
+        server: str | Sequence[str],
+        *,
+        tasks: str | Path | Sequence[Mapping[str, Any]],
+        reward: str | Callable[..., Any],
+        reset_tool: str | None = None,
+        hidden_tools: Sequence[str] = (),
+        server_env: Mapping[str, str] | None = None,
+        server_cwd: str | None = None,
+        timeout: float = 30.0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.tasks = load_tasks(tasks)
+        self.reward_fn = load_function(reward)
+        self.reset_tool = reset_tool
+        self.hidden_tools = frozenset(hidden_tools) | ({reset_tool} if reset_tool else set())
+        self._connect_args = (server, {"env": server_env, "cwd": server_cwd, "timeout": timeout})
+        self.client: MCPClient | None = None
+        self.task: dict[str, Any] = {}
+        self._connect()
+
+    def _connect(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        server, options = self._connect_args
+        self.client = MCPClient(server, **options)
+        listed = {t.name: t for t in self.client.list_tools()}
+        missing = (self.hidden_tools - set(listed)) - {None}
+        if missing:
+            raise ValueError(f"MCP server {self.client.describe()} has no tool(s) {sorted(missing)}")
+        self.tools = {}
+        for t in listed.values():
+            if t.name not in self.hidden_tools:
+                forward = _Forward(self, t.name)
+                self.add_tool(Tool(t.name, t.description or "", dict(t.input_schema), forward))
+
+    def remote_call(self, name: str, arguments: Mapping[str, Any]) -> str:
+        """Call a server tool (visible or hidden) and return its text. An error result, or
+        arguments the server rejects, raise :class:`~agentgym.tools.ToolError`."""
+        try:
+            result = self.client.call_tool(name, arguments)
+        except InfraError:
+            raise
+        except Exception as e:
+            from mcp import MCPError
+
+            if isinstance(e, MCPError) and e.code == _INVALID_PARAMS:
+                raise ToolError(f"the server rejected the call: {e.message}") from e
+            raise
+        text = result_text(result)
+        if result.is_error:
+            raise ToolError(text or f"{name} failed")
+        return text
+
+    @property
+    def system_prompt(self) -> str:  # type: ignore[override]
+        """The server's own instructions (when it gives any), then how to call its tools."""
+        base = ToolEnv.system_prompt.fget(self)
+        instructions = self.client.instructions if self.client is not None else None
+        return f"{instructions}\n\n{base}" if instructions else base
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if self.client is None or not self.client.alive:
+            self._connect()
+        chosen = options.get("task")
+        if chosen is None:
+            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
+        else:
+            matches = [t for i, t in enumerate(self.tasks) if chosen in (i, t["id"])]
+            if not matches:
+                raise ValueError(f"no task {chosen!r}")
+            task = matches[0]
+        self.task = task
+        if self.reset_tool:
+            try:
+                self.remote_call(self.reset_tool, task.get("reset_arguments", {}))
+            except ToolError as e:  # the episode cannot start from a known state
+                raise InfraError(f"reset tool {self.reset_tool} failed: {e}") from e
+        return task["prompt"], {"task_id": task["id"]}
+
+    def on_answer(self, answer: str) -> tuple[str, float, bool, dict[str, Any]]:
+        reward = self.reward_fn(self.task, answer, self)
+        if not isinstance(reward, (int, float)):
+            raise TypeError(f"the reward function returned {type(reward).__name__}, not a number")
+        return f"Episode finished. Reward: {float(reward):g}", float(reward), True, {}
+
+    def expert_action(self) -> str:
+        """The task's ``solution``, one call per turn, then its ``answer`` (for the scripted policy)."""
+        from agentgym.tools import format_tool_calls
+
+        solution = self.task.get("solution")
+        if not solution:
+            raise NotImplementedError("this task has no 'solution' to replay")
+        steps = [s for s in solution if "name" in s]
+        if self.turn < len(steps):
+            return format_tool_calls([steps[self.turn]])
+        answer = next((s["answer"] for s in solution if "answer" in s), "")
+        return f"<answer>{answer}</answer>"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        super().close()
+
+
+class _Forward:
+    """A remote tool's ``fn``: ``Tool`` calls it with keyword arguments after validating them."""
+
+    def __init__(self, env: MCPToolEnv, name: str):
+        self.env, self.name = env, name
+
+    def __call__(self, **arguments: Any) -> str:
+        return self.env.remote_call(self.name, arguments)
