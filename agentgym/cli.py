@@ -35,11 +35,13 @@ def _mount_subcommands() -> None:
     """Commands that live beside their subsystem; their modules import nothing heavy at mount time."""
     from agentgym.credit.cli import advantages
     from agentgym.envs.search.server import serve_retriever
+    from agentgym.mcp_server import serve_mcp
     from agentgym.sandboxes.cli import app as sandbox_app
     from agentgym.trainers.cli import make_tiny_model, train
 
     app.add_typer(sandbox_app, name="sandbox")
     app.command("serve-retriever")(serve_retriever)
+    app.command("serve-mcp")(serve_mcp)
     app.command("advantages")(advantages)
     app.command("train")(train)
     app.command("make-tiny-model")(make_tiny_model)

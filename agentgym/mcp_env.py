@@ -222,8 +222,10 @@ def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: 
 
 
 def _leaves(e: BaseException) -> list[BaseException]:
-    if isinstance(e, BaseExceptionGroup):
-        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    """The exceptions inside (nested) exception groups, which anyio task groups raise."""
+    inner = getattr(e, "exceptions", None)  # BaseExceptionGroup (a builtin only from Python 3.11)
+    if isinstance(inner, (list, tuple)):
+        return [leaf for sub in inner for leaf in _leaves(sub)]
     return [e]
 
 
@@ -327,8 +329,9 @@ class MCPToolEnv(ToolEnv):
             ``reward(task, answer, env) -> float`` when the agent answers; it may inspect the
             server's final state with ``env.call_tool(name, arguments)``.
         reset_tool: a server tool called at every reset with the task's ``reset_arguments`` (so
-            each episode starts from a fresh server state); hidden from the agent. Without it,
-            the server's state carries over between episodes.
+            each episode starts from a fresh server state); hidden from the agent. ``{reset}`` in
+            the prompt is replaced by its result. Without it, the server's state carries over
+            between episodes.
         hidden_tools: server tools the agent does not see (e.g. ones only the verifier uses).
         server_env, server_cwd: environment and working directory of a stdio server.
         timeout: seconds each MCP request may take before it counts as an infra failure.
@@ -416,12 +419,14 @@ class MCPToolEnv(ToolEnv):
                 raise ValueError(f"no task {chosen!r}")
             task = matches[0]
         self.task = task
+        prompt = task["prompt"]
         if self.reset_tool:
             try:
-                self.remote_call(self.reset_tool, task.get("reset_arguments", {}))
+                reset_text = self.remote_call(self.reset_tool, task.get("reset_arguments", {}))
             except ToolError as e:  # the episode cannot start from a known state
                 raise InfraError(f"reset tool {self.reset_tool} failed: {e}") from e
-        return task["prompt"], {"task_id": task["id"]}
+            prompt = prompt.replace("{reset}", reset_text)
+        return prompt, {"task_id": task["id"]}
 
     def on_answer(self, answer: str) -> tuple[str, float, bool, dict[str, Any]]:
         reward = self.reward_fn(self.task, answer, self)

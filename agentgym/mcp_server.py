@@ -14,8 +14,9 @@ through MCP tools:
   itself (seed ``--seed``), so an agent may skip ``reset``; after the episode ends every env
   tool answers with an error until ``reset``.
 
-Each MCP session (one per stdio server; one per client over HTTP) has its own env instance.
-Needs the ``mcp`` extra.
+Each MCP session has its own env: a stdio server has one client; over HTTP the
+``mcp-session-id`` names the episode (at most :data:`MAX_SESSIONS` are kept; a stateless client
+without a session id shares one). Needs the ``mcp`` extra.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import json
 import socket
 import sys
 import threading
-import weakref
 from typing import Any
 
 import typer
@@ -35,6 +35,7 @@ from agentgym.tools import ToolEnv, format_tool_calls
 __all__ = ["CONTROL_TOOLS", "Episode", "build_server", "serve_mcp"]
 
 CONTROL_TOOLS = ("reset", "answer")
+MAX_SESSIONS = 256  # envs kept for HTTP sessions; the oldest is closed beyond this
 _RESET_SCHEMA = {"type": "object", "properties": {"seed": {
     "type": ["integer", "null"], "description": "Seed of the episode's task (default: the next one)."}},
     "additionalProperties": False}
@@ -120,19 +121,19 @@ def build_server(make_env: Any, *, name: str, first_seed: int = 0) -> Any:
              input_schema=_ANSWER_SCHEMA),
     ]
     tool_names = {t.name for t in tools}
-    episodes: weakref.WeakKeyDictionary[Any, Episode] = weakref.WeakKeyDictionary()
+    episodes: dict[str | None, Episode] = {}
     episodes_lock = threading.Lock()
 
-    def episode_for(session: Any) -> Episode:
+    def episode_for(session_id: str | None) -> Episode:
         with episodes_lock:
-            if session not in episodes:
-                episode = Episode(make_env(), first_seed)
-                episodes[session] = episode
-                weakref.finalize(session, episode.close)
-            return episodes[session]
+            if session_id not in episodes:
+                if len(episodes) >= MAX_SESSIONS:  # forget the oldest session's env
+                    episodes.pop(next(iter(episodes))).close()
+                episodes[session_id] = Episode(make_env(), first_seed)
+            return episodes[session_id]
 
-    def handle(session: Any, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        episode = episode_for(session)
+    def handle(session_id: str | None, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        episode = episode_for(session_id)
         if tool == "reset":
             seed = arguments.get("seed")
             if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
@@ -156,7 +157,9 @@ def build_server(make_env: Any, *, name: str, first_seed: int = 0) -> Any:
     async def on_call_tool(ctx: Any, params: Any) -> CallToolResult:
         if params.name not in tool_names:
             return _result(f"unknown tool {params.name!r}; available: {', '.join(sorted(tool_names))}", None, True)
-        return await anyio.to_thread.run_sync(handle, ctx.session, params.name, dict(params.arguments or {}))
+        # Over HTTP the client's MCP session id names its episode; a stdio server has one client.
+        session_id = ctx.request.headers.get("mcp-session-id") if ctx.request is not None else None
+        return await anyio.to_thread.run_sync(handle, session_id, params.name, dict(params.arguments or {}))
 
     instructions = (f"agentgym env {name}. Each tool call is one step of an episode. Call reset(seed) to "
                     "start an episode (the first call starts one by itself) and answer(answer) to finish it; "
@@ -214,6 +217,7 @@ def serve_mcp(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", http))
+    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     port = sock.getsockname()[1]
     print(json.dumps({"mcp_url": f"http://127.0.0.1:{port}/mcp"}), file=sys.stderr, flush=True)
     anyio.run(_serve_http, server, sock)
