@@ -38,8 +38,9 @@ def test_every_folder_is_declared_as_a_package():
 
 
 def test_import_agentgym_is_light():
-    code = ("import sys, agentgym, agentgym.envs, agentgym.rollout, agentgym.store, agentgym.credit;"
-            "heavy = {'torch', 'transformers', 'vllm', 'datasets', 'docker'} & set(sys.modules);"
+    code = ("import sys, agentgym, agentgym.envs, agentgym.rollout, agentgym.store, agentgym.credit,"
+            " agentgym.mcp_env, agentgym.mcp_server;"
+            "heavy = {'torch', 'transformers', 'vllm', 'datasets', 'docker', 'mcp'} & set(sys.modules);"
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
