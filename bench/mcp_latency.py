@@ -8,7 +8,8 @@ call): a :class:`~agentgym.tools.ToolEnv` holding ``echo`` as a Python function 
 then :class:`~agentgym.mcp_env.MCPToolEnv` on ``tests/mcp_env/shop_server.py`` (the official
 SDK's ``MCPServer``) started over stdio, then over streamable HTTP on 127.0.0.1. p50/p99 and
 their ratios to the in-process call are printed side by side; a whole ``env.step`` with one
-Hermes tool call is measured the same way.
+Hermes tool call is measured the same way, and "SDK only" is the SDK's own round trip timed
+inside the client's event loop (the rest of ``call_tool`` is the sync bridge).
 """
 
 from __future__ import annotations
@@ -59,12 +60,29 @@ def measure(env: ToolEnv, calls: int, steps: int) -> dict[str, tuple[float, floa
     action = format_tool_calls([{"name": "echo", "arguments": {"text": "ping"}}])
 
     def step() -> None:
-        if env.done:
+        if env.done or env.turn >= 20:  # a short history, as in real episodes (state_key hashes it)
             env.reset(seed=0)
         env.step(action)
 
     return {"call_tool": percentiles(timed(lambda: env.call_tool("echo", {"text": "ping"}), calls)),
             "env.step": percentiles(timed(step, steps))}
+
+
+def sdk_in_loop(env: MCPToolEnv, calls: int) -> tuple[float, float]:
+    """The SDK's own round trip, timed inside the client's event loop: what the blocking bridge
+    (thread hop, timeout guard) adds is the difference to ``call_tool``."""
+    import asyncio
+
+    async def run() -> list[float]:
+        samples = []
+        for i in range(calls + 20):
+            t0 = time.perf_counter()
+            await env.client.session.call_tool("echo", {"text": "ping"})
+            if i >= 20:
+                samples.append(time.perf_counter() - t0)
+        return samples
+
+    return percentiles(asyncio.run_coroutine_threadsafe(run(), env.client._loop).result())
 
 
 def main() -> None:
@@ -77,12 +95,14 @@ def main() -> None:
     env = MCPToolEnv(SHOP, **options)
     try:
         results["MCP stdio"] = measure(env, args.calls, args.env_steps)
+        results["MCP stdio"]["SDK only"] = sdk_in_loop(env, args.calls)
     finally:
         env.close()
     process, url = start_http_shop()
     env = MCPToolEnv(url, **options)
     try:
         results["MCP HTTP"] = measure(env, args.calls, args.env_steps)
+        results["MCP HTTP"]["SDK only"] = sdk_in_loop(env, args.calls)
     finally:
         env.close()
         process.kill()
@@ -92,7 +112,7 @@ def main() -> None:
     print(f"{'transport':<12} {'what':<10} {'p50':>10} {'p99':>10} {'p50 ×':>10} {'p99 ×':>10}")
     for name, rows in results.items():
         for what, (p50, p99) in rows.items():
-            b50, b99 = base[what]
+            b50, b99 = base["call_tool" if what == "SDK only" else what]
             print(f"{name:<12} {what:<10} {p50 * 1e3:>8.3f}ms {p99 * 1e3:>8.3f}ms {p50 / b50:>10.0f} {p99 / b99:>10.0f}")
 
 

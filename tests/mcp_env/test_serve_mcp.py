@@ -143,3 +143,15 @@ def test_build_server_refuses_envs_it_cannot_serve() -> None:
 
     with pytest.raises(ValueError, match="tools named \\['reset'\\]"):
         build_server(Clash, name="tests/Clash-v0")
+
+
+def test_the_command_reports_bad_env_ids_and_envs_without_tools() -> None:
+    from typer.testing import CliRunner
+
+    from agentgym.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve-mcp", "agentgym/Bifurcation-v0"])
+    assert result.exit_code == 2 and "not a ToolEnv" in result.output
+    result = runner.invoke(app, ["serve-mcp", "agentgym/ToolWrld-v0"])
+    assert result.exit_code == 2 and "Did you mean: agentgym/ToolWorld-v0" in result.output
