@@ -85,26 +85,25 @@ def sdk_in_loop(env: MCPToolEnv, calls: int) -> tuple[float, float]:
     return percentiles(asyncio.run_coroutine_threadsafe(run(), env.client._loop).result())
 
 
+def measure_mcp(server: object, calls: int, steps: int) -> dict[str, tuple[float, float]]:
+    env = MCPToolEnv(server, tasks=TASKS, reward=VERIFIER, reset_tool="reset_basket", hidden_tools=["crash"])
+    try:
+        return {**measure(env, calls, steps), "SDK only": sdk_in_loop(env, calls)}
+    finally:
+        env.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--env-steps", type=int, default=300)
     args = parser.parse_args()
     results = {"in-process": measure(LocalEnv(tools=[echo]), args.calls, args.env_steps)}
-    options = {"tasks": TASKS, "reward": VERIFIER, "reset_tool": "reset_basket", "hidden_tools": ["crash"]}
-    env = MCPToolEnv(SHOP, **options)
-    try:
-        results["MCP stdio"] = measure(env, args.calls, args.env_steps)
-        results["MCP stdio"]["SDK only"] = sdk_in_loop(env, args.calls)
-    finally:
-        env.close()
+    results["MCP stdio"] = measure_mcp(SHOP, args.calls, args.env_steps)
     process, url = start_http_shop()
-    env = MCPToolEnv(url, **options)
     try:
-        results["MCP HTTP"] = measure(env, args.calls, args.env_steps)
-        results["MCP HTTP"]["SDK only"] = sdk_in_loop(env, args.calls)
+        results["MCP HTTP"] = measure_mcp(url, args.calls, args.env_steps)
     finally:
-        env.close()
         process.kill()
         process.wait()
     base = results["in-process"]
