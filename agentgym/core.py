@@ -51,7 +51,7 @@ class InfraError(RuntimeError):
 
 # The info keys every env returns from reset() and step(); defaults fill what an env omits.
 INFO_DEFAULTS: dict[str, Any] = {
-    "state_key": None,  # hashable anchor for GiGPO: "the same decision situation"
+    "state_key": None,  # GiGPO anchor, "the same decision situation"; compared by content (canonical_key)
     "parse_error": None,  # str: why the action could not be parsed (the agent reads it in obs)
     "void": False,  # no tool call and no final answer (SimpleTIR)
     "failure": None,  # None | "infra" | "agent"

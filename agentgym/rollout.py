@@ -27,7 +27,7 @@ from agentgym.core import InfraError, TextEnv
 from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy, turn_messages
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
-from agentgym.trajectory import Trajectory, Turn
+from agentgym.trajectory import Trajectory, Turn, canonical_key
 
 __all__ = ["RolloutSummary", "WorkItem", "plan", "rollout", "run_episode", "summarize"]
 
@@ -113,7 +113,7 @@ async def run_episode(
                     observation=obs,
                     action=completion.text,
                     reward=reward,
-                    state_key=_key(info["state_key"]),
+                    state_key=canonical_key(info["state_key"]),
                     role=info["role"],
                     void=bool(step_info["void"]),
                     parse_error=step_info["parse_error"],
@@ -156,10 +156,6 @@ async def run_episode(
 
 # Keys that describe one step, stored on turns rather than in the trajectory's info.
 _PER_TURN_KEYS = frozenset({"state_key", "parse_error", "void", "failure", "tool_calls", "answer", "role"})
-
-
-def _key(state_key: Any) -> str | None:
-    return None if state_key is None else str(state_key)
 
 
 async def _with_timeout(awaitable: Any, timeout: float | None, what: str) -> Any:

@@ -10,19 +10,88 @@ Schema version history:
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Trajectory", "Turn"]
+__all__ = ["SCHEMA_VERSION", "Trajectory", "Turn", "canonical_key"]
 
 SCHEMA_VERSION = 1
+KEY_TAG = "\x00"
+"""First character of the encoding of every non-``str`` key (text observations never hold NUL)."""
+
+
+def canonical_key(key: Any) -> str | None:
+    """The one canonical, content-based, type-tagged form of an anchor key (``state_key``).
+
+    GiGPO pools turns whose keys are *equal*; comparing ``str(key)`` is wrong twice over: numpy
+    abbreviates big arrays (two 40×40 boards differing in one cell print alike) and a tuple
+    ``(1, 2)`` prints like the string ``"(1, 2)"``. So every key is encoded by content with its
+    type: ``None`` stays None (a turn with no anchor); a ``str`` is its own canonical form (text
+    keys stay readable, and similarity anchors compare that text); any other key becomes
+    ``"\x00"`` + a tagged encoding — bool, int, float (``float.hex``; −0.0 is 0.0), complex,
+    bytes and numpy arrays (dtype, shape and a BLAKE2b digest of the bytes; an object array
+    element by element), numpy scalars as their Python value, tuples / lists / sets / dicts
+    recursively (elements length-prefixed, set and dict entries sorted by encoding). So
+    ``(1, 2)``, ``[1, 2]``, ``"(1, 2)"`` and ``(1.0, 2)`` are four keys, and equal arrays are one key
+    whatever their memory layout. The rollout engine stores this form in ``Turn.state_key`` and the
+    credit batch builders apply it to whatever they are given, so a key means the same everywhere.
+    Any other type is a ``TypeError``: an anchor key compared by an unreliable ``repr`` is worse than
+    none.
+    """
+    if key is None:
+        return None
+    if isinstance(key, str):
+        return str(key)
+    return KEY_TAG + _encode(key)
+
+
+def _encode(x: Any) -> str:
+    if isinstance(x, str):
+        return "s" + x
+    if isinstance(x, bool):
+        return "b1" if x else "b0"
+    if isinstance(x, int):
+        return f"i{x}"
+    if isinstance(x, float):
+        return "fnan" if math.isnan(x) else "f" + (x + 0.0).hex()
+    if isinstance(x, complex):
+        return f"c{_encode(x.real)},{_encode(x.imag)}"
+    if isinstance(x, (bytes, bytearray)):
+        return "y" + hashlib.blake2b(bytes(x), digest_size=16).hexdigest()
+    if isinstance(x, tuple):
+        return "t" + _join(_encode(v) for v in x)
+    if isinstance(x, list):
+        return "l" + _join(_encode(v) for v in x)
+    if isinstance(x, (set, frozenset)):
+        return "S" + _join(sorted(_encode(v) for v in x))
+    if isinstance(x, dict):
+        return "d" + _join(sorted(_encode(k) + "=" + _encode(v) for k, v in x.items()))
+    kind = type(x).__module__.split(".")[0]
+    if kind == "numpy" and hasattr(x, "dtype"):  # duck-typed: no numpy import here
+        if getattr(x, "ndim", None) == 0 and hasattr(x, "item") and x.dtype.kind != "O":
+            return _encode(x.item())
+        if x.dtype.kind == "O":
+            return f"A{x.shape}" + _encode(list(x.ravel().tolist()))
+        data = x.tobytes(order="C")  # the logical content, whatever the strides
+        return f"a{x.dtype.str}{x.shape}" + hashlib.blake2b(data, digest_size=16).hexdigest()
+    raise TypeError(
+        f"state_key of type {type(x).__name__} has no canonical form; use str, bool, int, float, bytes, "
+        "a numpy array, or tuples / lists / sets / dicts of those"
+    )
+
+
+def _join(parts: Any) -> str:
+    return "(" + "".join(f"{len(p)}:{p}" for p in parts) + ")"
 
 
 @dataclass
 class Turn:
     """One agent turn: the observation it answered, its action, and what the env said back.
 
-    ``state_key`` is the anchor of the observation *before* the action (GiGPO groups on it).
+    ``state_key`` is the anchor of the observation *before* the action (GiGPO groups on it), in
+    :func:`canonical_key` form: the env's text as is, any other key content-encoded.
     Token fields are filled when the policy returns tokens: ``obs_token_ids`` are the tokens
     appended to the context for the observation (the chat-template delta), ``action_token_ids``
     the sampled completion, ``action_logprobs`` its sampled-token log-probs. Spans are

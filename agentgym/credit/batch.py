@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from agentgym.trajectory import canonical_key
+
 __all__ = ["TurnBatch"]
 
 _MISSING = -1  # state code of a turn without a state_key: it matches no other turn
@@ -30,6 +32,28 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key, default)
     return getattr(obj, key, default)
+
+
+def _key_codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, labels) of anchor keys compared by content (:func:`agentgym.trajectory.canonical_key`).
+
+    The one place keys become codes, for every builder and so every estimator. A 1-D numpy array of
+    a plain dtype (ints, strings, …) is already exact and of one type, so it is coded as is; any
+    other sequence is canonicalised element by element (an ndarray element is one key, whatever its
+    shape). ``None`` gets code ``_MISSING`` (−1: matches no other turn). ``labels[code]`` is the
+    canonical key: the text itself for ``str`` keys.
+    """
+    if isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 1:
+        labels, inv = np.unique(values, return_inverse=True)
+        return inv.reshape(-1).astype(np.int64), labels
+    keys = [canonical_key(k) for k in values]
+    codes = np.full(len(keys), _MISSING, dtype=np.int64)
+    present = [k for k in keys if k is not None]
+    labels = np.asarray(sorted(set(present)), dtype=object)
+    if present:
+        lookup = {k: c for c, k in enumerate(labels)}
+        codes = np.array([_MISSING if k is None else lookup[k] for k in keys], dtype=np.int64)
+    return codes, labels
 
 
 def _codes(values: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +73,9 @@ class TurnBatch:
     Row columns: ``traj`` (trajectory code), ``turn_idx`` (explicit turn index), ``reward`` (env
     reward of the turn), ``state`` (anchor code, −1 = no state key), ``void``, ``invalid``
     (the parser reported an error), ``gold_logp`` (ℓ after the turn; NaN where unknown),
-    ``branch`` (code of the turn's canonical (action, next observation), for prefix trees).
+    ``branch`` (code of the turn's canonical (action, next observation), for prefix trees),
+    ``score_penalty`` (subtracted from this row's own episode score and step return only:
+    verl-agent's invalid-action penalty, see :func:`~agentgym.credit.invalid_action_penalty`).
     Trajectory columns: ``traj_group`` (group code), ``outcome`` (episode return), ``infra``,
     ``gold_logp0`` (ℓ_0, prompt only). Labels: ``traj_ids``, ``group_ids``, ``state_keys``
     (``state_keys[code]`` is the original key, used by the similarity mode).
@@ -73,6 +99,7 @@ class TurnBatch:
     state_keys: np.ndarray | None = None
     row_order: np.ndarray | None = None
     branch: np.ndarray | None = None
+    score_penalty: np.ndarray | None = None
     trajectories: Sequence[Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +124,10 @@ class TurnBatch:
             self.branch = np.asarray(self.branch, dtype=np.int64)
             if len(self.branch) != n:
                 raise ValueError("TurnBatch.branch must have one code per row")
+        if self.score_penalty is not None:
+            self.score_penalty = np.asarray(self.score_penalty, dtype=np.float64)
+            if len(self.score_penalty) != n:
+                raise ValueError("TurnBatch.score_penalty must have one value per row")
         if self.gold_logp is not None:
             self.gold_logp = np.asarray(self.gold_logp, dtype=np.float64)
             if len(self.gold_logp) != n:
@@ -170,13 +201,7 @@ class TurnBatch:
         if state_key is None:
             state, keys = np.full(n, _MISSING, dtype=np.int64), None
         else:
-            sk = np.asarray(state_key, dtype=object)[order] if _has_none(state_key) else np.asarray(state_key)[order]
-            missing = np.array([k is None for k in sk]) if sk.dtype == object else np.zeros(n, dtype=bool)
-            state = np.full(n, _MISSING, dtype=np.int64)
-            keys = np.asarray([], dtype=object)
-            if (~missing).any():
-                codes, keys = _codes(sk[~missing])
-                state[~missing] = codes
+            state, keys = _key_codes(_reorder(state_key, order))
         g0 = None
         glp = None
         if gold_logp is not None:
@@ -200,7 +225,7 @@ class TurnBatch:
             group_ids=group_labels,
             state_keys=keys,
             row_order=row_order,
-            branch=None if branch_key is None else _codes(np.asarray(branch_key)[order])[0],
+            branch=None if branch_key is None else _branch_codes(_key_codes(_reorder(branch_key, order))[0]),
         )
 
     @classmethod
@@ -234,12 +259,7 @@ class TurnBatch:
                 next_obs = _get(nxt, "observation", "") if nxt is not None else _get(t, "final_observation", "")
                 branch_raw.append(f"{_get(u, 'action', '')}\x00{next_obs}")
         n = len(traj)
-        keyed = [k for k in state_raw if k is not None]
-        state = np.full(n, _MISSING, dtype=np.int64)
-        keys = np.asarray(sorted(set(map(str, keyed))), dtype=object)
-        if keyed:
-            lookup = {k: c for c, k in enumerate(keys)}
-            state = np.array([_MISSING if k is None else lookup[str(k)] for k in state_raw], dtype=np.int64)
+        state, keys = _key_codes(state_raw)
         group_code, group_labels = _codes(np.asarray(group_raw, dtype=object)) if group_raw else (
             np.zeros(0, dtype=np.int64), np.asarray([], dtype=object))
         batch = cls(
@@ -335,6 +355,41 @@ class TurnBatch:
         """Trajectory has at least one void turn."""
         return np.bincount(self.traj, weights=self.void, minlength=self.n_traj) > 0
 
+    # -- validation -------------------------------------------------------------------------
+    def nonfinite_traj(self) -> np.ndarray:
+        """Per trajectory: a reward of one of its turns, or its outcome, is NaN or ±inf."""
+        bad_rows = ~np.isfinite(self.reward)
+        bad = ~np.isfinite(self.outcome)
+        if bad_rows.any():
+            bad = bad | (np.bincount(self.traj, weights=bad_rows, minlength=self.n_traj) > 0)
+        return bad
+
+    def check_finite(self, include: np.ndarray | None = None) -> None:
+        """Raise ``ValueError`` naming the trajectory (and turn) of the first non-finite reward or
+        outcome among the trajectories in ``include`` (default: all but infra failures).
+
+        One NaN reward would make every advantage of its group NaN, and an inf one ``[nan, nan,
+        −inf, −inf]``; such a value is a bug upstream (a reward function, a parser), never a score.
+        """
+        inc = ~self.infra if include is None else np.asarray(include, dtype=bool)
+        bad = self.nonfinite_traj() & inc
+        if not bad.any():
+            return
+        j = int(np.flatnonzero(bad)[0])
+        rows = np.flatnonzero((self.traj == j) & ~np.isfinite(self.reward))
+        where = f"trajectory {self._label(self.traj_ids, j)!r} (group {self._label(self.group_ids, int(self.traj_group[j]))!r})"
+        if rows.size:
+            r = int(rows[0])
+            what = f"turn {int(self.turn_idx[r])} has reward {self.reward[r]}"
+        else:
+            what = f"has outcome {self.outcome[j]}"
+        raise ValueError(f"non-finite credit input: {where} {what} ({int(bad.sum())} trajectories affected); "
+                         "fix the reward, or set on_nonfinite='mask_group' to drop such groups")
+
+    @staticmethod
+    def _label(labels: np.ndarray | None, code: int) -> Any:
+        return code if labels is None else str(labels[code])
+
     # -- helpers ----------------------------------------------------------------------------
     def suffix_sum(self, values: np.ndarray, gamma: float) -> np.ndarray:
         """Per-trajectory ``Σ_{k≥t} γ^{k−t} v_k`` of a row array."""
@@ -361,7 +416,20 @@ class TurnBatch:
         return [vals[s:e].tolist() for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)]
 
 
-def _has_none(values: Any) -> bool:
-    if isinstance(values, np.ndarray) and values.dtype != object:
-        return False
-    return any(v is None for v in values)
+def _reorder(values: Any, order: np.ndarray) -> Any:
+    """``values`` (an array, or any sequence of keys, e.g. a list of ndarrays) in row ``order``."""
+    if isinstance(values, np.ndarray) and values.dtype != object and values.ndim == 1:
+        return values[order]
+    items = list(values)
+    if len(items) != len(order):
+        raise ValueError(f"got {len(items)} keys for {len(order)} rows")
+    return [items[i] for i in order]
+
+
+def _branch_codes(codes: np.ndarray) -> np.ndarray:
+    """Branch codes with a missing (None) key made a branch of its own per row, never shared."""
+    missing = codes == _MISSING
+    if missing.any():
+        codes = codes.copy()
+        codes[missing] = codes.max() + 1 + np.arange(int(missing.sum()))
+    return codes

@@ -23,6 +23,8 @@ from typing import Literal
 
 import numpy as np
 
+from agentgym.trajectory import KEY_TAG
+
 from .batch import TurnBatch
 from .segments import IGPO_NORM, VERL_NORM, Norm, segment_mean_std, zscore
 
@@ -35,6 +37,7 @@ __all__ = [
     "igpo",
     "information_gain",
     "invalid_action_penalty",
+    "invalid_turn_penalty",
     "rloo",
     "tempo",
     "void_loss_mask",
@@ -45,10 +48,17 @@ IGNorm = Literal["separate", "joint", "turn_group"]
 
 
 def _include(batch: TurnBatch, include: np.ndarray | None) -> np.ndarray:
-    """Per-trajectory statistics mask: never an infra failure."""
+    """Per-trajectory statistics mask: never an infra failure; and the finiteness gate.
+
+    Every estimator starts here, so a non-finite reward or outcome of a trajectory that would
+    enter the statistics raises (:meth:`TurnBatch.check_finite`) before it can turn its whole
+    group's advantages into NaN. Trajectories left out by ``include`` (e.g. the pipeline's
+    ``on_nonfinite="mask_group"``) are not checked: they never touch the statistics.
+    """
     inc = ~batch.infra
     if include is not None:
         inc = inc & np.asarray(include, dtype=bool)
+    batch.check_finite(inc)
     return inc
 
 
@@ -68,15 +78,36 @@ def grpo(
     """GRPO: the trajectory outcome z-scored within its prompt group, on every turn.
 
     ``std=False`` is the Dr.GRPO form (mean-centred only, no length or std normalisation at
-    the turn level). Each trajectory counts once in the statistics.
+    the turn level). Each trajectory counts once in the statistics. A row's ``score_penalty``
+    (verl-agent's invalid-action penalty) makes that row's score ``R − c``, normalised by the
+    group's statistics (which count each trajectory once, unpenalised).
+
+    Trajectories with no turns (an episode the env ended at reset, or a prompt that did not
+    fit) have no rows, so no advantage, but their outcome *does* enter their group's mean and
+    std here and in every outcome statistic (GiGPO's trajectory-level A^E, IGPO's and A²TGPO's
+    outcome z-score, TEMPO's root, the group filters): they are rollouts of the prompt like any
+    other, and dropping them would let a prompt that often fails before acting look easy. Only
+    statistics over *rows* (GiGPO ``episode_stats="step"``, anchor groups, IG pools) have no
+    place for them.
     """
     inc = _include(batch, include)
-    adv = zscore(batch.outcome, batch.traj_group, batch.n_groups, mask=inc, norm=norm, std=std)
-    return adv[batch.traj]
+    adv = zscore(batch.outcome, batch.traj_group, batch.n_groups, mask=inc, norm=norm, std=std)[batch.traj]
+    if batch.score_penalty is not None:  # the penalised row's score is R − c (verl-agent)
+        _, sd, _ = segment_mean_std(batch.outcome, batch.traj_group, batch.n_groups, mask=inc, norm=norm)
+        scale = sd[batch.group] + norm.eps if std else 1.0
+        adv = np.where(inc[batch.traj], adv - batch.score_penalty / scale, 0.0)
+    return adv
+
+
+def _no_score_penalty(batch: TurnBatch, method: str) -> None:
+    if batch.score_penalty is not None and np.any(batch.score_penalty != 0):
+        raise ValueError(f"{method} has no per-row episode score, so verl-agent's invalid_action_penalty "
+                         "is undefined for it; use it with gigpo or grpo, or use invalid_turn_penalty")
 
 
 def rloo(batch: TurnBatch, *, include: np.ndarray | None = None) -> np.ndarray:
     """RLOO: outcome minus the mean of the *other* rollouts of the group, ``G/(G−1)·(r − mean)``."""
+    _no_score_penalty(batch, "rloo")
     inc = _include(batch, include)
     mean, _, count = segment_mean_std(batch.outcome, batch.traj_group, batch.n_groups, mask=inc)
     g = count[batch.traj_group]
@@ -90,12 +121,22 @@ def anchor_groups(
 ) -> tuple[np.ndarray, int]:
     """(anchor code per row, number of codes): GiGPO's step groups, always within a prompt group.
 
-    Exact mode pools turns whose ``state_key`` is equal. With ``similarity`` = a threshold in
-    (0, 1], distinct keys of a prompt group are clustered greedily: each joins the first cluster
-    whose representative (its first member) has ``difflib.SequenceMatcher.ratio() ≥ threshold``.
-    verl-agent visits observations in rollout order; we visit the distinct keys in sorted order so
-    the clusters do not depend on how rollouts are ordered [recon]. A turn without a state key,
-    or of a trajectory outside ``include``, is an anchor of its own.
+    Exact mode pools turns whose ``state_key`` is equal *by content*: keys are compared in their
+    canonical, type-tagged form (:func:`agentgym.trajectory.canonical_key`, applied by the batch
+    builders), never through ``str()``. With ``similarity`` = a threshold in (0, 1], distinct text
+    keys of a prompt group are clustered greedily: each joins the first cluster whose
+    representative (its first member) has ``difflib.SequenceMatcher.ratio() ≥ threshold``
+    (structured keys are an error there). verl-agent visits observations in rollout order; we
+    visit the distinct keys in sorted order so the clusters do not depend on how rollouts are
+    ordered [recon]. A turn without a state key, or of a trajectory outside ``include``, is an
+    anchor of its own.
+
+    ``SequenceMatcher(autojunk=False)``, deliberately unlike verl-agent (which keeps the default
+    ``autojunk=True``): with autojunk, any character that makes up over 1% of a text longer than
+    200 characters is "popular" and ignored, which in prose means spaces and common letters. A
+    263-character observation and a copy with two characters changed then score 0.099 and land
+    in different anchors; without autojunk they score 0.992, as the threshold intends. Ours is
+    the better choice for observation text; it is a documented departure.
     """
     row_inc = _include(batch, include)[batch.traj]
     keyed = (batch.state >= 0) & row_inc
@@ -124,7 +165,7 @@ def _similarity_clusters(batch: TurnBatch, keyed: np.ndarray, threshold: float) 
     groups = pairs // n_states
     bounds = np.flatnonzero(np.diff(groups)) + 1
     for chunk in np.split(pairs, bounds):
-        texts = sorted((str(batch.state_keys[p % n_states]), int(p)) for p in chunk)
+        texts = sorted((_text_key(batch.state_keys[p % n_states]), int(p)) for p in chunk)
         reps: list[tuple[SequenceMatcher, int]] = []
         for text, p in texts:
             for matcher, cid in reps:
@@ -145,6 +186,14 @@ def _similarity_clusters(batch: TurnBatch, keyed: np.ndarray, threshold: float) 
         pair_rows = batch.group[keyed] * n_states + batch.state[keyed]
         out[keyed] = vals[order][np.searchsorted(keys[order], pair_rows)]
     return out
+
+
+def _text_key(key: object) -> str:
+    """Similarity compares text: a non-text anchor key (a tuple, an array) is an error, not its repr."""
+    if not isinstance(key, str) or key.startswith(KEY_TAG):
+        raise ValueError(f"similarity anchors compare text state keys; got a non-text key {key!r}: "
+                         "use exact anchors (similarity=None) for structured keys")
+    return key
 
 
 def gigpo(
@@ -169,17 +218,27 @@ def gigpo(
     ("mean_norm", the default here and in the worked example); ``std=True`` divides both levels by
     the unbiased std + 1e-6. ``episode_weight=0`` keeps only the step term, for composing with a
     separate outcome stage.
+
+    A row's ``score_penalty`` (verl-agent's invalid-action penalty) is subtracted from that
+    row's own episode score (``R − c``) and step return (``G_t − c``) before normalisation and
+    is never discounted back to earlier turns; with ``episode_stats="step"`` this is exactly
+    verl-agent's GiGPO (with ``"trajectory"`` the statistics count each trajectory once,
+    unpenalised).
     """
     inc = _include(batch, include)
     row_inc = inc[batch.traj]
     ret = np.bincount(batch.traj, weights=batch.reward, minlength=batch.n_traj)
+    pen = batch.score_penalty if batch.score_penalty is not None else np.zeros(batch.n_rows)
     if episode_stats == "trajectory":
         a_ep = zscore(ret, batch.traj_group, batch.n_groups, mask=inc, std=std)[batch.traj]
+        if pen.any():
+            _, sd, _ = segment_mean_std(ret, batch.traj_group, batch.n_groups, mask=inc)
+            a_ep = a_ep - pen / (sd[batch.group] + VERL_NORM.eps if std else 1.0)
     elif episode_stats == "step":
-        a_ep = zscore(ret[batch.traj], batch.group, batch.n_groups, mask=row_inc, std=std)
+        a_ep = zscore(ret[batch.traj] - pen, batch.group, batch.n_groups, mask=row_inc, std=std)
     else:
         raise ValueError(f"episode_stats must be 'trajectory' or 'step', got {episode_stats!r}")
-    step_return = batch.suffix_sum(batch.reward, gamma)
+    step_return = batch.suffix_sum(batch.reward, gamma) - pen
     codes, n = anchors if anchors is not None else anchor_groups(batch, similarity=similarity, include=include)
     a_step = zscore(step_return, codes, n, mask=row_inc, std=std)
     return np.where(row_inc, episode_weight * a_ep + omega * a_step, 0.0)
@@ -238,6 +297,7 @@ def igpo(
     ``outcome_weight`` / ``ig_weight`` scale the raw rewards before normalisation (IGPO's
     optional curriculum). Non-finite IG values are skipped: out of the statistics, r̃ = 0 [recon].
     """
+    _no_score_penalty(batch, "igpo")
     inc = _include(batch, include)
     row_inc = inc[batch.traj]
     ig = information_gain(batch, ig_type=ig_type) * ig_weight
@@ -280,6 +340,7 @@ def a2tgpo(
     ``c_t = 1 + β(2σ(ñ_t) − 1) ∈ (1−β, 1+β)``, 1 on the outcome turn; the loss multiplies its
     clip range by it. ``outcome=False`` drops ``Â^O`` (composition with another outcome stage).
     """
+    _no_score_penalty(batch, "a2tgpo")
     inc = _include(batch, include)
     row_inc = inc[batch.traj]
     ig = information_gain(batch, ig_type=ig_type)
@@ -310,6 +371,7 @@ def tempo(batch: TurnBatch, *, lam: float = 1.0, include: np.ndarray | None = No
     """
     if batch.branch is None:
         raise ValueError("tempo needs per-turn branch keys (batch.branch)")
+    _no_score_penalty(batch, "tempo")
     inc = _include(batch, include)
     row_inc = inc[batch.traj]
     r = zscore(batch.outcome, batch.traj_group, batch.n_groups, mask=inc, norm=Norm(ddof=0, var_eps=0.0))
@@ -380,8 +442,31 @@ def group_filter(
 
 
 def invalid_action_penalty(batch: TurnBatch, penalty: float = 0.1) -> TurnBatch:
-    """verl-agent's invalid-action penalty: subtract ``penalty`` from the reward of every turn the
-    parser rejected, and from the trajectory's outcome once per such turn."""
-    pen = np.where(batch.invalid, penalty, 0.0)
+    """verl-agent's invalid-action penalty (``invalid_action_penalty_coef``, 0.1 in its scripts).
+
+    verl-agent subtracts the penalty on the invalid step's own row only: that row's episode
+    score becomes ``R − c`` and its step return ``G_t − c``; nothing is discounted back to
+    earlier steps and the other rows of the trajectory keep ``R``. Recorded as the batch's
+    per-row ``score_penalty``; :func:`gigpo` (exactly verl-agent with ``episode_stats="step"``)
+    and :func:`grpo` apply it, the other estimators refuse it. Example (mean-norm, γ = 0.95,
+    step statistics, T1's last step invalid, reward 1 at T1's end, T2 reward 0): T1 = (1.000,
+    0.425), T2 = (−0.950, −0.475).
+    """
+    pen = np.where(batch.invalid, float(penalty), 0.0)
+    if batch.score_penalty is not None:
+        pen = pen + batch.score_penalty
+    return batch.replace(score_penalty=pen)
+
+
+def invalid_turn_penalty(batch: TurnBatch, penalty: float = 0.1) -> TurnBatch:
+    """agentgym's own rule: subtract ``penalty`` from the *reward* of every turn the parser
+    rejected, and from the trajectory's outcome once per such turn.
+
+    Unlike :func:`invalid_action_penalty` this is a reward change: it is discounted back to
+    earlier turns (GiGPO's step returns) and lowers every row's episode score, and it works with
+    every estimator (it changes the outcome IGPO/A²TGPO/TEMPO normalise). Same example: T1 =
+    (0.8775, 0.450), T2 = (−0.8775, −0.450).
+    """
+    pen = np.where(batch.invalid, float(penalty), 0.0)
     per_traj = np.bincount(batch.traj, weights=pen, minlength=batch.n_traj)
     return batch.replace(reward=batch.reward - pen, outcome=batch.outcome - per_traj)

@@ -3,20 +3,22 @@
 Two config forms. A list of stages, applied in order::
 
     stages:
-      - invalid_action_penalty: {penalty: 0.1}
+      - invalid_action_penalty: {penalty: 0.1}   # verl-agent's rule (invalid_turn_penalty: ours)
       - gigpo: {gamma: 0.95, omega: 1.0, std: false}
       - info_gain: {ig_type: log_prob_diff, norm: separate, gamma: 1.0, outcome: false}
       - group_filter: {zero_variance: true, accuracy: [0.1, 0.9]}
       - void_filter: {void_in_group_stats: true}
 
 or the one-method shorthand the trainer recipes use (``{method: gigpo, gamma: 0.95}``, plus
-optional ``void_filter``, ``void_in_group_stats``, ``invalid_action_penalty``, ``group_filter``
-keys). An empty config is GRPO. Unknown keys are errors.
+optional ``void_filter``, ``void_in_group_stats``, ``invalid_action_penalty``,
+``invalid_turn_penalty``, ``group_filter`` keys). An empty config is GRPO. Unknown keys are
+errors. Both forms take a top-level ``on_nonfinite: raise | mask_group`` (see :class:`Pipeline`).
 
 Semantics: estimator stages *add* ``weight × advantage`` into the per-turn advantage (so
 GiGPO + IG(outcome=false) is GiGPO with an IG bonus; adding two stages that both credit the
-outcome counts it twice, by request); ``invalid_action_penalty`` rewrites rewards and must come
-before the estimators; filters multiply the loss mask. ``void_in_group_stats=False`` removes void
+outcome counts it twice, by request); the penalties (``invalid_action_penalty``: verl-agent's,
+on the invalid row's own scores; ``invalid_turn_penalty``: ours, on the turn reward) rewrite the
+batch and must come before the estimators; filters multiply the loss mask. ``void_in_group_stats=False`` removes void
 trajectories from the statistics of *every* estimator, wherever the void stage is listed.
 Infra failures are always out of the statistics, with advantage 0 and loss mask 0.
 """
@@ -104,16 +106,31 @@ class Stage:
 
 @dataclass
 class InvalidActionPenalty(Stage):
-    """Subtract ``penalty`` from turns the parser rejected (verl-agent uses 0.1)."""
+    """verl-agent's invalid-action penalty: ``penalty`` off the invalid row's own episode score and
+    step return, nothing discounted back (:func:`estimators.invalid_action_penalty`; gigpo, grpo)."""
 
     name: ClassVar[str] = "invalid_action_penalty"
     penalty: float = 0.1
 
     def __call__(self, s: _State) -> None:
         if s.estimated:
-            raise ValueError("invalid_action_penalty must come before the estimator stages")
-        s.batch = est.invalid_action_penalty(s.batch, self.penalty)
+            raise ValueError(f"{self.name} must come before the estimator stages")
+        s.batch = self.apply(s.batch)
         s.diagnostics["invalid_turns"] = int(s.batch.invalid.sum())
+
+    def apply(self, batch: TurnBatch) -> TurnBatch:
+        return est.invalid_action_penalty(batch, self.penalty)
+
+
+@dataclass
+class InvalidTurnPenalty(InvalidActionPenalty):
+    """agentgym's rule: ``penalty`` off the invalid turn's *reward* (so discounted back) and the
+    trajectory's outcome (:func:`estimators.invalid_turn_penalty`; every estimator)."""
+
+    name: ClassVar[str] = "invalid_turn_penalty"
+
+    def apply(self, batch: TurnBatch) -> TurnBatch:
+        return est.invalid_turn_penalty(batch, self.penalty)
 
 
 @dataclass
@@ -275,7 +292,7 @@ class GroupFilter(Stage):
 
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (InvalidActionPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, VoidFilter, GroupFilter)
+    cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),
@@ -283,7 +300,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "rloo": ("outcome", {"baseline": "rloo"}),
     "igpo": ("info_gain", {}),
 }
-_SHORTHAND_KEYS = {"method", "void_filter", "void_in_group_stats", "invalid_action_penalty", "group_filter"}
+_PENALTY_KEYS = ("invalid_action_penalty", "invalid_turn_penalty")
+_SHORTHAND_KEYS = {"method", "void_filter", "void_in_group_stats", *_PENALTY_KEYS, "group_filter"}
 
 
 def _make_stage(name: str, params: Mapping[str, Any] | None) -> Stage:
@@ -320,8 +338,9 @@ def _stages_from_config(config: Mapping[str, Any]) -> list[Stage]:
     method = cfg.pop("method", "grpo")
     params = {k: v for k, v in cfg.items() if k not in _SHORTHAND_KEYS}
     stages = []
-    if cfg.get("invalid_action_penalty"):
-        stages.append(_make_stage("invalid_action_penalty", {"penalty": float(cfg["invalid_action_penalty"])}))
+    for key in _PENALTY_KEYS:
+        if cfg.get(key):
+            stages.append(_make_stage(key, {"penalty": float(cfg[key])}))
     stages.append(_make_stage(method, params))
     if cfg.get("group_filter"):
         gf = cfg["group_filter"]
@@ -333,10 +352,23 @@ def _stages_from_config(config: Mapping[str, Any]) -> list[Stage]:
     return stages
 
 
-class Pipeline:
-    """Stages applied in order to a :class:`TurnBatch`; call it to get a :class:`CreditResult`."""
+NONFINITE_POLICIES = ("raise", "mask_group")
 
-    def __init__(self, stages: Sequence[Stage]):
+
+class Pipeline:
+    """Stages applied in order to a :class:`TurnBatch`; call it to get a :class:`CreditResult`.
+
+    ``on_nonfinite``: what a NaN or ±inf reward or outcome does. ``"raise"`` (default): a
+    ``ValueError`` naming the trajectory and turn. ``"mask_group"``: the whole prompt group of
+    such a trajectory leaves every statistic and gets advantage 0 and loss mask 0, counted in
+    ``diagnostics["nonfinite_groups"]`` / ``["nonfinite_trajectories"]`` (and the metrics). Either
+    way no NaN reaches the loss: a non-finite advantage after the stages is a ``RuntimeError``.
+    """
+
+    def __init__(self, stages: Sequence[Stage], *, on_nonfinite: str = "raise"):
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite
         self.stages = list(stages)
         if not any(st.estimator for st in self.stages):
             raise ValueError("a credit pipeline needs at least one estimator stage")
@@ -344,7 +376,7 @@ class Pipeline:
         for st in self.stages:
             seen_estimator |= st.estimator
             if isinstance(st, InvalidActionPenalty) and seen_estimator:
-                raise ValueError("invalid_action_penalty must come before the estimator stages")
+                raise ValueError(f"{st.name} must come before the estimator stages")
 
     @property
     def needs_gold(self) -> bool:
@@ -365,16 +397,29 @@ class Pipeline:
         for st in self.stages:
             if isinstance(st, VoidFilter) and not st.void_in_group_stats:
                 include = include & ~batch.void_traj
+        bad = batch.nonfinite_traj() & ~batch.infra
+        bad_groups = np.zeros(batch.n_groups, dtype=bool)
+        if bad.any():
+            if self.on_nonfinite == "raise":
+                batch.check_finite()
+            bad_groups[batch.traj_group[bad]] = True
+            include = include & ~bad_groups[batch.traj_group]
         n = batch.n_rows
+        dead = batch.infra | bad_groups[batch.traj_group]
         s = _State(batch=batch, include=include, advantages=np.zeros(n),
-                   loss_mask=np.where(batch.infra[batch.traj], 0.0, 1.0), clip_scale=np.ones(n))
+                   loss_mask=np.where(dead[batch.traj], 0.0, 1.0), clip_scale=np.ones(n))
         for st in self.stages:
             st(s)
-        live = ~batch.infra[batch.traj]
+        live = ~dead[batch.traj]
         s.advantages = np.where(live, s.advantages, 0.0)
+        if not np.isfinite(s.advantages).all():  # a guard: nothing above should let one through
+            row = int(np.flatnonzero(~np.isfinite(s.advantages))[0])
+            raise RuntimeError(f"credit produced a non-finite advantage at trajectory {int(batch.traj[row])}, "
+                               f"turn {int(batch.turn_index[row])}; this is a bug, please report it")
         s.diagnostics.update(
             n_turns=n, n_trajectories=batch.n_traj, n_groups=batch.n_groups,
             infra_trajectories=int(batch.infra.sum()),
+            nonfinite_trajectories=int(bad.sum()), nonfinite_groups=int(bad_groups.sum()),
         )
         s.diagnostics.setdefault("filtered_groups", [])
         return CreditResult(s.batch, s.advantages, s.loss_mask, s.clip_scale, s.components, s.diagnostics,
@@ -420,7 +465,9 @@ def build_pipeline(config: Mapping[str, Any] | str | Path | Pipeline | None = No
     """A :class:`Pipeline` from a config dict, YAML path or text (``None`` / ``{}``: GRPO)."""
     if isinstance(config, Pipeline):
         return config
-    return Pipeline(_stages_from_config(load_config(config or {})))
+    cfg = load_config(config or {})
+    on_nonfinite = cfg.pop("on_nonfinite", "raise")
+    return Pipeline(_stages_from_config(cfg), on_nonfinite=on_nonfinite)
 
 
 def assign_credit(

@@ -16,6 +16,10 @@ built-in tasks, the generator's own scorer for reasoning-gym ones. A turn with n
 complete block nor a boxed answer (prose, an unterminated fence, an empty block, an empty or
 unclosed box) is a **void turn**: ``info["void"] = True``, a readable ``parse_error``, and the
 episode ends with reward 0, as in SimpleTIR (whose trainer masks such trajectories).
+This ``void`` flag (``void_rule="agentgym"``, the default) is what the env can act on; SimpleTIR's
+own regex (:func:`agentgym.credit.is_void_simpletir`) differs on five cases, listed in
+``agentgym/credit/void.py``; ``void_rule="simpletir"`` sets the flag by that regex instead (the
+episode itself runs the same way).
 
 **Infra.** The sandbox is made at the first code execution (Docker when an engine and the
 image are there, else LocalSandbox). A sandbox machinery failure raises
@@ -38,6 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentgym.core import StepResult, TextEnv
+from agentgym.credit.void import VOID_RULES, is_void_simpletir
 from agentgym.parsers import BoxedParser, PythonBlockParser, strip_think
 from agentgym.sandboxes import DEFAULT_IMAGE, ExecResult, SandboxSpec
 
@@ -125,8 +130,12 @@ class PythonTIREnv(TextEnv):
         sandbox_labels: dict[str, str] | None = None,
         max_turns: int | None = 5,
         render_mode: str | None = None,
+        void_rule: str = "agentgym",
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
+        if void_rule not in VOID_RULES:
+            raise ValueError(f"void_rule must be one of {VOID_RULES}, got {void_rule!r}")
+        self.void_rule = void_rule
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if tasks_per_source < 1 or timeout <= 0 or max_output_chars < 32:
@@ -205,6 +214,12 @@ class PythonTIREnv(TextEnv):
         return self.task.question, info
 
     def _step(self, action: str) -> StepResult:
+        obs, reward, terminated, truncated, info = self._turn(action)
+        if self.void_rule == "simpletir":  # only the flag (the loss mask) follows SimpleTIR's regex
+            info = {**info, "void": is_void_simpletir(action)}
+        return obs, reward, terminated, truncated, info
+
+    def _turn(self, action: str) -> StepResult:
         text = strip_think(action)
         block = self.code_parser.block_span(text)
         boxed = self.boxed.parse(text[: block[0]] if block else text)

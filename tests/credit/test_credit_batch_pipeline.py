@@ -150,11 +150,11 @@ def test_group_filters():
     assert "g2" in out.diagnostics["filtered_groups"]
 
 
-def test_invalid_action_penalty():
+def test_invalid_turn_penalty():
     trajs = trajectories()
     trajs[2]["turns"][0]["parse_error"] = "no action found"
     b = TurnBatch.from_trajectories(trajs)
-    out = build_pipeline({"stages": [{"invalid_action_penalty": {"penalty": 0.1}}, "grpo"]})(b)
+    out = build_pipeline({"stages": [{"invalid_turn_penalty": {"penalty": 0.1}}, "grpo"]})(b)
     assert out.batch.outcome.tolist() == [1.0, 1.0, -0.1, 0.0]
     assert out.batch.reward[5] == pytest.approx(-0.1)
     np.testing.assert_allclose(out.advantages, grpo(out.batch))
@@ -182,7 +182,7 @@ def test_scorer_protocol_and_trajectory_method():
 
 def test_stage_registry_is_documented():
     assert set(STAGES) >= {"outcome", "gigpo", "info_gain", "a2tgpo", "void_filter", "group_filter",
-                           "invalid_action_penalty", "tempo"}
+                           "invalid_action_penalty", "invalid_turn_penalty", "tempo"}
     for cls in STAGES.values():
         assert cls.__doc__
 
