@@ -10,8 +10,9 @@ Whose fault a failure is (see :mod:`agentgym.tools` for the rest):
 
 * the server answers a call with an error result (``isError``) or rejects the arguments
   (JSON-RPC ``invalid params``): the agent's mistake, a tool observation, the episode goes on;
-* the server dies, hangs past ``timeout``, or its connection drops: :class:`~agentgym.core.InfraError`,
-  the engine records ``failure="infra"`` and rebuilds the env (never a reward of 0);
+* the server dies, hangs past ``timeout``, drops the connection or answers with any other
+  JSON-RPC error: :class:`~agentgym.core.InfraError`, the engine records ``failure="infra"``
+  and rebuilds the env (never a reward of 0);
 * the verifier raises: the exception ends the episode as an infra failure, not as reward 0.
 
 The MCP SDK is async (anyio) while a Gymnasium env is sync and may be stepped from any thread, so
@@ -63,8 +64,9 @@ class MCPClient:
     ``server`` is an ``http(s)://`` URL (streamable HTTP), a command line string (split like a
     shell would) or an argv list (stdio: the client starts the process and owns it). ``env`` and
     ``cwd`` apply to a stdio server. Every request waits at most ``timeout`` seconds; a server
-    that does not answer in time, dies, or drops the connection raises
-    :class:`~agentgym.core.InfraError`.
+    that does not answer in time, dies, drops the connection or answers with a JSON-RPC error
+    other than ``invalid params`` raises :class:`~agentgym.core.InfraError`. Call
+    :meth:`close` (or use ``with``): the loop thread keeps the client alive until then.
     """
 
     def __init__(
@@ -140,7 +142,7 @@ class MCPClient:
             self._lost_error = str(e)
             raise
         except Exception as e:
-            if _is_lost_connection(e):
+            if _is_infra(e):
                 self._lost_error = f"MCP server {self.describe()}: {what}: {_describe(e)}"
                 raise InfraError(self._lost_error) from e
             raise
@@ -200,10 +202,6 @@ class MCPClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            self.close()
-
 
 def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | Path | None) -> Callable[[], Any]:
     """A factory of the SDK's transport context manager for ``server``."""
@@ -233,20 +231,18 @@ def _describe(e: BaseException) -> str:
     return "; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in _leaves(e))
 
 
-def _is_lost_connection(e: BaseException) -> bool:
-    """A transport failure (not an answer from the server): the connection is gone."""
+def _is_infra(e: BaseException) -> bool:
+    """Not the agent's doing: a transport failure, or any JSON-RPC error but ``invalid params``
+    (the SDK also reports a closed connection, a timeout, an HTTP error status or a terminated
+    session as JSON-RPC errors; the call itself was already checked against the tool's schema)."""
     import anyio
     import httpx2
     from mcp import MCPError
 
     transport = (OSError, EOFError, anyio.ClosedResourceError, anyio.BrokenResourceError,
                  anyio.EndOfStream, httpx2.TransportError)
-    for leaf in _leaves(e):
-        if isinstance(leaf, transport):
-            return True
-        if isinstance(leaf, MCPError) and leaf.code != _INVALID_PARAMS and leaf.code > -32100:
-            return True  # the SDK's own codes: connection closed (-32000), request timeout (-32001)
-    return False
+    return any(isinstance(leaf, transport) or (isinstance(leaf, MCPError) and leaf.code != _INVALID_PARAMS)
+               for leaf in _leaves(e))
 
 
 def result_text(result: CallToolResult) -> str:

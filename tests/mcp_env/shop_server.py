@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -65,6 +66,12 @@ def echo(text: str) -> str:
 def pid() -> int:
     """The server's process id (tests check that closing a client ends the process)."""
     return os.getpid()
+
+
+@server.tool()
+def fail(code: int) -> str:
+    """Answer with a JSON-RPC error of this code instead of a result."""
+    raise MCPError(code, f"refused with JSON-RPC error {code}")
 
 
 @server.tool()

@@ -34,13 +34,13 @@ def shop_env(server: object = SHOP, **kwargs: object) -> MCPToolEnv:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[MCPToolEnv]:
-    env = shop_env(hidden_tools=["crash", "pid"])
+    env = shop_env(hidden_tools=["crash", "pid", "fail"])
     yield env
     env.close()
 
 
 def test_the_servers_tools_are_the_envs_tools(env: MCPToolEnv) -> None:
-    assert set(env.tools) == {"add_item", "view_basket", "total", "echo"}  # reset/crash/pid hidden
+    assert set(env.tools) == {"add_item", "view_basket", "total", "echo"}  # reset/crash/pid/fail hidden
     schema = next(s for s in env.tool_schemas() if s["function"]["name"] == "add_item")["function"]
     assert schema["parameters"]["required"] == ["item"]
     assert schema["parameters"]["properties"]["quantity"]["type"] == "integer"
@@ -110,8 +110,15 @@ def test_a_server_that_dies_mid_episode_is_an_infra_failure_never_reward_0() -> 
         env.close()
 
 
-def test_close_is_idempotent_and_ends_the_stdio_server() -> None:
+def test_json_rpc_errors_and_close_which_is_idempotent_and_ends_the_stdio_server() -> None:
     env = shop_env()
+    # JSON-RPC errors: "invalid params" is the agent's call; any other is the server's problem.
+    env.reset(seed=0)
+    obs, *_, info = env.step(call("fail", code=-32602))
+    assert "the server rejected the call: refused with JSON-RPC error -32602" in obs and info["failure"] is None
+    with pytest.raises(InfraError, match="refused with JSON-RPC error -32603"):
+        env.step(call("fail", code=-32603))
+    env.reset(seed=0)  # reconnected
     pid = int(env.client.call_tool("pid").structured_content["result"])
     os.kill(pid, 0)  # running
     env.close()
@@ -157,7 +164,7 @@ def test_declared_in_yaml_and_rolled_out_by_the_engine(tmp_path: Path) -> None:
         "  - id: tests/Shop-v0\n"
         "    entry_point: agentgym.mcp_env:MCPToolEnv\n"
         f"    kwargs: {{server: {json.dumps(SHOP)}, tasks: {json.dumps(TASKS)}, reward: {json.dumps(VERIFIER)},"
-        " reset_tool: reset_basket, hidden_tools: [crash, pid]}\n"
+        " reset_tool: reset_basket, hidden_tools: [crash, pid, fail]}\n"
         "    max_turns: 6\n"
     )
     try:
