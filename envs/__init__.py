@@ -10,6 +10,7 @@ from agentgym.registry import register
 from .code import register_code_envs
 from .search import register_search_envs
 from .toolworld import register_toolworld_envs
+from .webshop import register_webshop_envs
 
 register(
     "agentgym/Bifurcation-v0",
@@ -27,3 +28,4 @@ register(
 register_search_envs()
 register_code_envs()
 register_toolworld_envs()
+register_webshop_envs()
