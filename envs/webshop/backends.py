@@ -246,16 +246,17 @@ class BrowserPool:
         index = self._next % self.size
         self._next += 1
         while len(self._browsers) <= index:
-            # Playwright starts each browser with a fresh temporary --user-data-dir of its own
-            # (and deletes it on close); it refuses one passed in ``args``.
-            self._browsers.append(await self._playwright.chromium.launch(executable_path=self.executable,
-                                                                         args=CHROMIUM_FLAGS))
-        browser = self._browsers[index]
-        if not browser.is_connected():
-            raise InfraError("a pooled Chromium process died")
-        context = await browser.new_context(java_script_enabled=True)
+            self._browsers.append(await self._launch())
+        if not self._browsers[index].is_connected():  # it crashed or was killed: replace it
+            self._browsers[index] = await self._launch()
+        context = await self._browsers[index].new_context()
         context.set_default_timeout(TIMEOUT_S * 1000)
         return context
+
+    async def _launch(self) -> Any:
+        # Playwright starts each browser with a fresh temporary --user-data-dir of its own (and
+        # deletes it on close); it refuses one passed in ``args``.
+        return await self._playwright.chromium.launch(executable_path=self.executable, args=CHROMIUM_FLAGS)
 
     async def _shutdown(self) -> None:
         for browser in self._browsers:

@@ -109,9 +109,9 @@ class WebShopEnv(TextEnv):
         self.page: Page | None = None
         self.history: list[str] = []
         self.sid: str | None = None
-        # Lists, so the finalizer (GC or interpreter exit without close()) sees what is current.
+        # A dict, so the finalizer (GC or interpreter exit without close()) sees what is current.
         self._held: dict[str, Any] = {}
-        self._finalizer = weakref.finalize(self, _release, self._held)
+        weakref.finalize(self, _release, self._held)
 
     # -- resources ------------------------------------------------------------------------
     def _site(self) -> sites.Site:
@@ -146,8 +146,9 @@ class WebShopEnv(TextEnv):
         try:
             return go(*args)
         except InfraError:
-            if "site" in self._held:
-                self._held["site"].broken = True
+            site = self._held.get("site")
+            if site is not None and not site.healthy():  # else the browser failed, not the site
+                site.broken = True
             raise
 
     def _end_session(self) -> None:
@@ -162,7 +163,7 @@ class WebShopEnv(TextEnv):
 
     def close(self) -> None:
         self._end_session()
-        self._finalizer()
+        _release(self._held)  # the finalizer stays armed for resources of a later reset
 
     # -- episode ----------------------------------------------------------------------------
     def _observe(self, prefix: str = "") -> str:
@@ -215,9 +216,12 @@ class WebShopEnv(TextEnv):
         page = self.page
         assert page is not None
         if verb == "search":
-            if not argument or len(argument) > MAX_QUERY_CHARS:
-                return self._invalid(f"the query must have 1 to {MAX_QUERY_CHARS} characters.")
-            new = self._navigate(backend.search, page, argument)
+            # What a text box keeps of it (no control characters, no line breaks), so both backends
+            # send the same query.
+            query = " ".join("".join(ch for ch in argument if ch.isprintable() or ch.isspace()).split())
+            if not query or len(query) > MAX_QUERY_CHARS:
+                return self._invalid(f"the query must have 1 to {MAX_QUERY_CHARS} printable characters.")
+            new = self._navigate(backend.search, page, query)
         elif verb in ("click", "select", "buy"):
             if verb == "buy":
                 label = {"item": "Buy now", "cart": "Checkout"}.get(page.kind)

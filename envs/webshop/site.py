@@ -62,6 +62,15 @@ class Site:
     broken: bool = False
     stopped: bool = field(default=False, repr=False)
 
+    def healthy(self) -> bool:
+        """Whether the site answers ``/health`` now."""
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/health", timeout=5, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def stop(self) -> None:
         """Remove the container and its network, or kill the process (idempotent)."""
         if self.stopped:
@@ -233,15 +242,10 @@ def _start_docker(key: tuple[Any, ...], seed: int, n_products: int, labels: dict
 
 
 def _wait_healthy(site: Site) -> None:
-    import httpx
-
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
-        try:
-            if httpx.get(f"{site.url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if site.healthy():
+            return
         if site.process is not None and site.process.poll() is not None:
             raise InfraError(f"the WebShop site exited with code {site.process.returncode}")
         if site.container_id is not None:

@@ -164,6 +164,8 @@ def test_dead_browser_is_an_infra_failure() -> None:
             os.kill(pid, 9)
         with pytest.raises(InfraError):
             env.step("search[mug]")
+        env.reset(seed=1)  # the pool replaced the dead browser
+        assert env.step("search[mug]")[4]["state_key"][0] == "search"
     finally:
         env.close()
     assert chromium_processes() == set()
