@@ -79,6 +79,8 @@ class Site:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            if self.process.stdout is not None:
+                self.process.stdout.close()
         if self.client is not None:
             import docker.errors
 
@@ -200,8 +202,7 @@ def _start_local(key: tuple[Any, ...], seed: int, n_products: int, labels: dict[
     reader.join(START_TIMEOUT_S)
     words = line[0].split() if line else []
     if len(words) != 2 or words[0] != b"listening":
-        process.kill()
-        process.wait()
+        Site(key, "", "local", process=process).stop()
         raise InfraError(f"the local WebShop site did not start (exit code {process.poll()})")
     return Site(key, f"http://127.0.0.1:{int(words[1])}", "local", process=process)
 
