@@ -2,7 +2,8 @@
 
 One site serves every WebShop env of a process that asks for the same (placement, catalogue,
 labels): envs :func:`acquire` it at their first reset and :func:`release` it on close (or when
-garbage-collected); the last release stops it. It is also stopped at interpreter exit.
+garbage-collected); the last release stops it. It is also stopped at interpreter exit, and a
+new Docker site first removes the containers and networks of sites whose process died.
 
 With Docker the site runs ``shop.py`` in a container of the python sandbox image (read-only root,
 no capabilities, user 1000, memory and pid caps) attached only to its own ``internal`` bridge
@@ -217,6 +218,7 @@ def _start_docker(key: tuple[Any, ...], seed: int, n_products: int, labels: dict
 
     client = docker_client()
     api = client.api
+    _prune_stale(client)
     name = f"agentgym-web-{uuid.uuid4().hex[:10]}"
     site = Site(key, "", "docker", client=client)
     all_labels = sandbox_labels("web", 24 * 3600, labels)
@@ -240,6 +242,21 @@ def _start_docker(key: tuple[Any, ...], seed: int, n_products: int, labels: dict
         raise InfraError(f"cannot start the WebShop site container: {exc}") from exc
     site.url = f"http://{address}:{PORT}"
     return site
+
+
+def _prune_stale(client: Any) -> None:
+    """Remove site containers and networks left by processes that died without closing them."""
+    import docker.errors
+
+    from agentgym.sandboxes.reaper import LABEL, OWNER, POOL, owner_alive, prune
+
+    prune(client, label=f"{POOL}=web")
+    for network in client.api.networks(filters={"label": [f"{LABEL}=1", f"{POOL}=web"]}):
+        if owner_alive((network.get("Labels") or {}).get(OWNER, "")) is False:
+            try:
+                client.api.remove_network(network["Id"])
+            except docker.errors.APIError as exc:  # gone meanwhile, or a container still attached
+                log.info("left stale network %s: %s", network["Name"], exc)
 
 
 def _wait_healthy(site: Site) -> None:

@@ -255,3 +255,19 @@ def test_killed_site_container_is_an_infra_failure(sandbox_image: str, docker_cl
     with pytest.raises(InfraError):
         env.step("search[red shirt]")
     env.close()
+
+
+@pytest.mark.docker
+def test_sites_of_dead_processes_are_pruned(sandbox_image: str, docker_client: Any) -> None:
+    from agentgym.sandboxes.reaper import owner_id, sandbox_labels
+
+    child = subprocess.Popen(["sleep", "60"])
+    labels = {**sandbox_labels("web", 3600, TEST_LABELS), "agentgym.owner": owner_id(child.pid)}
+    child.kill()
+    child.wait()  # the "owner" is gone now
+    stale = docker_client.networks.create(f"agentgym-web-stale-{os.getpid()}", internal=True, labels=labels)
+    env = agentgym.make(ENV_ID, placement="docker", site_labels=TEST_LABELS, seed=9)
+    env.reset(seed=0)
+    env.close()
+    with pytest.raises(Exception, match="404|not found"):
+        docker_client.networks.get(stale.id)
