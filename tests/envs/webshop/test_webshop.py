@@ -233,7 +233,7 @@ def test_site_container_is_isolated_and_removed(sandbox_image: str, docker_clien
     host_ip = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()[0]
     probe = ("import socket,sys\nfor host, port in [(sys.argv[1], int(sys.argv[3])), (sys.argv[2], int(sys.argv[3])),"
              " ('1.1.1.1', 80), ('deb.debian.org', 80)]:\n"
-             "    try:\n        socket.create_connection((host, port), timeout=3).close(); print('REACHED', host)\n"
+             "    try:\n        socket.create_connection((host, port), timeout=1).close(); print('REACHED', host)\n"
              "    except OSError as e:\n        print('blocked', host, e)\n")
     result = container.exec_run(["python3", "-c", probe, gateway or host_ip, host_ip, str(server.server_address[1])])
     server.shutdown()
