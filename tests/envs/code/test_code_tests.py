@@ -1,4 +1,5 @@
-"""agentgym/CodeTests-v0: hidden tests in the sandbox, partial credit, malformed and hostile code."""
+"""agentgym/CodeTests-v0: hidden tests in the sandbox, partial credit, malformed and hostile code
+(the judge's reward-hacking tests are in test_judge.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentgym.core import InfraError, TextEnv
-from agentgym.envs.code.codetests import MARK, harness_source, same_value
+from agentgym.envs.code.judge import MARK, same_value
 from agentgym.envs.code.problems import PROBLEMS
 
 ENV_ID = "agentgym/CodeTests-v0"
@@ -67,11 +68,11 @@ def test_reward_is_the_share_of_tests_passed(make_env: MakeEnv) -> None:
         ("def median(nums):\n    return 1 / 0", "Test 1: ZeroDivisionError: division by zero"),
         ("def median(nums):\n    while True:\n        pass", "Test 1: TimeoutError: timed out after 0.3 s"),
         ("import signal\ndef median(nums):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n"
-         "        pass", "Test 1: no result (the run timed out)"),  # defeats the per-test alarm
+         "        pass", "Test 1: TimeoutError: timed out after 0.3 s"),  # the limit is kept from outside
         ("while True:\n    print('spam')", "failed before any test ran: TimeoutError"),
         ("def median(:", "failed before any test ran: SyntaxError"),
         ("def average(nums):\n    return 0", "defines no function named median"),
-        ("import os\nos._exit(1)", "Test 1: no result (the run exited early)"),
+        ("import os\nos._exit(1)", "failed before any test ran: RuntimeError: the process exited (exit code 1)"),
         ("def median(nums):\n    print('x' * 10**7)\n    return {1, 2}", "Test 1: wrong answer"),
         ("def median(nums):\n    return object()", "returned a object, which the tests cannot compare"),
         ("def median(nums):\n    return median(nums)", "RecursionError"),
@@ -84,26 +85,24 @@ def test_bad_code_fails_its_tests_with_a_readable_reason(make_env: MakeEnv, sour
     assert message in obs and (reward, terminated, info["void"], info["all_passed"]) == (0.0, True, False, False)
 
 
-def test_forged_results_do_not_pass(make_env: MakeEnv) -> None:
-    env = make_env(ENV_ID, backend="local")
-    env.reset(options={"task": "roman_to_int"})
-    forged = "".join(f"{MARK}{json.dumps({'i': i, 'value': 0})}\\n" for i in range(9))
-    source = (f"import os, sys\nos.write(1, {forged!r}.encode())\nspec = sys.modules['__main__'].spec\n"
-              "def roman_to_int(s):\n    return len(spec['cases'])")
-    _, reward, _, _, info = env.step(submit(source))
-    assert reward == 0.0 and info["passed"] == 0
-    hidden = harness_source("pass", "roman_to_int", [args for args, _ in PROBLEMS[2].tests], 1.0)
-    assert "1994" not in hidden and "MCMXCIV" in hidden  # arguments go in, expected values never do
-
-
-# Python expressions for a line the submission writes after MARK, as if it came from the harness.
-@pytest.mark.parametrize("line", ["'[1]'", "'\"load_error\"'", "'{\"i\": 0, \"error\": 5}'", "'null'", "'[' * 10**5"])
-def test_malformed_result_lines_from_the_submission_only_fail_it(make_env: MakeEnv, line: str) -> None:
+# Python expressions for a line the submission writes, as if it came from the judge.
+@pytest.mark.parametrize("line", ["'[1]'", "'\"load_error\"'", "'0' * 32 + ' {\"results\": [true]}'", "'null'",
+                                  "'[' * 10**5"])
+def test_malformed_verdict_lines_from_the_submission_only_fail_it(make_env: MakeEnv, line: str) -> None:
     env = make_env(ENV_ID, backend="local")
     env.reset(options={"task": "median"})
     source = f"import os\nos.write(1, ({MARK!r} + {line} + '\\n').encode())\ndef median(nums):\n    return 0"
     _, reward, terminated, _, info = env.step(submit(source))
     assert reward < 1.0 and terminated and not info["all_passed"] and not info["void"]
+
+
+def test_all_or_nothing_scoring(make_env: MakeEnv) -> None:
+    env = make_env(ENV_ID, backend="local", partial_credit=False)
+    env.reset(options={"task": "fizzbuzz"})
+    _, reward, _, _, info = env.step(submit("def fizzbuzz(n):\n    return [str(i) for i in range(1, n + 1)]"))
+    assert (reward, info["passed"], info["total"]) == (0.0, 2, 7)
+    env.reset(options={"task": "fizzbuzz"})
+    assert env.step(env.expert_action())[1] == 1.0
 
 
 @pytest.mark.parametrize(
