@@ -33,16 +33,19 @@ import inspect
 import json
 import math
 import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from agentgym.sandboxes import BaseSandbox
 
+    from .datasets import CodeProblem
     from .sandbox import LazySandbox
 
 __all__ = [
-    "MARK", "Case", "TestSuite", "Verdict", "harness_source", "judge", "new_nonce", "outputs_match", "read_verdict",
+    "MARK", "Case", "TestSuite", "Verdict", "harness_source", "judge", "judge_many", "new_nonce", "outputs_match", "read_verdict",
     "same_value",
 ]
 
@@ -131,6 +134,28 @@ def judge(sandbox: LazySandbox | BaseSandbox, *, code: str, suite: TestSuite, en
                             test_limit=test_limit, total_limit=total_limit, nonce=nonce)
     result = sandbox.run_python(source, timeout=total_limit + STARTUP_S)
     return read_verdict(result.stdout, nonce, len(suite), timed_out=result.timed_out)
+
+
+def judge_many(problems: Sequence[CodeProblem], codes: Sequence[str], *, backend: str | None = None,
+               concurrency: int = 8, image: str | None = None, labels: dict[str, str] | None = None,
+               test_limit: float = 5.0, total_limit: float = 30.0) -> list[Verdict]:
+    """Judge ``codes[i]`` on ``problems[i]`` with ``concurrency`` sandboxes in threads (offline
+    evaluation: pass@1 over a dataset, reference checks, benchmarks)."""
+    from agentgym.sandboxes import DEFAULT_IMAGE, SandboxSpec, make_sandbox
+
+    if len(problems) != len(codes):
+        raise ValueError("give one code per problem")
+    spec = SandboxSpec(image=image or DEFAULT_IMAGE, timeout=total_limit + STARTUP_S)
+
+    def run(lane: int) -> list[tuple[int, Verdict]]:
+        with make_sandbox(spec, backend=backend, pool="judge", labels=labels) as box:
+            return [(i, judge(box, code=codes[i], suite=problems[i].tests, entry_point=problems[i].entry_point,
+                              context=problems[i].context, test_limit=test_limit, total_limit=total_limit))
+                    for i in range(lane, len(problems), concurrency)]
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        done = dict(pair for chunk in pool.map(run, range(min(concurrency, len(problems)))) for pair in chunk)
+    return [done[i] for i in range(len(problems))]
 
 
 def read_verdict(stdout: str, nonce: str, total: int, *, timed_out: bool) -> Verdict:
@@ -275,7 +300,7 @@ while True:
 _HARNESS = r'''
 from __future__ import annotations
 from typing import Any
-import builtins, ctypes, json, math, os, pickle, select, signal, struct, subprocess, sys, tempfile, time, types
+import builtins, ctypes, json, math, os, pickle, select, shutil, signal, struct, subprocess, sys, tempfile, time, types
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the worker cannot read this process's memory or fds
@@ -381,6 +406,10 @@ class LoadError(Exception):
     pass
 
 
+class Failed(Exception):
+    """A test failure whose message is the whole reason (e.g. a program's last stderr line)."""
+
+
 def rebuild(value):
     """A plain value from the worker's JSON, with exact built-in types only."""
     kind = type(value)
@@ -450,8 +479,8 @@ def candidate(*args, **kwargs):
 
 
 def describe(exc):
-    if isinstance(exc, AssertionError):
-        return "assertion failed"
+    if isinstance(exc, Failed):
+        return str(exc)[:300]
     return ("%s: %s" % (type(exc).__name__, exc))[:300]
 
 
@@ -549,7 +578,7 @@ try:
                 output, code, err_path = run_program(case[0])
                 if not outputs_match(output, case[1], spec["tol"]):
                     error = last_error_line(err_path) if code else ""
-                    raise RuntimeError(error) if error else AssertionError
+                    raise Failed(error) if error else AssertionError
             results.append(True)
             reasons.append("")
         except LoadError as exc:
@@ -566,6 +595,7 @@ try:
 finally:
     if worker is not None:
         worker.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
     report = {"results": results, "reasons": reasons, "load_error": load_error}
     os.write(verdict_fd, (spec["mark"] + nonce + " " + json.dumps(report) + "\n").encode())
 os._exit(0)
