@@ -93,7 +93,7 @@ class CodeTestsEnv(TextEnv):
         self.partial_credit = partial_credit
         self.max_attempts, self.timeout, self.test_timeout = max_attempts, float(timeout), float(test_timeout)
         self.parser = PythonBlockParser(max_chars=max_action_chars)
-        spec = SandboxSpec(image=image, timeout=self.timeout + STARTUP_S, memory_mb=memory_mb, max_output=1 << 16)
+        spec = SandboxSpec(image=image, timeout=self.timeout + self.test_timeout + STARTUP_S, memory_mb=memory_mb, max_output=1 << 16)
         self.sandbox = LazySandbox(self, spec, backend=backend, pool="codetests", labels=sandbox_labels)
         self.problem: CodeProblem = self.problems[0]
         self.attempts = 0

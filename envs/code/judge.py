@@ -49,7 +49,7 @@ __all__ = [
     "same_value",
 ]
 
-STARTUP_S = 5.0  # sandbox time allowed beyond the tests' own limit (interpreter starts, reporting)
+STARTUP_S = 5.0  # sandbox time beyond the tests' limits: the harness and worker start, the verdict
 MARK = "\x1eagentgym-verdict "  # the verdict line is MARK + nonce + " " + JSON
 Kind = Literal["assert", "call", "stdio"]
 Case = Any  # assert: a statement (str); call: [args, expected]; stdio: [stdin, expected stdout]
@@ -132,7 +132,7 @@ def judge(sandbox: LazySandbox | BaseSandbox, *, code: str, suite: TestSuite, en
     nonce = new_nonce()
     source = harness_source(code=code, context=context, entry_point=entry_point, suite=suite,
                             test_limit=test_limit, total_limit=total_limit, nonce=nonce)
-    result = sandbox.run_python(source, timeout=total_limit + STARTUP_S)
+    result = sandbox.run_python(source, timeout=total_limit + test_limit + STARTUP_S)
     return read_verdict(result.stdout, nonce, len(suite), timed_out=result.timed_out)
 
 
@@ -145,7 +145,7 @@ def judge_many(problems: Sequence[CodeProblem], codes: Sequence[str], *, backend
 
     if len(problems) != len(codes):
         raise ValueError("give one code per problem")
-    spec = SandboxSpec(image=image or DEFAULT_IMAGE, timeout=total_limit + STARTUP_S)
+    spec = SandboxSpec(image=image or DEFAULT_IMAGE, timeout=total_limit + test_limit + STARTUP_S)
 
     def run(lane: int) -> list[tuple[int, Verdict]]:
         with make_sandbox(spec, backend=backend, pool="judge", labels=labels) as box:
@@ -313,6 +313,7 @@ sys.stdout = open(os.devnull, "w")
 start = time.monotonic()
 deadline = start + spec["total_limit"]
 MODULE = "__agentgym_context__"
+LOAD_ALLOWANCE = 2.0  # seconds a worker may take to start, beyond the code's own test limit
 results, reasons = [], []
 
 
@@ -347,8 +348,12 @@ class Worker:
         self.buffer = b""
         os.set_blocking(self.proc.stdin.fileno(), False)
         until = time.monotonic() + limit
-        self.send({"module": MODULE, "context": spec["context"], "code": spec["code"], "entry": spec["entry"]}, until)
-        reply = self.receive(until)
+        try:
+            self.send({"module": MODULE, "context": spec["context"], "code": spec["code"], "entry": spec["entry"]},
+                      until)
+            reply = self.receive(until)
+        except TimeoutError:
+            raise TimeoutError("loading the code took longer than %g s" % limit)
         if "load_error" in reply:
             raise LoadError(reply["load_error"])
 
@@ -441,17 +446,24 @@ test_until = 0.0
 
 
 def get_worker():
-    """The live worker; the first one's failure to load is the code's load error."""
-    global worker
-    if worker is None:
-        try:
-            worker = Worker(max(test_until - time.monotonic(), 0.0))
-        except LoadError:
-            raise
-        except BaseException as exc:
+    """The live worker, (re)started if needed; the first one's failure to load is the code's
+    load error. Starting and loading have their own time limit, so the test that triggered
+    them still gets all of its own."""
+    global worker, test_until, deadline
+    if worker is not None and worker.proc.poll() is None:
+        return worker
+    first, began = worker is None, time.monotonic()
+    try:
+        worker = Worker(spec["test_limit"] + LOAD_ALLOWANCE)
+    except LoadError:
+        raise
+    except BaseException as exc:
+        if first:
             raise LoadError(describe(exc))
-    elif worker.proc.poll() is not None:
-        worker = Worker(max(test_until - time.monotonic(), 0.0))
+        raise
+    if first:  # the total limit is for the tests: the first start does not count
+        deadline += time.monotonic() - began
+    test_until = min(time.monotonic() + spec["test_limit"], deadline)
     return worker
 
 
