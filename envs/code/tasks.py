@@ -1,4 +1,5 @@
-"""Task sources of ``agentgym/PythonTIR-v0``: our own templates and reasoning-gym's generators.
+"""Task sources of ``agentgym/PythonTIR-v0``: our own templates, reasoning-gym's generators and
+your own math dataset.
 
 Built-in tasks are 17 templates (counting, number theory, combinatorics, probability, logic)
 with seeded parameters: small enough to need no download, hard enough that computing beats
@@ -7,6 +8,8 @@ and a separate Python solution the reference policy runs in the sandbox, so the 
 each other. reasoning-gym tasks are generated on demand, ``Random(seed + index)`` per item,
 and scored by the generator's own ``score_answer``. reasoning-gym costs ~1 s to import
 (it pulls in sympy and matplotlib), so it is imported only when the env is built.
+Dataset tasks (:func:`load_math_dataset`: MATH, AIME, DAPO-Math, GSM8K-style records) are
+graded by :func:`math_match`, with math-verify when it is installed.
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ import logging
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+from agentgym.parsers import BoxedParser
+
 __all__ = [
-    "BUILTIN_TEMPLATES", "DEFAULT_FAMILIES", "MathTask", "ReasoningGymSource", "builtin_task",
-    "numeric_match", "parse_number",
+    "BUILTIN_TEMPLATES", "DEFAULT_FAMILIES", "MathTask", "ReasoningGymSource", "builtin_task", "load_math_dataset",
+    "math_match", "numeric_match", "parse_number",
 ]
 
 log = logging.getLogger("agentgym.envs.code")
@@ -75,6 +83,66 @@ def numeric_match(answer: str, gold: str) -> float:
     """1.0 when ``answer`` is exactly the number ``gold`` (``0.5`` matches ``1/2``), else 0.0."""
     value = parse_number(answer)
     return float(value is not None and value == Fraction(gold))
+
+
+MATH_VERIFY_HINT = "pip install 'agentgym-rl[math]'"
+MAX_ANSWER_CHARS = 1000  # longer answers are wrong without being parsed (sympy can be made to hang)
+_SPACE = re.compile(r"\s+|\$|\\[,!;: ]|\\left|\\right|\\displaystyle")
+
+
+def math_match(answer: str, gold: str) -> float:
+    r"""1.0 when ``answer`` and ``gold`` are the same mathematical answer, else 0.0.
+
+    With math-verify (the ``math`` extra): LaTeX and plain expressions are parsed and compared
+    symbolically (``rac{1}{2}`` = ``0.5`` = ``1/2``, ``x+1`` = ``1+x``, intervals, sets in any
+    order, units and ``	ext{}`` dropped). Without it: the same number (:func:`parse_number`) or
+    the same text once spaces, ``$`` and ``\left``/``ight`` are removed, and a warning says so.
+    """
+    if len(answer) > MAX_ANSWER_CHARS:
+        return 0.0
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        warnings.warn(f"math-verify is not installed ({MATH_VERIFY_HINT}): math answers are graded by exact "
+                      "match, so equivalent forms such as 1/2 and 0.5 in LaTeX may be marked wrong", stacklevel=2)
+        number = parse_number(answer)
+        if number is not None and number == parse_number(gold):
+            return 1.0
+        return float(_SPACE.sub("", answer).rstrip(".") == _SPACE.sub("", gold).rstrip("."))
+    # math-verify's time limit is a SIGALRM, which only the main thread may set
+    limit = 5 if threading.current_thread() is threading.main_thread() else None
+    expected = parse(f"\\boxed{{{gold}}}", parsing_timeout=limit)
+    got = parse(f"\\boxed{{{answer}}}", parsing_timeout=limit)
+    return float(bool(expected) and bool(got) and verify(expected, got, timeout_seconds=limit))
+
+
+def load_math_dataset(source: str | Path | Iterable[Mapping[str, Any]], *, limit: int | None = None) -> list[MathTask]:
+    r"""Math problems from a file (.jsonl, .jsonl.gz, .json, .parquet) or records: the question is
+    ``problem`` or ``question``; the gold answer is ``answer`` (its last ``oxed{}`` if it has
+    one), else the last ``oxed{}`` of ``solution``. Ids are ``data/<index>`` (or ``data/<id>``
+    from an ``id``/``unique_id`` field)."""
+    from .datasets import read_records
+
+    records = read_records(Path(source)) if isinstance(source, (str, Path)) else list(source)
+    tasks = []
+    boxed = BoxedParser(max_chars=1 << 20, ignore_think=False)
+    for index, record in enumerate(records[:limit] if limit is not None else records):
+        question = record.get("problem") or record.get("question")
+        raw = record.get("answer")
+        answer = str(raw) if raw is not None and str(raw).strip() else None
+        if answer is not None and (parsed := boxed.parse(answer)).kind == "answer":
+            answer = parsed.answer
+        if answer is None and record.get("solution"):
+            parsed = boxed.parse(str(record["solution"]))
+            answer = parsed.answer if parsed.kind == "answer" else None
+        if not question or not answer:
+            raise ValueError(f"record {index} needs a problem/question and an answer (or a solution with \\boxed{{}})")
+        key = record.get("id", record.get("unique_id", index))
+        solution = f"answer = {answer.strip()!r}\nprint(answer)"
+        tasks.append(MathTask(f"data/{key}", str(question), answer.strip(), solution, "data"))
+    if not tasks:
+        raise ValueError("the dataset holds no problems")
+    return tasks
 
 
 def _fmt(value: int | Fraction) -> str:

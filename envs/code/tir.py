@@ -12,7 +12,8 @@ says so).
 
 A ``\\boxed{...}`` in the text before the block (or in the code's printed output, as SimpleTIR
 allows) is the final answer: the episode ends and is scored — exact numeric match for our
-built-in tasks, the generator's own scorer for reasoning-gym ones. A turn with neither a
+built-in tasks, the generator's own scorer for reasoning-gym ones, :func:`~.tasks.math_match`
+(math-verify) for a ``dataset=`` of your own. A turn with neither a
 complete block nor a boxed answer (prose, an unterminated fence, an empty block, an empty or
 unclosed box) is a **void turn**: ``info["void"] = True``, a readable ``parse_error``, and the
 episode ends with reward 0, as in SimpleTIR (whose trainer masks such trajectories).
@@ -38,7 +39,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from agentgym.core import StepResult, TextEnv
@@ -52,6 +54,8 @@ from .tasks import (
     MathTask,
     ReasoningGymSource,
     builtin_task,
+    load_math_dataset,
+    math_match,
     numeric_match,
 )
 
@@ -105,7 +109,9 @@ class PythonTIREnv(TextEnv):
     Tasks (``source``): ``"builtin"`` (our 17 seeded templates), ``"reasoning_gym"`` (the
     ``families`` generators, seeded with ``data_seed``), or ``"auto"`` (both; built-in only,
     with a logged warning, when reasoning-gym is not installed). A seed picks a source
-    uniformly, then one of its ``tasks_per_source`` tasks. Sandbox: ``backend`` (docker, local,
+    uniformly, then one of its ``tasks_per_source`` tasks. ``dataset`` (a file or records that
+    :func:`~.tasks.load_math_dataset` reads) replaces them all with your problems, graded by
+    :func:`~.tasks.math_match`. Sandbox: ``backend`` (docker, local,
     or None for auto), Docker ``image``, per-call ``timeout`` in seconds, ``memory_mb``;
     ``sandbox_labels`` tag Docker containers. ``max_output_chars`` caps the output an
     observation shows.
@@ -118,6 +124,7 @@ class PythonTIREnv(TextEnv):
         self,
         *,
         source: str = "auto",
+        dataset: str | Path | Iterable[Mapping[str, Any]] | None = None,
         families: Sequence[str] = DEFAULT_FAMILIES,
         tasks_per_source: int = 1000,
         data_seed: int = 0,
@@ -140,8 +147,11 @@ class PythonTIREnv(TextEnv):
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if tasks_per_source < 1 or timeout <= 0 or max_output_chars < 32:
             raise ValueError("tasks_per_source must be ≥ 1, timeout > 0 and max_output_chars ≥ 32")
+        self.data = load_math_dataset(dataset) if dataset is not None else []
+        if self.data and source != "auto":
+            raise ValueError("dataset= replaces the task sources: leave source at 'auto'")
         self.rg: ReasoningGymSource | None = None
-        if source != "builtin" and families:
+        if source != "builtin" and families and not self.data:
             try:
                 self.rg = ReasoningGymSource(families, tasks_per_source, data_seed)
             except ImportError as exc:
@@ -149,9 +159,10 @@ class PythonTIREnv(TextEnv):
                     raise ImportError(f"source='reasoning_gym' needs reasoning-gym: {INSTALL_HINT} ({exc})") from exc
                 _warn_once(f"reasoning-gym cannot be imported ({exc}; {INSTALL_HINT}): PythonTIR-v0 uses only "
                            "its built-in tasks")
-        self.sources = (["builtin"] if source != "reasoning_gym" else []) + [
+        self.sources = ["data"] if self.data else (["builtin"] if source != "reasoning_gym" else []) + [
             f"rg/{f}" for f in (self.rg.datasets if self.rg else ())
         ]
+        tasks_per_source = len(self.data) or tasks_per_source
         if not self.sources:
             raise ValueError("no task source: give reasoning-gym families or use source='builtin'")
         self.tasks_per_source, self.data_seed = tasks_per_source, data_seed
@@ -175,6 +186,8 @@ class PythonTIREnv(TextEnv):
         name = self.sources[source]
         if name == "builtin":
             return builtin_task(item, self.data_seed)
+        if name == "data":
+            return self.data[item]
         assert self.rg is not None
         return self.rg.task(name.removeprefix("rg/"), item)
 
@@ -198,7 +211,10 @@ class PythonTIREnv(TextEnv):
         raise ValueError(f"options['task'] must be a task index, id (e.g. 'builtin/3') or MathTask, got {choice!r}")
 
     def score(self, answer: str) -> float:
-        """The current task's reward for ``answer``: exact numeric match or reasoning-gym's scorer."""
+        """The current task's reward for ``answer``: math-verify for dataset tasks, exact numeric
+        match for built-in ones, reasoning-gym's scorer for its own."""
+        if self.task.source == "data":
+            return math_match(answer, self.task.answer)
         if self.task.entry is None:
             return numeric_match(answer, self.task.answer)
         assert self.rg is not None
