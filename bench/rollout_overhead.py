@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import agentgym
 from agentgym.policies import ScriptedPolicy
@@ -23,8 +25,8 @@ from agentgym.rollout import plan, rollout
 from agentgym.store import TrajectoryStore
 
 
-def baseline(env_id: str, seeds: list[int]) -> tuple[float, int]:
-    env = agentgym.make(env_id)
+def baseline(env_id: str, seeds: list[int], kwargs: dict[str, Any] | None = None) -> tuple[float, int]:
+    env = agentgym.make(env_id, **(kwargs or {}))
     steps = 0
     start = time.perf_counter()
     for seed in seeds:
@@ -37,13 +39,17 @@ def baseline(env_id: str, seeds: list[int]) -> tuple[float, int]:
     return time.perf_counter() - start, steps
 
 
-def engine(env_id: str, episodes: int, concurrency: int, with_store: bool) -> tuple[float, int]:
+def engine(
+    env_id: str, episodes: int, concurrency: int, with_store: bool, kwargs: dict[str, Any] | None = None
+) -> tuple[float, int]:
     items = plan("bench", tasks=episodes, group_size=1)
+    spec = agentgym.spec(env_id)
+    spec = dataclasses.replace(spec, kwargs={**spec.kwargs, **(kwargs or {})})
     with tempfile.TemporaryDirectory() as tmp:
         store = TrajectoryStore(tmp) if with_store else None
         start = time.perf_counter()
         trajs = asyncio.run(
-            rollout(agentgym.spec(env_id), ScriptedPolicy(), items, concurrency=concurrency, store=store)
+            rollout(spec, ScriptedPolicy(), items, concurrency=concurrency, store=store)
         )
         seconds = time.perf_counter() - start
         if store is not None:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agentgym.cache import default_cache_dir
 from agentgym.core import InfraError
 
 from .data import Doc
@@ -70,11 +71,6 @@ class _Base:
 
     async def asearch(self, query: str, k: int) -> list[Doc]:
         return (await self.abatch_search([query], k))[0]
-
-
-def default_cache_dir() -> Path:
-    """``$AGENTGYM_CACHE`` or ``~/.cache/agentgym``."""
-    return Path(os.environ.get("AGENTGYM_CACHE") or Path.home() / ".cache" / "agentgym")
 
 
 def corpus_hash(docs: Sequence[Doc], *params: Any) -> str:

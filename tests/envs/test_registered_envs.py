@@ -20,6 +20,17 @@ ENV_IDS = [s.id for s in all_specs()]
 # The expert of a stochastic env is capped by its success probability; make it certain here
 # (Bifurcation's rate at p_good < 1 is tested in test_bifurcation.py).
 EXPERT_KWARGS = {"agentgym/Bifurcation-v0": {"p_good": 1.0}}
+# TextWorld generates each game in seconds, so its contract tests play a pool of 8 games (users'
+# default is 100); the medium and hard variants differ from the easy ones only in generator
+# settings and run in the slow pass (tests/envs/textworld plays them too).
+TEXTWORLD_IDS = [i for i in ENV_IDS if i.startswith("agentgym/TextWorld-")]
+MAKE_KWARGS = {i: {"num_games": 8} for i in TEXTWORLD_IDS}
+PARAMS = [pytest.param(i, marks=pytest.mark.slow) if "-Medium-" in i or "-Hard-" in i else i
+          for i in ENV_IDS]
+
+
+def _make(env_id: str, **kwargs) -> TextEnv:
+    return agentgym.make(env_id, **MAKE_KWARGS.get(env_id, {}), **kwargs)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,9 +45,9 @@ def test_builtins_are_registered() -> None:
     assert {"agentgym/Bifurcation-v0", "agentgym/Sokoban-v0", "agentgym/Search-v0"} <= set(ENV_IDS)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", PARAMS)
 def test_gymnasium_env_checker(env_id: str) -> None:
-    env = gymnasium.make(env_id)  # through gymnasium, so the checker also tries render modes
+    env = gymnasium.make(env_id, **MAKE_KWARGS.get(env_id, {}))  # through gymnasium, so the checker also tries render modes
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped)
@@ -45,9 +56,9 @@ def test_gymnasium_env_checker(env_id: str) -> None:
     assert isinstance(env.unwrapped, TextEnv)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", PARAMS)
 def test_same_seed_same_task(env_id: str) -> None:
-    first, second = agentgym.make(env_id), agentgym.make(env_id)
+    first, second = _make(env_id), _make(env_id)
     observations = set()
     for seed in range(20):
         obs1, info1 = first.reset(seed=seed)
@@ -59,12 +70,12 @@ def test_same_seed_same_task(env_id: str) -> None:
     assert len(observations) > 5  # and the seed does pick the task
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", PARAMS)
 def test_same_seed_and_actions_same_episode(env_id: str) -> None:
     """Reproducible from seed + actions, stochastic envs included."""
     runs = []
     for _ in range(2):
-        env, rng, steps = agentgym.make(env_id), random.Random(7), []
+        env, rng, steps = _make(env_id), random.Random(7), []
         for seed in range(10):
             env.reset(seed=seed)
             while True:
@@ -103,9 +114,9 @@ def _random_action(rng: random.Random, legal: list[str]) -> str:
     return "".join(rng.choice("abc123 <>/\\{}[]\"'&;|") for _ in range(rng.randrange(1, 60)))
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", PARAMS)
 def test_random_strings_never_crash(env_id: str) -> None:
-    env, rng = agentgym.make(env_id), random.Random(0)
+    env, rng = _make(env_id), random.Random(0)
     start, seed = time.perf_counter(), 0
     env.reset(seed=seed)
     for _ in range(10_000):
@@ -119,9 +130,9 @@ def test_random_strings_never_crash(env_id: str) -> None:
     assert time.perf_counter() - start < 30
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", PARAMS)
 def test_expert_solves_95_percent(env_id: str) -> None:
-    env = agentgym.make(env_id, **EXPERT_KWARGS.get(env_id, {}))
+    env = _make(env_id, **EXPERT_KWARGS.get(env_id, {}))
     solved = 0
     for seed in range(200):
         env.reset(seed=seed)
