@@ -76,10 +76,13 @@ def import_textworld() -> Any:
 @contextlib.contextmanager
 def quiet_jericho() -> Iterator[None]:
     """Hide Jericho's "not fully supported" warning: it only means Jericho cannot read the score
-    of a TextWorld game, which TextWorld's own state tracking reports instead."""
+    of a TextWorld game, which TextWorld's own state tracking reports instead. The filter is
+    also installed process-wide, because ``catch_warnings`` is not thread-safe and games load
+    in the rollout engine's worker threads."""
     from jericho.jericho import UnsupportedGameWarning
 
-    with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=UnsupportedGameWarning)
+    with warnings.catch_warnings():  # also under a caller's simplefilter("always")
         warnings.simplefilter("ignore", UnsupportedGameWarning)
         yield
 
