@@ -41,7 +41,7 @@ from typing import Any
 
 from agentgym.core import StepResult, TextEnv
 
-from .games import game_file, import_textworld, quiet_jericho, settings_for
+from .games import game_file, import_textworld, quiet_jericho, settings_for, textworld_lock
 
 __all__ = ["SYSTEM_PROMPT", "TextWorldEnv", "clean_text", "command_lookup", "parse_command"]
 
@@ -147,7 +147,7 @@ class TextWorldEnv(TextEnv):
             infos = textworld.EnvInfos(admissible_commands=True, score=True, max_score=True, won=True,
                                        lost=True, game=True, objective=True)
             path = game_file(self.game, self.difficulty, game_seed, self.cache_dir)
-            with quiet_jericho():
+            with textworld_lock, quiet_jericho():
                 env = textworld.start(str(path), infos)
             env.seed(0)  # the Z-machine's rng; Jericho's default (-1) follows the clock
             if len(self._loaded) >= _MAX_LOADED_GAMES:
@@ -250,8 +250,9 @@ class TextWorldEnv(TextEnv):
 
         game = self._state["game"]
         if self._planner is None:
-            self._planner, self._planned = GameProgression(game, track_quests=True), 0
-            self._inform7 = Inform7Game(game)  # turns logic actions into commands
+            with textworld_lock:
+                self._planner, self._planned = GameProgression(game, track_quests=True), 0
+                self._inform7 = Inform7Game(game)  # turns logic actions into commands
         for action in self._actions[self._planned:]:
             if action is not None:
                 self._planner.update(action)

@@ -32,7 +32,7 @@ from agentgym.cache import default_cache_dir
 
 __all__ = [
     "DIFFICULTIES", "GAME_TYPES", "INSTALL_HINT", "game_file", "games_dir", "generate_games", "import_textworld",
-    "quiet_jericho", "settings_for",
+    "quiet_jericho", "settings_for", "textworld_lock",
 ]
 
 INSTALL_HINT = "pip install 'agentgym-rl[textworld]'"
@@ -60,7 +60,9 @@ DIFFICULTIES: dict[str, dict[str, dict[str, Any]]] = {
 }
 _COOKING_DEFAULTS = {"recipe_seed": 0, "split": None, "open": False, "cook": False, "cut": False, "drop": False}
 
-_generate_lock = threading.Lock()  # TextWorld's generator keeps module-level state
+# TextWorld is not thread-safe where it parses its logic files (a shared tatsu parser), which
+# both generating and loading a game do; the rollout engine resets envs in worker threads.
+textworld_lock = threading.RLock()
 
 
 def import_textworld() -> Any:
@@ -114,7 +116,7 @@ def _generate(game: str, difficulty: str, seed: int, target: Path) -> None:
 
     make = textworld.challenges.CHALLENGES[GAME_TYPES[game]][1]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _generate_lock, quiet_jericho(), tempfile.TemporaryDirectory(dir=target.parent, prefix=".tmp-") as tmp:
+    with textworld_lock, quiet_jericho(), tempfile.TemporaryDirectory(dir=target.parent, prefix=".tmp-") as tmp:
         options = GameOptions()
         options.seeds = seed
         options.path = str(Path(tmp) / target.name)

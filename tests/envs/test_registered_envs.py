@@ -21,11 +21,13 @@ ENV_IDS = [s.id for s in all_specs()]
 # (Bifurcation's rate at p_good < 1 is tested in test_bifurcation.py).
 EXPERT_KWARGS = {"agentgym/Bifurcation-v0": {"p_good": 1.0}}
 # TextWorld generates each game in seconds, so its contract tests play a pool of 8 games (users'
-# default is 100); the medium and hard variants differ from the easy ones only in generator
-# settings and run in the slow pass (tests/envs/textworld plays them too).
+# default is 100), and only two of its ids run in the default pass: TextWorld-v0 (cooking, easy)
+# and TreasureHunter-Easy. The other variants differ from these only in generator settings and
+# run in the slow pass (tests/envs/textworld also plays a coin-collector game by default).
 TEXTWORLD_IDS = [i for i in ENV_IDS if i.startswith("agentgym/TextWorld-")]
+TEXTWORLD_DEFAULT_PASS = {"agentgym/TextWorld-v0", "agentgym/TextWorld-TreasureHunter-Easy-v0"}
 MAKE_KWARGS = {i: {"num_games": 8} for i in TEXTWORLD_IDS}
-PARAMS = [pytest.param(i, marks=pytest.mark.slow) if "-Medium-" in i or "-Hard-" in i else i
+PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in TEXTWORLD_IDS and i not in TEXTWORLD_DEFAULT_PASS else i
           for i in ENV_IDS]
 
 

@@ -196,6 +196,15 @@ def test_rollout_engine_plays_textworld(cache: Path) -> None:
     assert all(t.turns[0].state_key for t in trajs)
 
 
+def test_coin_collector_is_won_by_the_expert(cache: Path) -> None:
+    """The registry's contract tests run coin collector only in the slow pass: one game here."""
+    env = TextWorldEnv(game="coin_collector", num_games=1, cache_dir=str(cache))
+    obs, info = env.reset(seed=0)
+    assert "coin" in obs.lower() and info["task_id"] == "coin_collector-easy-0"
+    total, terminated, info = _play(env, [env.expert_action() for _ in range(1)] + env.walkthrough[1:])
+    assert terminated and info["won"] and total == pytest.approx(1.0) and info["state_key"].split(" | ")[1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("game", sorted(DIFFICULTIES))
 @pytest.mark.parametrize("difficulty", ["medium", "hard"])
