@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 
 from agentgym.sandboxes import SandboxPool, SandboxSpec
-from agentgym.sandboxes.docker_sandbox import DockerSandbox, docker_client
+from agentgym.sandboxes.docker_sandbox import DockerSandbox
+from agentgym.sandboxes.engine import docker_client
 from agentgym.sandboxes.reaper import prune
 
 CODE = "x = sum(range(100))"

@@ -15,7 +15,7 @@ console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be co
 
 
 def _client():  # noqa: ANN202 - the docker SDK is imported lazily
-    from .docker_sandbox import docker_client
+    from .engine import docker_client
 
     try:
         return docker_client(timeout=30)

@@ -28,37 +28,16 @@ from typing import Any
 from . import executor
 from .base import BaseSandbox, SandboxSpec
 from .channel import Channel
+from .engine import docker_client, engine_runtimes
 from .errors import SandboxUnavailable
 from .reaper import sandbox_labels
 
-__all__ = ["DockerSandbox", "docker_client", "engine_runtimes"]
+__all__ = ["DockerSandbox"]
 
 START_TIMEOUT_S = 60.0
 EXECUTOR_RESERVE_MB = 64
 USER_UIDS = range(20_000, 60_000)  # inside 0..65535, so engines with userns-remap map them too
 USER_RLIMITS = {"RLIMIT_NOFILE": 1024, "RLIMIT_CORE": 0}
-
-
-def docker_client(timeout: float = 120.0) -> Any:
-    """A docker SDK client from the environment (DOCKER_HOST etc.); SandboxUnavailable if none."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:
-        raise SandboxUnavailable(f"no Docker engine reachable: {exc}") from exc
-    return client
-
-
-@functools.lru_cache(maxsize=8)
-def _runtimes(base_url: str, client: Any) -> frozenset[str]:
-    return frozenset((client.info().get("Runtimes") or {}).keys())
-
-
-def engine_runtimes(client: Any) -> frozenset[str]:
-    """OCI runtimes the engine offers (cached per engine)."""
-    return _runtimes(client.api.base_url, client)
 
 
 @functools.lru_cache(maxsize=1)

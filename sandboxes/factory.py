@@ -26,7 +26,7 @@ def select_backend(spec: SandboxSpec | None = None, backend: str | None = None) 
         return choice, f"asked for ({'backend=' if backend else BACKEND_ENV + '='}{choice})"
     if choice != "auto":
         raise ValueError(f"unknown sandbox backend {choice!r}: use docker, local or auto")
-    from .docker_sandbox import docker_client
+    from .engine import docker_client
     from .images import image_present
 
     try:

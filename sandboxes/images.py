@@ -87,7 +87,7 @@ def build_offline(name: str, *, tag: str | None = None, mirror: str = DEFAULT_MI
 
 def build_dockerfile(name: str, *, tag: str | None = None, client: Any = None) -> str:
     """Build image ``name`` from its Dockerfile (needs a registry for the base image)."""
-    from .docker_sandbox import docker_client
+    from .engine import docker_client
 
     tag = tag or image_tag(name)
     packages(name)  # validates the name

@@ -13,22 +13,54 @@ groups of rollouts never deadlock holding half a group each.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 
 from .base import BaseSandbox, SandboxSpec
 from .errors import SandboxError, SandboxUnavailable
-from .factory import make_sandbox, select_backend
+from .factory import BACKEND_ENV, make_sandbox, select_backend
 
-__all__ = ["SandboxPool"]
+__all__ = ["SandboxPool", "close_shared_pools", "shared_pool"]
 
 log = logging.getLogger("agentgym.sandboxes")
 RETRY_AFTER_FAILURE_S = 1.0
+SHARED_MAX_ENV = "AGENTGYM_SANDBOX_POOL_MAX"
+SHARED_MAX_DEFAULT = 64
+SHARED_PARALLEL_STARTS = 6  # a rollout's first wave wants many at once; more only queue in the engine
+
+
+class _Steps:
+    """Iterates an acquire plan's ``(step, arg)`` requests; the driver puts its answer in
+    ``reply`` before the next one; ``result`` is the plan's return value. Closing on an error
+    (a cancelled await, Ctrl-C) makes the plan give back whatever it had taken."""
+
+    def __init__(self, plan: Generator[tuple[str, Any], Any, list[BaseSandbox]]) -> None:
+        self.plan, self.reply = plan, None
+        self.result: list[BaseSandbox] = []
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> tuple[str, Any]:
+        try:
+            return self.plan.send(self.reply)
+        except StopIteration as done:
+            self.result = done.value
+            raise StopIteration from None
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.plan.close()
 
 
 class SandboxPool:
@@ -65,6 +97,7 @@ class SandboxPool:
         self._dying = 0
         self._next_start = 0.0
         self._last_health = time.monotonic()
+        self._generation = 0  # bumped by every _wake, so a waiter never misses one
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.closed = False
         self.created = 0
@@ -72,7 +105,8 @@ class SandboxPool:
             threading.Thread(target=self._reap_leftovers, daemon=True).start()
         self._threads = [threading.Thread(target=self._starter, name=f"pool-{name}-start{i}", daemon=True)
                          for i in range(parallel_starts)]
-        self._threads.append(threading.Thread(target=self._destroyer, name=f"pool-{name}-destroy", daemon=True))
+        self._threads += [threading.Thread(target=self._destroyer, name=f"pool-{name}-destroy{i}", daemon=True)
+                          for i in range(parallel_starts)]  # as many as start: churn is symmetric
         for thread in self._threads:
             thread.start()
 
@@ -82,6 +116,7 @@ class SandboxPool:
         return idle + len(self._leased) + sum(self._starting.values()) + self._dying + len(self._doomed)
 
     def _wake(self) -> None:
+        self._generation += 1
         self._cond.notify_all()
         for loop, future in self._async_waiters:
             loop.call_soon_threadsafe(lambda f=future: f.done() or f.set_result(None))
@@ -210,49 +245,97 @@ class SandboxPool:
     # -- public API ----------------------------------------------------------------------------
     def warm_up(self, spec: SandboxSpec, count: int) -> None:
         """Keep ``count`` idle sandboxes of ``spec`` ready from now on."""
+        self._set_target(spec, lambda _: count)
+
+    def demand(self, spec: SandboxSpec, delta: int) -> None:
+        """Keep ``delta`` more (or fewer) idle sandboxes of ``spec`` ready: one per user that will
+        want a fresh one again soon. The code envs count their live envs here, so the pool is
+        sized by the rollout's concurrency without being told it."""
+        self._set_target(spec, lambda target: target + delta)
+
+    def _set_target(self, spec: SandboxSpec, change: Callable[[int], int]) -> None:
         with self._cond:
-            self._targets[spec] = count
+            target = self._targets[spec] = max(change(self._targets.get(spec, 0)), 0)
+            idle = self._idle.get(spec)
+            while idle and len(idle) > target + self._waiting.get(spec, 0):
+                self._discard(idle.pop()[0])  # the newest goes: the oldest are the next to retire
             self._wake()
 
-    def _checked(self, taken: list[BaseSandbox]) -> tuple[list[BaseSandbox], int]:
-        good = []
-        for sandbox in taken:
-            try:
-                sandbox.ping(timeout=2.0)
-                good.append(sandbox)
-            except SandboxError:
-                with self._cond:
-                    self._leased.pop(id(sandbox), None)
-                    self._discard(sandbox)
-        return good, len(taken) - len(good)
-
-    def acquire_many(self, count: int, spec: SandboxSpec | None = None, *, timeout: float = 120.0) -> list[BaseSandbox]:
-        """Take ``count`` healthy sandboxes at once (all or none), waiting up to ``timeout`` s."""
+    def _acquire_plan(self, count: int, spec: SandboxSpec | None,
+                      timeout: float) -> Generator[tuple[str, Any], Any, list[BaseSandbox]]:
+        """The one acquire logic, for both twins: it yields ``("wait", (generation, seconds))``
+        when nothing is free and ``("ping", sandboxes)`` for the health check, and the sync or
+        async driver does the waiting and pinging its own way. Sandboxes that fail the ping are
+        released (destroyed and replaced); on any error, everything taken so far goes back."""
         spec = spec or self.spec
         if count > self.max_size:
             raise ValueError(f"asked for {count} sandboxes from a pool of at most {self.max_size}")
         deadline = time.monotonic() + timeout
         got: list[BaseSandbox] = []
-        while len(got) < count:
-            need = count - len(got)
-            with self._cond:
-                self._waiting[spec] = self._waiting.get(spec, 0) + need
-                self._wake()
+        taken: list[BaseSandbox] = []
+        try:
+            while len(got) < count:
+                need = count - len(got)
+                with self._cond:
+                    self._waiting[spec] = self._waiting.get(spec, 0) + need
+                    self._wake()
                 try:
-                    while (taken := self._take(spec, need)) is None:
+                    while True:
+                        with self._cond:
+                            taken = self._take(spec, need) or []
+                            generation = self._generation
+                        if taken:
+                            break
                         left = deadline - time.monotonic()
                         if left <= 0:
                             raise SandboxUnavailable(f"no {need} sandboxes free within {timeout:.0f} s "
                                                      f"(pool {self.name}, max_size {self.max_size})")
-                        self._cond.wait(left)
-                except BaseException:
-                    for sandbox in got:
-                        self.release(sandbox)
-                    raise
+                        yield "wait", (generation, left)
                 finally:
-                    self._waiting[spec] -= need
-            got += self._checked(taken)[0]
-        return got
+                    with self._cond:
+                        self._waiting[spec] -= need
+                healthy = yield "ping", taken
+                for sandbox, ok in zip(taken, healthy, strict=True):
+                    if ok:
+                        got.append(sandbox)
+                    else:
+                        self.release(sandbox)
+                taken = []
+            return got
+        except BaseException:
+            for sandbox in got + taken:
+                self.release(sandbox)
+            raise
+
+    @staticmethod
+    def _healthy(sandbox: BaseSandbox) -> bool:
+        try:
+            sandbox.ping(timeout=2.0)
+            return True
+        except SandboxError:
+            return False
+
+    @staticmethod
+    async def _ahealthy(sandbox: BaseSandbox) -> bool:
+        try:
+            await sandbox.aping(timeout=2.0)
+            return True
+        except SandboxError:
+            return False
+
+    def acquire_many(self, count: int, spec: SandboxSpec | None = None, *, timeout: float = 120.0) -> list[BaseSandbox]:
+        """Take ``count`` healthy sandboxes at once (all or none), waiting up to ``timeout`` s."""
+        with _Steps(self._acquire_plan(count, spec, timeout)) as steps:
+            for step, arg in steps:
+                if step == "wait":
+                    generation, left = arg
+                    with self._cond:
+                        if self._generation == generation:
+                            self._cond.wait(min(left, 1.0))
+                    steps.reply = None
+                else:
+                    steps.reply = [self._healthy(sandbox) for sandbox in arg]
+        return steps.result
 
     def acquire(self, spec: SandboxSpec | None = None, *, timeout: float = 120.0) -> BaseSandbox:
         """Take one healthy sandbox of ``spec`` (default: the pool's spec)."""
@@ -270,45 +353,23 @@ class SandboxPool:
     async def aacquire_many(self, count: int, spec: SandboxSpec | None = None, *,
                             timeout: float = 120.0) -> list[BaseSandbox]:
         """Async twin of :meth:`acquire_many`; waits on the event loop, not in a thread."""
-        spec = spec or self.spec
-        if count > self.max_size:
-            raise ValueError(f"asked for {count} sandboxes from a pool of at most {self.max_size}")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        got: list[BaseSandbox] = []
-        while len(got) < count:
-            need = count - len(got)
-            with self._cond:
-                self._waiting[spec] = self._waiting.get(spec, 0) + need
-                self._wake()
-            try:
-                while True:
+        with _Steps(self._acquire_plan(count, spec, timeout)) as steps:
+            for step, arg in steps:
+                if step == "wait":
+                    generation, left = arg
                     with self._cond:
-                        taken = self._take(spec, need)
-                        if taken is None:
+                        future = None
+                        if self._generation == generation:
                             future = loop.create_future()
                             self._async_waiters.append((loop, future))
-                    if taken is not None:
-                        break
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        raise SandboxUnavailable(f"no {need} sandboxes free within {timeout:.0f} s (pool {self.name})")
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(future, min(left, 1.0))
-            except BaseException:
-                for sandbox in got:
-                    self.release(sandbox)
-                raise
-            finally:
-                with self._cond:
-                    self._waiting[spec] -= need
-            for sandbox in taken:
-                try:
-                    await sandbox.aping(timeout=2.0)
-                    got.append(sandbox)
-                except SandboxError:
-                    self.release(sandbox)
-        return got
+                    if future is not None:
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(future, min(left, 1.0))
+                    steps.reply = None
+                else:
+                    steps.reply = [await self._ahealthy(sandbox) for sandbox in arg]
+        return steps.result
 
     async def aacquire(self, spec: SandboxSpec | None = None, *, timeout: float = 120.0) -> BaseSandbox:
         return (await self.aacquire_many(1, spec, timeout=timeout))[0]
@@ -359,3 +420,34 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_shared: dict[tuple[str, str, tuple[tuple[str, str], ...]], SandboxPool] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_pool(*, backend: str | None = None, name: str = "shared",
+                labels: dict[str, str] | None = None) -> SandboxPool:
+    """The process-wide pool for ``(backend, name, labels)``, made on first use and closed at
+    interpreter exit. It keeps nothing warm until users declare :meth:`SandboxPool.demand`;
+    at most ``AGENTGYM_SANDBOX_POOL_MAX`` (default 64) sandboxes live at once."""
+    key = ((backend or os.environ.get(BACKEND_ENV) or "auto").lower(), name, tuple(sorted((labels or {}).items())))
+    with _shared_lock:
+        pool = _shared.get(key)
+        if pool is None or pool.closed:
+            max_size = int(os.environ.get(SHARED_MAX_ENV) or SHARED_MAX_DEFAULT)
+            pool = _shared[key] = SandboxPool(backend=backend, warm=0, max_size=max_size, refill_per_s=20.0,
+                                              parallel_starts=SHARED_PARALLEL_STARTS, name=name, labels=labels)
+    return pool
+
+
+def close_shared_pools() -> None:
+    """Close every shared pool (their sandboxes are destroyed); the next use makes new ones."""
+    with _shared_lock:
+        pools = list(_shared.values())
+        _shared.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_shared_pools)

@@ -83,7 +83,7 @@ class SandboxContainer:
 def _client(client: Any = None) -> Any:
     if client is not None:
         return client
-    from .docker_sandbox import docker_client
+    from .engine import docker_client
 
     return docker_client()
 

@@ -75,8 +75,10 @@ def no_leaked_test_containers() -> Iterator[None]:
     client = _engine()
     if isinstance(client, Exception):
         return
+    from agentgym.sandboxes.pool import close_shared_pools
     from agentgym.sandboxes.reaper import list_sandboxes, prune
 
+    close_shared_pools()  # the code envs' warm pools hold idle sandboxes until then
     mine = f"{TEST_LABEL}={TEST_SESSION}"
     leaked = [box.name for box in list_sandboxes(client, label=mine)]
     prune(client, everything=True, label=mine)

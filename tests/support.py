@@ -68,3 +68,14 @@ class SlowEnv(EchoEnv):
     def _step(self, action: str) -> StepResult:
         time.sleep(self.delay)
         return super()._step(action)
+
+
+def container_gone(client: Any, container_id: str, within: float = 60.0) -> bool:
+    """Whether the container is removed within ``within`` seconds (pools destroy given-back
+    sandboxes in a background thread, so removal trails ``close()`` a little)."""
+    deadline = time.monotonic() + within
+    while client.api.containers(all=True, filters={"id": container_id}):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

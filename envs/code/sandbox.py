@@ -1,83 +1,108 @@
-"""One sandbox per env, created at its first code execution and closed with the env.
+"""One sandbox per episode for a code env, drawn at the episode's first code execution.
 
-Lazy because most env instances never run code (registry-wide checks, junk actions, void
-turns), and a container costs ~0.2 s to start. A sandbox whose machinery failed is dropped at
-once, so the next execution starts a fresh one instead of reusing a dead container. The
-sandbox is also closed when its env is garbage-collected or the interpreter exits, so an env
+The sandbox comes from the process-wide warm pool for its spec (``agentgym.sandboxes.shared_pool``)
+and goes back at the next reset or on close: the pool destroys it and starts a fresh one in the
+background, so no episode sees another's files, processes or session, and no episode waits for
+a container to start once the pool is warm. Each env that has run code counts as one unit of
+demand, so the pool keeps about one idle sandbox per env in flight: sized by the rollout's
+concurrency without being told it. ``AGENTGYM_SANDBOX_POOL=0`` (or ``pooled=False``) makes each
+episode's sandbox directly instead (``make_sandbox``: the start is on the episode's critical path).
+
+Lazy because most env instances never run code (registry-wide checks, junk actions, void turns).
+A sandbox whose machinery failed is dropped at once, so the next execution gets a fresh one.
+Everything is given back when the env is garbage-collected or the interpreter exits, so an env
 that was never ``close()``d still leaves no container behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import weakref
+from dataclasses import dataclass
 
 from agentgym.sandboxes import BaseSandbox, ExecResult, SandboxError, SandboxSpec, make_sandbox
+from agentgym.sandboxes.pool import SandboxPool, shared_pool
 
-__all__ = ["LazySandbox"]
+__all__ = ["POOL_ENV", "LazySandbox"]
 
 log = logging.getLogger("agentgym.envs.code")
-CLEAN_WORKDIR = "find . -mindepth 1 -delete"
+POOL_ENV = "AGENTGYM_SANDBOX_POOL"
+
+
+@dataclass
+class _Held:
+    """What a LazySandbox holds, apart from it, so that its finalizer can give it back."""
+
+    spec: SandboxSpec
+    box: BaseSandbox | None = None
+    pool: SandboxPool | None = None  # set once this env counts as demand on the pool
+
+    def drop(self) -> None:
+        """Give the sandbox back (the pool destroys and replaces it) or close it."""
+        box, self.box = self.box, None
+        if box is None:
+            return
+        try:
+            if self.pool is not None:
+                self.pool.release(box)
+            else:
+                box.close()
+        except Exception as exc:  # noqa: BLE001 — giving back a broken sandbox must not raise
+            log.warning("closing sandbox failed: %s", exc)
+
+    def close(self) -> None:
+        self.drop()
+        if self.pool is not None:
+            self.pool.demand(self.spec, -1)
+            self.pool = None
 
 
 class LazySandbox:
-    """Holds at most one sandbox; :meth:`get` makes it on demand (``make_sandbox``'s backend
-    auto-selection: Docker when an engine and the image are there, else LocalSandbox)."""
+    """Holds at most one sandbox; :meth:`get` draws it on demand (``backend`` as in
+    ``make_sandbox``: Docker when an engine and the image are there, else LocalSandbox)."""
 
     def __init__(self, owner: object, spec: SandboxSpec, *, backend: str | None = None,
-                 pool: str = "code", labels: dict[str, str] | None = None) -> None:
+                 pool: str = "code", labels: dict[str, str] | None = None, pooled: bool | None = None) -> None:
         self.spec, self.backend, self.pool, self.labels = spec, backend, pool, labels
-        self._box: list[BaseSandbox] = []  # a list, so the finalizer sees the current sandbox
-        self.used = False  # whether code ran since the last recycle()
-        weakref.finalize(owner, _close_all, self._box)
+        self.pooled = os.environ.get(POOL_ENV, "1") != "0" if pooled is None else pooled
+        self._held = _Held(spec)
+        weakref.finalize(owner, self._held.close)
 
     @property
     def current(self) -> BaseSandbox | None:
-        """The live sandbox, or None when none has been made (or the last one was dropped)."""
-        return self._box[0] if self._box else None
+        """The live sandbox, or None when none has been drawn (or the last one was dropped)."""
+        return self._held.box
 
     def get(self) -> BaseSandbox:
-        """The sandbox, made now if needed; raises :class:`SandboxError` (an ``InfraError``)."""
-        if not self._box:
-            self._box.append(make_sandbox(self.spec, backend=self.backend, pool=self.pool, labels=self.labels))
-        return self._box[0]
+        """The sandbox, drawn now if needed; raises :class:`SandboxError` (an ``InfraError``)."""
+        held = self._held
+        if held.box is None:
+            if not self.pooled:
+                held.box = make_sandbox(self.spec, backend=self.backend, pool=self.pool, labels=self.labels)
+            else:
+                if held.pool is None:
+                    held.pool = shared_pool(backend=self.backend, name=self.pool, labels=self.labels)
+                    held.pool.demand(self.spec, 1)
+                held.box = held.pool.acquire(self.spec)
+        return held.box
 
     def run_python(self, code: str, *, timeout: float | None = None, session: bool = False) -> ExecResult:
         """``get().run_python(...)``; on a machinery failure the sandbox is dropped, then the error
         propagates (typed infra, never the agent's fault)."""
         box = self.get()
-        self.used = True
         try:
             return box.run_python(code, timeout=timeout, session=session)
         except SandboxError:
-            self.close()
+            self._held.drop()
             raise
 
     def recycle(self) -> None:
-        """Make a used sandbox fit for a new episode: forget the session's variables and empty
-        the work dir (so one episode cannot leave files or state to the next). A sandbox that
-        fails at this is dropped instead."""
-        box = self.current
-        if box is None or not self.used:
-            return
-        self.used = False
-        try:
-            box.reset_session()
-            if not box.run_shell(CLEAN_WORKDIR, timeout=10).ok:
-                raise SandboxError("could not empty the work dir")
-        except (SandboxError, OSError) as exc:
-            log.warning("dropping a sandbox that could not be recycled: %s", exc)
-            self.close()
+        """A new episode starts: give the last one's sandbox back, so the next execution draws a
+        fresh one (nothing one episode did can reach the next)."""
+        self._held.drop()
 
     def close(self) -> None:
-        """Close and forget the sandbox (idempotent; a later :meth:`get` makes a new one)."""
-        _close_all(self._box)
-
-
-def _close_all(boxes: list[BaseSandbox]) -> None:
-    while boxes:
-        box = boxes.pop()
-        try:
-            box.close()
-        except Exception as exc:  # noqa: BLE001 — closing a broken sandbox must not raise
-            log.warning("closing sandbox failed: %s", exc)
+        """Give the sandbox back and stop counting as demand (idempotent; a later :meth:`get`
+        draws again)."""
+        self._held.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import TEST_LABEL, TEST_SESSION
 from typer.testing import CliRunner
 
 from agentgym.sandboxes import DEFAULT_IMAGE, SandboxCrashed, SandboxPool, SandboxSpec
@@ -102,24 +103,25 @@ def test_churn_with_random_kills_leaks_nothing(pool_for, backend: str) -> None: 
     pool.close()
     assert crashed > 20 and pool.stats()["live"] == 0
     if backend == "docker":
-        assert list_sandboxes(client, label="agentgym.test") == []
+        assert list_sandboxes(client, label=f"{TEST_LABEL}={TEST_SESSION}") == []  # this test run's only
 
 
 @pytest.mark.docker
 def test_reaper_removes_expired_and_orphaned(sandbox_image, docker_client, test_labels) -> None:  # noqa: ANN001
     from agentgym.sandboxes.docker_sandbox import DockerSandbox
 
+    mine = f"{TEST_LABEL}={TEST_SESSION}"  # other test runs may share the engine
     expired = DockerSandbox(SandboxSpec(ttl=1), labels={**test_labels, "case": "ttl"})
     code = ("import os\nfrom agentgym.sandboxes.docker_sandbox import DockerSandbox\n"
             f"DockerSandbox(labels={{**{test_labels!r}, 'case': 'orphan'}})\nos._exit(0)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)  # dies without close()
     alive = DockerSandbox(labels={**test_labels, "case": "alive"})
     time.sleep(1.5)
-    reasons = {box.labels["case"]: box.stale_reason() for box in list_sandboxes(docker_client, label="agentgym.test")}
+    reasons = {box.labels["case"]: box.stale_reason() for box in list_sandboxes(docker_client, label=mine)}
     assert reasons["ttl"].startswith("ttl") and reasons["orphan"] == "owner process is gone" and reasons["alive"] is None
-    result = CliRunner().invoke(_cli(), ["prune", "--label", "agentgym.test", "--dry-run"])
+    result = CliRunner().invoke(_cli(), ["prune", "--label", mine, "--dry-run"])
     assert result.exit_code == 0 and "would remove 2" in result.output
-    removed = {box.labels["case"] for box, _ in prune(docker_client, label="agentgym.test")}
+    removed = {box.labels["case"] for box, _ in prune(docker_client, label=mine)}
     assert removed == {"ttl", "orphan"}
     assert alive.run_python("print(1)").ok
     with pytest.raises(SandboxCrashed):

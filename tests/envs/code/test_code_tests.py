@@ -150,7 +150,7 @@ def test_killed_container_is_an_infra_failure(make_env: MakeEnv, docker_client: 
     env.reset(options={"task": "fizzbuzz"})
     assert env.step(env.expert_action())[1] == 1.0
     env.reset(options={"task": "fizzbuzz"})
-    docker_client.containers.get(env.sandbox.current.container_id).kill()
+    docker_client.containers.get(env.sandbox.get().container_id).kill()
     with pytest.raises(InfraError):
         env.step(env.expert_action())
     env.reset(options={"task": "fizzbuzz"})

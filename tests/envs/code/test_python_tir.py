@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import container_gone
 
 import agentgym
 from agentgym.core import InfraError, TextEnv
@@ -232,7 +233,7 @@ def test_killed_container_is_an_infra_failure_not_reward_zero(make_env: MakeEnv,
     with pytest.raises(InfraError):
         env.step(code("print(x)"))
     assert env.sandbox.current is None  # the dead sandbox was dropped ...
-    assert docker_client.api.containers(all=True, filters={"id": first.container_id}) == []
+    assert container_gone(docker_client, first.container_id)
     env.reset(seed=0)
     obs = env.step(code("print(2)"))[0]  # ... and the next episode gets a fresh one
     assert obs == "\nCode execution result: 2\n" and env.sandbox.current is not first
@@ -281,4 +282,4 @@ def test_close_and_garbage_collection_remove_the_container(docker_client: Any, s
             env.close()  # idempotent
         del env
         gc.collect()
-        assert not live(ids[-1])
+        assert container_gone(docker_client, ids[-1])
