@@ -3,13 +3,14 @@
 The sandbox comes from the process-wide warm pool for its spec (``agentgym.sandboxes.shared_pool``)
 and goes back at the next reset or on close: the pool destroys it and starts a fresh one in the
 background, so no episode sees another's files, processes or session, and no episode waits for
-a container to start once the pool is warm. Each env that has run code counts as one unit of
-demand, so the pool keeps about one idle sandbox per env in flight: sized by the rollout's
-concurrency without being told it. ``AGENTGYM_SANDBOX_POOL=0`` (or ``pooled=False``) makes each
+a container to start once the pool is warm. Each env counts as one unit of
+demand from its first reset, so the pool keeps about one idle sandbox per env in flight (sized
+by the rollout's concurrency without being told it) and starts the first ones while the policy
+thinks about its first turn. ``AGENTGYM_SANDBOX_POOL=0`` (or ``pooled=False``) makes each
 episode's sandbox directly instead (``make_sandbox``: the start is on the episode's critical path).
 
-Lazy because most env instances never run code (registry-wide checks, junk actions, void turns).
-A sandbox whose machinery failed is dropped at once, so the next execution gets a fresh one.
+The sandbox itself is drawn lazily, because many episodes never run code (junk actions, void
+turns): a reset only warms the pool, and closing the env withdraws that. A sandbox whose machinery failed is dropped at once, so the next execution gets a fresh one.
 Everything is given back when the env is garbage-collected or the interpreter exits, so an env
 that was never ``close()``d still leaves no container behind.
 """
@@ -78,14 +79,19 @@ class LazySandbox:
         """The sandbox, drawn now if needed; raises :class:`SandboxError` (an ``InfraError``)."""
         held = self._held
         if held.box is None:
-            if not self.pooled:
-                held.box = make_sandbox(self.spec, backend=self.backend, pool=self.pool, labels=self.labels)
+            if self.pooled:
+                held.box = self._demand().acquire(self.spec)
             else:
-                if held.pool is None:
-                    held.pool = shared_pool(backend=self.backend, name=self.pool, labels=self.labels)
-                    held.pool.demand(self.spec, 1)
-                held.box = held.pool.acquire(self.spec)
+                held.box = make_sandbox(self.spec, backend=self.backend, pool=self.pool, labels=self.labels)
         return held.box
+
+    def _demand(self) -> SandboxPool:
+        """The pool, with this env counted as one unit of its demand from now on."""
+        held = self._held
+        if held.pool is None:
+            held.pool = shared_pool(backend=self.backend, name=self.pool, labels=self.labels)
+            held.pool.demand(self.spec, 1)
+        return held.pool
 
     def run_python(self, code: str, *, timeout: float | None = None, session: bool = False) -> ExecResult:
         """``get().run_python(...)``; on a machinery failure the sandbox is dropped, then the error
@@ -99,8 +105,14 @@ class LazySandbox:
 
     def recycle(self) -> None:
         """A new episode starts: give the last one's sandbox back, so the next execution draws a
-        fresh one (nothing one episode did can reach the next)."""
+        fresh one (nothing one episode did can reach the next). With the pool, the episode counts
+        as demand from here, so its sandbox starts warming while the policy thinks."""
         self._held.drop()
+        if self.pooled:
+            try:
+                self._demand()
+            except SandboxError as exc:  # no backend: the first execution raises it, typed
+                log.debug("sandbox pool unavailable at reset: %s", exc)
 
     def close(self) -> None:
         """Give the sandbox back and stop counting as demand (idempotent; a later :meth:`get`
