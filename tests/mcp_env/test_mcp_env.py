@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -194,3 +195,21 @@ def test_bad_configuration_is_reported_clearly(tmp_path: Path) -> None:
         shop_env(hidden_tools=["no_such_tool"])
     with pytest.raises(InfraError, match="could not connect"):
         shop_env(["/nonexistent/mcp-server"])
+
+
+def test_random_text_never_crashes_the_env(env: MCPToolEnv) -> None:
+    """2,000 random actions built from tool-call fragments: each is an observation, never an exception."""
+    rng = random.Random(0)
+    pieces = ["<tool_call>", "</tool_call>", "{", "}", '"name": ', '"add_item"', '"echo"', '"total"', '"arguments": ',
+              '{"item": "apple"}', '{"text": 1}', '{"quantity": -3, "item": "pear"}', "[", "]", ",", "null", "é",
+              "\x00", "<answer>", "</answer>", " ", "\n", '{"name": "view_basket", "arguments": {}}', "9" * 50]
+    env.reset(seed=0)
+    answered = 0  # calls the server ran: the fuzz reaches it, not only the parser
+    for _ in range(2000):
+        action = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert isinstance(obs, str) and info["failure"] is None
+        answered += sum("result" in c for c in info["tool_calls"])
+        if terminated or truncated:
+            env.reset(seed=rng.randint(0, 9))
+    assert answered >= 20

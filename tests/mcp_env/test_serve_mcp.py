@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -155,3 +156,15 @@ def test_the_command_reports_bad_env_ids_and_envs_without_tools() -> None:
     assert result.exit_code == 2 and "not a ToolEnv" in result.output
     result = runner.invoke(app, ["serve-mcp", "agentgym/ToolWrld-v0"])
     assert result.exit_code == 2 and "Did you mean: agentgym/ToolWorld-v0" in result.output
+
+
+def test_random_arguments_never_crash_the_served_env(served: MCPClient) -> None:
+    rng = random.Random(1)
+    values = [None, True, -1, 0, 3, 10**30, 2.5, "", "x" * 10_000, [], [1], {}, {"a": {"b": []}}]
+    call(served, "reset", seed=0)
+    for _ in range(150):
+        tool = rng.choice(["add", "read", "reset", "answer"])
+        arguments = {rng.choice(["amount", "seed", "answer", "zzz"]): rng.choice(values) for _ in range(rng.randint(0, 2))}
+        text, _, _ = call(served, tool, **arguments)
+        assert isinstance(text, str)
+    assert call(served, "reset", seed=2)[2] is False  # still serving
