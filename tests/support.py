@@ -79,3 +79,21 @@ def container_gone(client: Any, container_id: str, within: float = 60.0) -> bool
             return False
         time.sleep(0.1)
     return True
+
+
+def hide_package(monkeypatch: Any, package: str) -> None:
+    """Make ``import package`` (and its submodules) fail for the rest of the test, as when an
+    optional extra is not installed; ``monkeypatch`` undoes it."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def without(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == package or name.startswith(package + "."):
+            raise ImportError(f"No module named {package!r}")
+        return real_import(name, *args, **kwargs)
+
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", without)

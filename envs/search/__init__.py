@@ -1,8 +1,8 @@
 """Search-R1-style retrieval QA (agentgym/Search-v0).
 
-Modules: ``env`` (the env), ``data`` (documents, tasks, the generated KB, JSONL loaders),
-``retrievers`` (BM25 and HTTP backends), ``server`` (``agentgym serve-retriever``),
-``metrics`` (EM / F1). Nothing heavy is imported here: ``bm25s`` loads on first use.
+Modules: ``env`` (the env), ``data`` (documents, tasks, the generated KB, JSONL / parquet
+loaders), ``retrievers`` (BM25 and HTTP backends), ``server`` (``agentgym serve-retriever``),
+``metrics`` (EM / F1), ``searchr1`` (Search-R1's exact protocol). Nothing heavy is imported here: ``bm25s`` loads on first use.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ entity ("In which city was the founder of Korvan Systems born?"), and its task r
 gold hop chain: for each hop a search query that finds the document stating the fact.
 
 Users bring their own data as Search-R1 / FlashRAG / NQ / HotpotQA-style JSONL
-(:func:`load_qa_jsonl`) and Search-R1-style corpora (:func:`load_corpus_jsonl`).
+or parquet (:func:`load_qa`) and Search-R1-style corpora (:func:`load_corpus`).
 """
 
 from __future__ import annotations
@@ -22,27 +22,38 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Doc", "Hop", "KnowledgeBase", "Task", "generate_kb", "load_corpus_jsonl", "load_qa_jsonl"]
+__all__ = ["PARQUET_HINT", "Doc", "Hop", "KnowledgeBase", "Task", "generate_kb", "load_corpus", "load_qa"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Doc:
-    """A retrievable passage. ``contents`` is Search-R1's ``"title"\\ntext`` convention."""
+    """A retrievable passage. ``contents`` is Search-R1's ``"title"\\ntext`` convention.
+
+    ``title`` and ``text`` are for display (the title without its quotes). A document read
+    from a ``contents`` string keeps that string verbatim in ``raw``, and ``contents`` returns
+    it byte for byte (quoted titles, multi-line text and all), as Search-R1's server does.
+    """
 
     id: str
     title: str
     text: str
     score: float | None = dataclasses.field(default=None, compare=False)
+    raw: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def contents(self) -> str:
+        if self.raw is not None:
+            return self.raw
         return f"{self.title}\n{self.text}" if self.title else self.text
 
     @classmethod
     def from_contents(cls, id: str, contents: str, score: float | None = None) -> Doc:
-        """Split ``contents`` into title (first line, quotes stripped) and text."""
+        """Split ``contents`` into title (first line, quotes stripped) and text; keep it whole in ``raw``."""
         title, sep, text = contents.partition("\n")
-        return cls(str(id), title.strip().strip('"') if sep else "", text if sep else title, score)
+        return cls(str(id), title.strip().strip('"') if sep else "", text if sep else title, score, contents)
+
+    def with_score(self, score: float) -> Doc:
+        return dataclasses.replace(self, score=score)
 
     def to_json(self) -> dict[str, str]:
         return {"id": self.id, "contents": self.contents}
@@ -246,49 +257,104 @@ def generate_kb(num_docs: int = 3000, seed: int = 0, hops: Sequence[int] = (1, 2
 
 
 # -- loaders ----------------------------------------------------------------------------------
-def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    path = Path(path)
+PARQUET_HINT = "pip install 'agentgym-rl[parquet]'"
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, row
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{lineno}: expected a JSON object")
+                yield lineno, row
+        except UnicodeDecodeError as e:  # decoding runs ahead of the lines: no line number
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason}); "
+                             "expected JSONL, JSONL.gz or parquet") from None
 
 
-def load_qa_jsonl(path: str | Path) -> tuple[Task, ...]:
-    """Questions from JSONL: ``question`` plus ``golden_answers`` (Search-R1 / FlashRAG, a
-    list), ``answers`` or ``answer`` (NQ / HotpotQA, a string or list); ``id``/``_id``
-    optional. Plain or ``.gz``."""
+def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError(f"{path} is a parquet file; reading it needs pyarrow: {PARQUET_HINT}") from e
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
+
+
+def _read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line or row number, row)`` from JSONL, JSONL.gz or parquet (recognised by its
+    ``PAR1`` magic bytes, whatever the file is called)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        is_parquet = f.read(4) == b"PAR1"
+    yield from (_read_parquet(path) if is_parquet else _read_jsonl(path))
+
+
+def _row_question(row: dict[str, Any]) -> Any:
+    """``question``, else the last user message of verl's ``prompt`` (chat messages), cut after
+    its last ``Question:`` when Search-R1's prompt template wrote one."""
+    if "question" in row:
+        return row["question"]
+    prompt = row.get("prompt")
+    if isinstance(prompt, list):
+        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        if users and isinstance(users[-1], str):
+            return users[-1].rpartition("Question:")[2]
+    return None
+
+
+def _row_answers(row: dict[str, Any]) -> Any:
+    """``golden_answers`` / ``answers`` / ``answer``, else verl's ``reward_model.ground_truth.target``."""
+    for key in ("golden_answers", "answers", "answer"):
+        if key in row:
+            return row[key]
+    truth = (row.get("reward_model") or {}).get("ground_truth")
+    return truth.get("target") if isinstance(truth, dict) else truth
+
+
+def load_qa(path: str | Path) -> tuple[Task, ...]:
+    """Questions from JSONL (plain or ``.gz``) or parquet (Search-R1's data files).
+
+    Fields: ``question`` plus ``golden_answers`` (Search-R1 / FlashRAG, a list), ``answers`` or
+    ``answer`` (NQ / HotpotQA, a string or list); rows carrying only what verl reads work too:
+    the answers from ``reward_model.ground_truth.target`` and the question from ``prompt``.
+    The id is ``id``, ``_id`` or ``extra_info.index``, else the row's position.
+    """
     tasks = []
-    for lineno, row in _read_jsonl(path):
-        question = row.get("question")
-        answers = next((row[k] for k in ("golden_answers", "answers", "answer") if k in row), None)
+    for number, row in _read_rows(path):
+        question, answers = _row_question(row), _row_answers(row)
         if isinstance(answers, str):
             answers = [answers]
-        if not isinstance(question, str) or not isinstance(answers, list) or not answers:
-            raise ValueError(f"{path}:{lineno}: needs 'question' and 'golden_answers' / 'answer'")
-        task_id = row.get("id", row.get("_id", f"{Path(path).stem}-{lineno}"))
+        if not isinstance(question, str) or not question.strip() or not isinstance(answers, list) or not answers:
+            raise ValueError(f"{path}:{number}: needs 'question' and 'golden_answers' / 'answer' "
+                             "(or verl's 'prompt' and 'reward_model.ground_truth.target')")
+        index = (row.get("extra_info") or {}).get("index") if isinstance(row.get("extra_info"), dict) else None
+        task_id = row.get("id", row.get("_id", index if index is not None else f"{Path(path).stem}-{number}"))
         tasks.append(Task(str(task_id), question.strip(), tuple(str(a) for a in answers)))
     return tuple(tasks)
 
 
-def load_corpus_jsonl(path: str | Path) -> tuple[Doc, ...]:
-    """A Search-R1-style corpus: ``{"id", "contents"}`` lines with ``"title"\\ntext`` contents
-    (``{"id", "title", "text"}`` also works). Plain or ``.gz``."""
+def load_corpus(path: str | Path) -> tuple[Doc, ...]:
+    """A Search-R1-style corpus (wiki-18's format): ``{"id", "contents"}`` rows with
+    ``"title"\\ntext`` contents, kept verbatim (``{"id", "title", "text"}`` also works).
+    JSONL, JSONL.gz or parquet."""
     docs = []
-    for lineno, row in _read_jsonl(path):
-        doc_id = str(row.get("id", lineno - 1))
+    for number, row in _read_rows(path):
+        doc_id = str(row.get("id", len(docs)))
         if isinstance(row.get("contents"), str):
             docs.append(Doc.from_contents(doc_id, row["contents"]))
         elif isinstance(row.get("text"), str):
             docs.append(Doc(doc_id, str(row.get("title", "")), row["text"]))
         else:
-            raise ValueError(f"{path}:{lineno}: needs 'contents' (or 'title' and 'text')")
+            raise ValueError(f"{path}:{number}: needs 'contents' (or 'title' and 'text')")
     return tuple(docs)

@@ -8,6 +8,19 @@ gets a readable ``parse_error`` observation and the episode goes on. ``void`` ma
 were neither a search nor an answer. Generation stops after ``</search>`` or ``</answer>``
 (``stop_sequences``), as in Search-R1, so the model never writes past its one action.
 
+**Turn budget.** Search-R1's ``max_turns=N`` allows N turns that may search, then one final
+turn that may only answer; that is ``max_turns=N+1`` here. A search on the last turn is not run
+(``info["search_skipped"]``; its results could never be read) and the episode ends truncated.
+
+**Protocols.** ``protocol="agentgym"`` (default) is stricter than Search-R1 and says why a turn
+is invalid: exactly one action per turn (Search-R1 silently takes the first), no empty query,
+``<search >`` accepted, each document cut to an equal share of ``max_obs_chars`` (so one long
+document cannot crowd out the others), titles shown without their quotes, the invalid-action
+message names the problem. ``protocol="search-r1"`` is Search-R1's exactly (see
+:mod:`.searchr1`): their tag rules, answer extraction, information block and invalid-action
+message, and the whole observation cut to ``max_obs_tokens`` tokens of ``tokenizer`` (their
+``max_obs_length``; without a tokenizer, to ``max_obs_chars`` characters).
+
 ``info["retrieved_spans"]`` lists ``[start, end)`` character offsets of the ``<information>``
 block in the observation, so trainers can mask retrieved text out of the loss.
 
@@ -33,7 +46,8 @@ from typing import Any
 from agentgym.core import StepResult, TextEnv
 from agentgym.parsers import TagParser
 
-from .data import Doc, KnowledgeBase, Task, generate_kb, load_corpus_jsonl, load_qa_jsonl
+from . import searchr1
+from .data import Doc, KnowledgeBase, Task, generate_kb, load_corpus, load_qa
 from .metrics import exact_match, f1_score
 from .retrievers import BM25Retriever, HTTPRetriever, Retriever, tokenize
 
@@ -53,6 +67,7 @@ INVALID = (
     "<answer> and </answer>. Let me try again.\n"
 )
 MAX_QUERY_CHARS = 512
+PROTOCOLS = ("agentgym", "search-r1")
 
 
 def format_docs(docs: list[Doc], max_chars: int) -> str:
@@ -72,10 +87,12 @@ class SearchEnv(TextEnv):
     """Multi-hop retrieval QA (Search-R1 protocol) over a generated KB or user data.
 
     Data: the generated fictional KB by default (``kb_docs``, ``kb_seed``, ``hops``,
-    ``num_tasks``), or ``data_path`` (questions JSONL) with ``corpus_path`` (corpus JSONL) or
+    ``num_tasks``), or ``data_path`` (questions, JSONL or parquet) with ``corpus_path`` (corpus) or
     a remote ``retriever_url``. Retrieval: local BM25 by default, or ``retriever_url`` (any
     Search-R1 ``/retrieve`` server, e.g. ``agentgym serve-retriever``). ``metric`` is ``em``
     or ``f1``; ``max_obs_chars`` caps an observation; ``max_action_chars`` rejects huge actions.
+    ``protocol`` is ``"agentgym"`` or ``"search-r1"`` (with ``max_obs_tokens`` and ``tokenizer``:
+    see the module doc).
     """
 
     system_prompt = SYSTEM_PROMPT
@@ -95,6 +112,9 @@ class SearchEnv(TextEnv):
         metric: str = "em",
         max_obs_chars: int = 3000,
         max_action_chars: int = 20_000,
+        protocol: str = "agentgym",
+        max_obs_tokens: int = 500,
+        tokenizer: str | None = None,
         cache_dir: str | None = None,
         max_turns: int | None = 6,
         render_mode: str | None = None,
@@ -102,16 +122,20 @@ class SearchEnv(TextEnv):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         if metric not in ("em", "f1"):
             raise ValueError(f"metric must be 'em' or 'f1', got {metric!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        self.protocol = protocol
+        self.cap = searchr1.ObservationCap(max_obs_tokens, tokenizer, max_obs_chars)
         if topk < 1 or max_obs_chars < 200:
             raise ValueError("topk must be ≥ 1 and max_obs_chars ≥ 200")
         self.metric, self.topk, self.max_obs_chars = metric, topk, max_obs_chars
         corpus: tuple[Doc, ...] = ()
         if data_path is not None:
-            self.tasks = load_qa_jsonl(data_path)
+            self.tasks = load_qa(data_path)
             if corpus_path is None and retriever_url is None:
                 raise ValueError("data_path needs a corpus: pass corpus_path (local BM25) or retriever_url")
             if corpus_path is not None:
-                corpus = load_corpus_jsonl(corpus_path)
+                corpus = load_corpus(corpus_path)
         else:
             kb: KnowledgeBase = generate_kb(kb_docs, kb_seed, tuple(hops), num_tasks)
             self.tasks, corpus = kb.tasks, kb.docs
@@ -152,14 +176,16 @@ class SearchEnv(TextEnv):
         }
         return f"Question: {self.task.question}\n", info
 
+    def _last_turn(self) -> bool:
+        """Search-R1's final turn: answer only, nothing is retrieved (see the module doc)."""
+        return self.max_turns is not None and self.turn >= self.max_turns
+
     def _step(self, action: str) -> StepResult:
+        if self.protocol == "search-r1":
+            return self._step_search_r1(action)
         parsed = self.parser.parse(action)
         if parsed.kind == "answer":
-            answer = parsed.answer or ""
-            em, f1 = exact_match(answer, self.task.answers), f1_score(answer, self.task.answers)
-            self.state_key = "answered"
-            info = {"answer": answer, "em": em, "f1": f1, "state_key": self.state_key}
-            return "", em if self.metric == "em" else f1, True, False, info
+            return self._answer(parsed.answer or "")
         if parsed.kind == "tool_call":
             query = " ".join(parsed.tool_calls[0].arguments["query"].split())
             if len(query) > MAX_QUERY_CHARS:
@@ -168,22 +194,45 @@ class SearchEnv(TextEnv):
         error = str(parsed.error) if parsed.error else "found no <search>…</search> or <answer>…</answer>"
         return self._invalid(error)
 
+    def _step_search_r1(self, action: str) -> StepResult:
+        kind, content = searchr1.parse_turn(action)
+        if kind == "answer":
+            return self._answer(searchr1.answer_for_reward(action) or "")
+        if kind == "search":
+            return self._search(content)
+        error = "found no <search>…</search> or <answer>…</answer>"
+        return searchr1.INVALID, 0.0, False, False, {"parse_error": error, "void": True, "state_key": self.state_key}
+
+    def _answer(self, answer: str) -> StepResult:
+        em, f1 = exact_match(answer, self.task.answers), f1_score(answer, self.task.answers)
+        self.state_key = "answered"
+        info = {"answer": answer, "em": em, "f1": f1, "state_key": self.state_key}
+        return "", em if self.metric == "em" else f1, True, False, info
+
     def _invalid(self, error: str) -> StepResult:
         info = {"parse_error": error, "void": True, "state_key": self.state_key}
         return INVALID.format(error=error[:300]), 0.0, False, False, info
 
     def _search(self, query: str) -> StepResult:
+        call = {"tool_calls": [{"name": "search", "arguments": {"query": query}}], "state_key": self.state_key}
+        if self._last_turn():  # the episode is cut after this turn: its results would never be read
+            return "", 0.0, False, False, {**call, "search_skipped": True}
         docs = self.retriever.search(query, self.topk)  # InfraError propagates: never scored as 0
         self.queries.append(query)
-        budget = self.max_obs_chars - len("\n\n<information></information>\n\n")
-        block = f"<information>{format_docs(docs, budget)}</information>"
-        obs = f"\n\n{block}\n\n"
+        if self.protocol == "search-r1":
+            full = searchr1.information(docs)  # "\n\n" + block + "\n\n"
+            obs = self.cap(full)
+            block_len = max(0, min(len(full) - 4, len(obs) - 2))
+        else:
+            budget = self.max_obs_chars - len("\n\n<information></information>\n\n")
+            block = f"<information>{format_docs(docs, budget)}</information>"
+            obs, block_len = f"\n\n{block}\n\n", len(block)
         ids = [d.id for d in docs]
         self.state_key = f"{' '.join(sorted(ids))} | {' '.join(sorted(set(tokenize(query))))}"
         info = {
             "tool_calls": [{"name": "search", "arguments": {"query": query}}],
             "role": "tool",
-            "retrieved_spans": [[2, 2 + len(block)]],
+            "retrieved_spans": [[2, 2 + block_len]],
             "retrieved_ids": ids,
             "state_key": self.state_key,
         }

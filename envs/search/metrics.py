@@ -22,10 +22,15 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
 
 
-def exact_match(prediction: str, golds: Iterable[str]) -> float:
+def _aliases(golds: str | Iterable[str]) -> Iterable[str]:
+    """A bare string is one alias (iterating it would give its characters), as in qa_em.py."""
+    return (golds,) if isinstance(golds, str) else golds
+
+
+def exact_match(prediction: str, golds: str | Iterable[str]) -> float:
     """1.0 when the normalised prediction equals any normalised gold alias."""
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(g) for g in golds))
+    return float(any(pred == normalize_answer(g) for g in _aliases(golds)))
 
 
 def _f1(prediction: str, gold: str) -> float:
@@ -39,12 +44,12 @@ def _f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def f1_score(prediction: str, golds: Iterable[str]) -> float:
+def f1_score(prediction: str, golds: str | Iterable[str]) -> float:
     """Token-level F1 (bag of words with counts), the max over gold aliases."""
-    return max((_f1(prediction, g) for g in golds), default=0.0)
+    return max((_f1(prediction, g) for g in _aliases(golds)), default=0.0)
 
 
-def score(prediction: str, golds: Iterable[str], metric: str = "em") -> float:
+def score(prediction: str, golds: str | Iterable[str], metric: str = "em") -> float:
     """``metric`` is ``"em"`` or ``"f1"``."""
     if metric == "em":
         return exact_match(prediction, golds)

@@ -77,7 +77,7 @@ def corpus_hash(docs: Sequence[Doc], *params: Any) -> str:
     """Content hash of a corpus (ids, titles, texts, order) and index parameters."""
     h = hashlib.sha256(repr(("bm25-v1", sorted(_STOPWORDS), params)).encode())  # stable across processes
     for doc in docs:
-        h.update(f"{doc.id}\0{doc.title}\0{doc.text}\x01".encode())
+        h.update(f"{doc.id}\0{doc.contents}\x01".encode())
     return h.hexdigest()[:24]
 
 
@@ -147,7 +147,7 @@ class BM25Retriever(_Base):
         if len(hits) > k:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         order = hits[np.lexsort((hits, -scores[hits]))]  # best first, then corpus order
-        return [Doc(self.docs[j].id, self.docs[j].title, self.docs[j].text, float(scores[j])) for j in order.tolist()]
+        return [self.docs[j].with_score(float(scores[j])) for j in order.tolist()]
 
 
 def _parse_item(item: Any) -> Doc:

@@ -12,6 +12,7 @@ well under a second once the index is cached. Endpoints:
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -82,10 +83,24 @@ def _validate(request: Any, default_topk: int) -> tuple[list[str], int, bool]:
         raise ValueError('"queries" must be a list of strings')
     if len(queries) > MAX_QUERIES:
         raise ValueError(f"at most {MAX_QUERIES} queries per request")
-    topk = request.get("topk") or default_topk  # Search-R1 falls back to its default on 0/null
-    if not isinstance(topk, int) or isinstance(topk, bool) or not 0 < topk <= MAX_TOPK:
+    topk = _whole_number(request.get("topk")) or default_topk  # Search-R1 falls back to its default on 0/null
+    if not 0 < topk <= MAX_TOPK:
         raise ValueError(f'"topk" must be an integer in 1..{MAX_TOPK}')
     return queries, topk, bool(request.get("return_scores", False))
+
+
+def _whole_number(value: Any) -> int:
+    """``topk`` as Search-R1's server (pydantic, ``Optional[int]``) reads it: an int, a whole
+    float such as ``3.0``, or a string of an integer such as ``"3"``; ``None`` is 0 (the default)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):  # bools too, as pydantic's lax mode reads them
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ValueError(f'"topk" must be a whole number, got {value!r}')
 
 
 class _Server(ThreadingHTTPServer):
@@ -140,7 +155,8 @@ class RetrieverServer:
 
 def serve_retriever(
     corpus: Path = typer.Option(
-        None, help="Search-R1-style corpus JSONL ({'id', 'contents'}); default: the generated KB.",
+        None, help="Search-R1-style corpus, JSONL or parquet ({'id', 'contents'}, returned verbatim); "
+        "default: the generated KB.",
         exists=True, dir_okay=False,
     ),
     kb_docs: int = typer.Option(3000, help="Documents in the generated KB (when no --corpus).", min=40),
@@ -152,9 +168,9 @@ def serve_retriever(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a BM25 index over HTTP with Search-R1's /retrieve contract (for remote envs)."""
-    from .data import generate_kb, load_corpus_jsonl
+    from .data import generate_kb, load_corpus
 
-    docs = load_corpus_jsonl(corpus) if corpus else generate_kb(kb_docs, kb_seed).docs
+    docs = load_corpus(corpus) if corpus else generate_kb(kb_docs, kb_seed).docs
     retriever = BM25Retriever(docs, cache_dir=cache_dir)
     server = RetrieverServer(retriever, host=host, port=port, default_topk=topk, verbose=verbose)
     source = "cache" if retriever.loaded_from_cache else "a fresh build"

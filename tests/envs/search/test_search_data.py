@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentgym.envs.search.data import Doc, KnowledgeBase, generate_kb, load_corpus_jsonl, load_qa_jsonl
+from agentgym.envs.search.data import Doc, KnowledgeBase, generate_kb, load_corpus, load_qa
 
 
 def test_generated_kb_shape(kb: KnowledgeBase) -> None:
@@ -54,7 +54,7 @@ def test_doc_contents_convention() -> None:
     assert Doc("1", "T", "x").to_json() == {"id": "1", "contents": "T\nx"}
 
 
-def test_load_qa_jsonl(tmp_path: Path) -> None:
+def test_load_qa(tmp_path: Path) -> None:
     rows = [
         {"id": "nq-1", "question": "who?", "golden_answers": ["A", "B"]},  # Search-R1 / FlashRAG
         {"_id": "hp-2", "question": "what?", "answer": "C"},  # HotpotQA
@@ -63,30 +63,30 @@ def test_load_qa_jsonl(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    tasks = load_qa_jsonl(path)
+    tasks = load_qa(path)
     assert [(t.id, t.question, t.answers) for t in tasks] == [
         ("nq-1", "who?", ("A", "B")), ("hp-2", "what?", ("C",)), ("qa.jsonl-3", "where?", ("D",))
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "no answer"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1"):
-        load_qa_jsonl(bad)
+        load_qa(bad)
     bad.write_text("not json\n")
     with pytest.raises(ValueError, match="not JSON"):
-        load_qa_jsonl(bad)
+        load_qa(bad)
 
 
-def test_load_corpus_jsonl(tmp_path: Path) -> None:
+def test_load_corpus(tmp_path: Path) -> None:
     path = tmp_path / "corpus.jsonl"
     path.write_text(
         json.dumps({"id": "0", "contents": '"Paris"\nParis is the capital of France.'}) + "\n"
         + json.dumps({"id": 1, "title": "Lyon", "text": "Lyon is a city."}) + "\n"
         + json.dumps({"contents": "untitled"}) + "\n"
     )
-    docs = load_corpus_jsonl(path)
+    docs = load_corpus(path)
     assert [(d.id, d.title, d.text) for d in docs] == [
         ("0", "Paris", "Paris is the capital of France."), ("1", "Lyon", "Lyon is a city."), ("2", "", "untitled")
     ]
     path.write_text('{"id": "x"}\n')
     with pytest.raises(ValueError, match="contents"):
-        load_corpus_jsonl(path)
+        load_corpus(path)

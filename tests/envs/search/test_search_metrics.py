@@ -42,6 +42,14 @@ def test_f1() -> None:
     assert f1_score("x b b", ["b b c"]) == pytest.approx(2 / 3)  # token counts, not sets
 
 
+def test_a_bare_string_gold_is_one_alias() -> None:
+    """Not iterated by character (then "Paris" would match only "p", "a", ...)."""
+    assert exact_match("Paris", "Paris") == 1.0
+    assert exact_match("p", "Paris") == 0.0
+    assert f1_score("Paris France", "Paris") == pytest.approx(2 / 3)
+    assert score("the Paris", "Paris", "em") == 1.0
+
+
 def test_score_dispatch() -> None:
     assert score("Melkor", ["Tavi Melkor"], "em") == 0.0
     assert score("Melkor", ["Tavi Melkor"], "f1") == pytest.approx(2 / 3)

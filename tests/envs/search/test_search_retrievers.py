@@ -97,7 +97,12 @@ def test_server_contract(served: RetrieverServer) -> None:
     assert [len(r) for r in plain] == [2, 2] and plain[0][0] == {"id": "d", "contents": DOCS[3].contents}
     root = served.url.removesuffix("/retrieve")
     assert httpx.get(root + "/health").json() == {"status": "ok", "docs": 4}
-    for bad in ({"queries": "x"}, {"queries": [1]}, {"queries": ["x"], "topk": 1000}, [1], None):
+    # Whole numbers in any JSON form, as Search-R1's pydantic model reads them.
+    for topk in (1, 1.0, "1", " 1 "):
+        result = httpx.post(served.url, json={"queries": ["Quorath"], "topk": topk}).json()["result"]
+        assert [len(r) for r in result] == [1], topk
+    bad_topks = [{"queries": ["x"], "topk": k} for k in (1.5, "1.5", "three", [1], {"k": 1}, -1)]
+    for bad in ({"queries": "x"}, {"queries": [1]}, {"queries": ["x"], "topk": 1000}, [1], None, *bad_topks):
         response = httpx.post(served.url, json=bad)
         assert response.status_code == 400 and "error" in response.json()
     assert httpx.post(served.url, content=b"{not json").status_code == 400

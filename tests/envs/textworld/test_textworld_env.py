@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
-import sys
 from pathlib import Path
 
 import pytest
+from support import hide_package
 
 import agentgym
 from agentgym.envs.textworld.env import TextWorldEnv, clean_text, parse_command
@@ -61,16 +60,7 @@ def test_bad_names_and_options_raise(cache: Path) -> None:
 
 
 def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_textworld(name: str, *args, **kwargs):
-        if name == "textworld" or name.startswith("textworld."):
-            raise ImportError("No module named 'textworld'")
-        return real_import(name, *args, **kwargs)
-
-    for name in [m for m in sys.modules if m == "textworld" or m.startswith("textworld.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setattr(builtins, "__import__", no_textworld)
+    hide_package(monkeypatch, "textworld")
     with pytest.raises(ImportError, match=r"agentgym-rl\[textworld\]"):
         TextWorldEnv()
 
