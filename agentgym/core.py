@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import gymnasium
 from gymnasium import spaces
 
+from agentgym.errors import InfraError
+
 __all__ = [
     "INFO_DEFAULTS",
     "Failure",
@@ -39,14 +41,6 @@ class Failure(str, Enum):
 
     INFRA = "infra"
     AGENT = "agent"
-
-
-class InfraError(RuntimeError):
-    """Infrastructure failed (sandbox, server, timeout); never the agent's fault.
-
-    Raised by envs and sandboxes; the rollout engine records the trajectory with
-    ``failure="infra"`` so trainers can drop it instead of learning from a bogus reward.
-    """
 
 
 # The info keys every env returns from reset() and step(); defaults fill what an env omits.

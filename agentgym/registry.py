@@ -21,18 +21,19 @@ from typing import Any
 import gymnasium
 
 from agentgym.core import TextEnv
+from agentgym.errors import (
+    AlreadyRegisteredError,
+    ConfigError,
+    NameNotFoundError,
+    UnknownEnvError,
+    VersionNotFoundError,
+)
 
-__all__ = ["EnvSpec", "UnknownEnvError", "load_yaml", "make", "register", "registry", "spec"]
+__all__ = ["EnvSpec", "UnknownEnvError", "load_yaml", "make", "register", "registry", "spec", "unregister"]
 
 ENTRY_POINT_GROUP = "agentgym.envs"
 _ID_PATTERN = re.compile(r"^(?:[\w:.-]+/)?[\w:.-]+-v\d+$")
-
-
-class UnknownEnvError(KeyError):
-    """An env id that is not registered (the message suggests close matches)."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+_VERSION = re.compile(r"-v\d+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +97,7 @@ def register(
     json.dumps(new.kwargs)  # fail now, not in a worker, if kwargs are not plain data
     old = registry.get(id)
     if old is not None and old != new and not force:
-        raise ValueError(f"env id {id!r} is already registered (pass force=True to replace it)")
+        raise AlreadyRegisteredError(f"env id {id!r} is already registered (pass force=True to replace it)")
     registry[id] = new
     gym_spec = gymnasium.registry.get(id)
     # Our Gymnasium entry looks the id up at call time, so it never goes stale; registering it
@@ -127,14 +128,32 @@ def _load_entry_points() -> None:
             loaded()  # or the entry point is a function that registers them
 
 
+def unregister(id: str) -> EnvSpec:
+    """Remove ``id`` from agentgym's registry and Gymnasium's; return its spec (unknown: raises)."""
+    removed = spec(id)
+    del registry[id]
+    gym_spec = gymnasium.registry.get(id)
+    if gym_spec is not None and isinstance(gym_spec.entry_point, _GymnasiumEntry):
+        del gymnasium.registry[id]
+    return removed
+
+
 def spec(id: str) -> EnvSpec:
-    """The spec of ``id``; unknown ids raise with close-match suggestions."""
+    """The spec of ``id``. Unknown ids raise :class:`VersionNotFoundError` (listing the name's
+    registered versions) when only the version is wrong, else :class:`NameNotFoundError` (with
+    close matches)."""
     if id not in registry:
         _load_entry_points()
     if id not in registry:
+        name = _VERSION.sub("", id)
+        versions = sorted(k for k in registry if _VERSION.sub("", k) == name)
+        if versions:
+            raise VersionNotFoundError(f"No version {id!r} registered; {name!r} has: {', '.join(versions)}",
+                                       env_id=id, suggestions=versions)
         close = difflib.get_close_matches(id, list(registry), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise UnknownEnvError(f"No env registered as {id!r}.{hint} (see `agentgym envs list`)")
+        raise NameNotFoundError(f"No env registered as {id!r}.{hint} (see `agentgym envs list`)",
+                                env_id=id, suggestions=close)
     return registry[id]
 
 
@@ -162,7 +181,7 @@ def load_yaml(path: str | Path) -> list[EnvSpec]:
     data = yaml.safe_load(Path(path).read_text())
     entries = data.get("envs", []) if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a list of envs under 'envs:'")
+        raise ConfigError(f"{path}: expected a list of envs under 'envs:'")
     specs = []
     for entry in entries:
         entry = dict(entry)
@@ -174,6 +193,6 @@ def load_yaml(path: str | Path) -> list[EnvSpec]:
             entry.setdefault("description", base.description)
         unknown = set(entry) - {"id", "entry_point", "kwargs", "max_turns", "description"}
         if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)} in env {entry.get('id')!r}")
+            raise ConfigError(f"{path}: unknown keys {sorted(unknown)} in env {entry.get('id')!r}")
         specs.append(register(entry.pop("id"), entry.pop("entry_point"), **entry))
     return specs

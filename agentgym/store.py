@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agentgym.errors import CorruptStoreError
 from agentgym.trajectory import Trajectory
 
 __all__ = ["MANIFEST", "TRAJECTORIES", "CorruptStoreError", "TrajectoryStore", "read_jsonl"]
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "run.json"
 TRAJECTORIES = "trajectories.jsonl"
-
-
-class CorruptStoreError(ValueError):
-    """A line other than the last one is not a JSON object: the file was edited or damaged."""
 
 
 def _split_torn_tail(path: Path) -> tuple[int, int]:

@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 from agentgym.core import InfraError, StepResult, TextEnv
+from agentgym.errors import ToolError
 from agentgym.parsers import Action, HermesParser, JSONParser, ToolCall
 
 __all__ = [
@@ -57,11 +58,6 @@ __all__ = [
     "tool_schema",
     "validate_arguments",
 ]
-
-
-class ToolError(Exception):
-    """Raised by a tool for an error the agent caused and should read (a bad id, an action that
-    is not allowed). It becomes the call's result message; the episode goes on."""
 
 
 # -- schemas from Python types -----------------------------------------------------------------

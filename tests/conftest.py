@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # make tests/support.py importable everywhere
@@ -33,8 +32,7 @@ def test_envs() -> Iterator[None]:
         agentgym.register(env_id, entry_point, max_turns=4, force=True)
     yield
     for env_id in ids:
-        registry.registry.pop(env_id, None)
-        gymnasium.registry.pop(env_id, None)
+        registry.unregister(env_id)
 
 
 def _engine() -> Any:

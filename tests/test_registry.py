@@ -18,6 +18,13 @@ import pytest
 import agentgym
 from agentgym import registry
 from agentgym.envs.bifurcation import BifurcationEnv
+from agentgym.errors import (
+    AgentGymError,
+    AlreadyRegisteredError,
+    ConfigError,
+    NameNotFoundError,
+    VersionNotFoundError,
+)
 from agentgym.registry import EnvSpec, UnknownEnvError
 
 BIF = "agentgym/Bifurcation-v0"
@@ -28,11 +35,10 @@ PLUGIN = Path(__file__).parent / "fixtures" / "agentgym_plugin_demo"
 @pytest.fixture(autouse=True)
 def _forget_new_ids() -> Iterator[None]:
     """Ids a test registers are removed afterwards (both registries), so tests stay independent."""
-    before = set(registry.registry)
+    before = {spec.id for spec in registry.all_specs()}
     yield
-    for env_id in set(registry.registry) - before:
-        registry.registry.pop(env_id)
-        gymnasium.registry.pop(env_id, None)
+    for env_id in {spec.id for spec in registry.all_specs()} - before:
+        registry.unregister(env_id)
 
 
 def run_python(code: str, **env: str) -> str:
@@ -216,3 +222,38 @@ def test_gymnasium_make_works_after_a_bare_import_in_a_fresh_process():
             "print(type(env.unwrapped).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "SokobanEnv", out.stderr
+
+
+def test_unknown_ids_raise_typed_errors_like_gymnasium() -> None:
+    with pytest.raises(VersionNotFoundError) as caught:  # the name exists, the version does not
+        agentgym.spec("agentgym/Bifurcation-v7")
+    assert caught.value.suggestions == (BIF,) and BIF in str(caught.value)
+    with pytest.raises(NameNotFoundError) as caught:
+        agentgym.make("agentgym/Bifurcaton-v0")
+    assert caught.value.env_id == "agentgym/Bifurcaton-v0" and caught.value.suggestions[0] == BIF
+    for error in (VersionNotFoundError, NameNotFoundError):  # old except clauses keep matching
+        assert issubclass(error, UnknownEnvError) and issubclass(error, KeyError)
+        assert issubclass(error, AgentGymError)
+
+
+def test_unregister_removes_the_id_from_both_registries() -> None:
+    agentgym.register("tests/Gone-v0", BIF_ENTRY)
+    assert gymnasium.make("tests/Gone-v0").unwrapped.horizon
+    removed = registry.unregister("tests/Gone-v0")
+    assert removed.entry_point == BIF_ENTRY
+    with pytest.raises(NameNotFoundError):
+        agentgym.spec("tests/Gone-v0")
+    with pytest.raises(gymnasium.error.Error):
+        gymnasium.make("tests/Gone-v0")
+    with pytest.raises(UnknownEnvError):
+        registry.unregister("tests/Gone-v0")
+
+
+def test_re_registering_and_bad_yaml_raise_agentgym_errors(tmp_path: Path) -> None:
+    agentgym.register("tests/Twice-v0", BIF_ENTRY)
+    with pytest.raises(AlreadyRegisteredError, match="force=True"):
+        agentgym.register("tests/Twice-v0", BIF_ENTRY, kwargs={"horizon": 2})
+    bad = tmp_path / "envs.yaml"
+    bad.write_text("envs: {id: tests/X-v0}\n")
+    with pytest.raises(ConfigError, match="expected a list"):
+        agentgym.load_yaml(bad)

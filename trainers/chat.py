@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentgym.errors import TemplateError
 from agentgym.policies.base import Message
 from agentgym.trajectory import Trajectory
 
@@ -31,10 +32,6 @@ _PROBE: list[Message] = [
     {"role": "assistant", "content": "another action"},
     {"role": "tool", "content": "a tool result"},
 ]
-
-
-class TemplateError(ValueError):
-    """The chat template cannot be extended by token deltas (not prefix-preserving)."""
 
 
 class ChatTokenizer:

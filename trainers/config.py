@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from agentgym.errors import RecipeError
+
 from .generation import SamplingParams
 from .losses import LossConfig
 from .models import LoraConfig
@@ -35,10 +37,6 @@ __all__ = [
 ]
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-
-
-class RecipeError(ValueError):
-    """A recipe is malformed: unknown key, wrong type, bad value."""
 
 
 @dataclass

@@ -6,20 +6,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agentgym.errors import ContextLengthExceeded
+
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
 __all__ = ["Completion", "ContextLengthExceeded", "Message", "Policy", "turn_messages"]
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant" | "tool", "content": str}
-
-
-class ContextLengthExceeded(Exception):
-    """The conversation no longer fits the model's context window.
-
-    Not a failure of the agent or of the infrastructure: the rollout engine ends the episode as
-    truncated (``truncation_reason="context_length"``) and keeps the turns so far.
-    """
 
 
 @dataclass

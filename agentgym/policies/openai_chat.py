@@ -54,8 +54,8 @@ from tenacity import (
     wait_random,
 )
 
-from agentgym.core import InfraError
-from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
+from agentgym.errors import InfraError, PromptTooLongError, RequestRejectedError
+from agentgym.policies.base import Completion, Message, Policy
 from agentgym.tools import format_tool_calls
 
 if TYPE_CHECKING:
@@ -68,21 +68,6 @@ __all__ = ["OpenAIChatPolicy", "PromptTooLongError", "RequestRejectedError", "pa
 logger = logging.getLogger(__name__)
 
 _TOKEN_ID_PREFIX = "token_id:"  # vLLM's return_tokens_as_token_ids spelling of a logprob token
-
-
-class RequestRejectedError(RuntimeError):
-    """The server refused the request (a 4xx other than 429): wrong model name, bad parameter,
-    prompt over the context length. Retrying cannot help, so it is raised at once."""
-
-    def __init__(self, status_code: int, message: str):
-        super().__init__(f"HTTP {status_code}: {message}")
-        self.status_code = status_code
-        self.message = message
-
-
-class PromptTooLongError(RequestRejectedError, ContextLengthExceeded):
-    """A 400 saying the prompt is over the model's context length (vLLM's and OpenAI's wording, or
-    OpenAI's error code): the engine truncates the episode instead of stopping the run."""
 
 
 # In the message: vLLM's and OpenAI's "This model's maximum context length is 4096 tokens. ...";
