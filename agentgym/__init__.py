@@ -3,7 +3,8 @@
 The core imports nothing heavy (no torch): envs, registry, trajectories, rollouts, credit.
 """
 
-from agentgym.core import INFO_DEFAULTS, Failure, InfraError, Text, TextEnv
+from agentgym.core import INFO_DEFAULTS, Failure, Text, TextEnv, TruncationReason
+from agentgym.errors import AgentGymError, InfraError
 from agentgym.registry import EnvSpec, UnknownEnvError, load_yaml, make, register, spec
 from agentgym.tools import Tool, ToolEnv, ToolError, tool
 from agentgym.trajectory import SCHEMA_VERSION, Trajectory, Turn
@@ -18,6 +19,7 @@ __all__ = [
     "INFO_DEFAULTS",
     "SCHEMA_VERSION",
     "EnvSpec",
+    "AgentGymError",
     "Failure",
     "InfraError",
     "Text",
@@ -26,6 +28,7 @@ __all__ = [
     "ToolEnv",
     "ToolError",
     "Trajectory",
+    "TruncationReason",
     "Turn",
     "UnknownEnvError",
     "__version__",

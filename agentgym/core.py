@@ -33,14 +33,34 @@ __all__ = [
     "StepResult",
     "Text",
     "TextEnv",
+    "TruncationReason",
 ]
 
 
-class Failure(str, Enum):
-    """Why a trajectory failed. Infra failures are masked in training, never scored as 0."""
+class _StrEnum(str, Enum):
+    """Compares, hashes, prints and serialises (JSON) as its plain string value."""
 
-    INFRA = "infra"
-    AGENT = "agent"
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    __format__ = str.__format__
+
+
+class Failure(_StrEnum):
+    """Why a trajectory failed (``Trajectory.failure``, ``info["failure"]``). Infra failures are
+    masked in training, never scored as 0."""
+
+    INFRA = "infra"  # infrastructure: sandbox, server, timeout, a broken env
+    AGENT = "agent"  # the env ended the episode for the agent's own fault
+
+
+class TruncationReason(_StrEnum):
+    """Why an episode was cut short (``Trajectory.truncation_reason``)."""
+
+    MAX_TURNS = "max_turns"  # the env's turn limit
+    ENV = "env"  # the env truncated on its own
+    TOKEN_BUDGET = "token_budget"  # the rollout's max_tokens budget
+    CONTEXT_LENGTH = "context_length"  # the conversation no longer fits the model (ContextLengthExceeded)
 
 
 # The info keys every env returns from reset() and step(); defaults fill what an env omits.
@@ -48,7 +68,7 @@ INFO_DEFAULTS: dict[str, Any] = {
     "state_key": None,  # GiGPO anchor, "the same decision situation"; compared by content (canonical_key)
     "parse_error": None,  # str: why the action could not be parsed (the agent reads it in obs)
     "void": False,  # no tool call and no final answer (SimpleTIR)
-    "failure": None,  # None | "infra" | "agent"
+    "failure": None,  # None | Failure.INFRA | Failure.AGENT
     "tool_calls": (),  # parsed tool calls of this action: [{"name": ..., "arguments": {...}}]
     "answer": None,  # the final answer extracted from the action, if any
     "role": "user",  # role of the observation in a chat: "user" or "tool"

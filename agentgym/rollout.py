@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentgym.core import InfraError, TextEnv
+from agentgym.core import Failure, InfraError, TextEnv, TruncationReason
 from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy, turn_messages
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
@@ -99,7 +99,7 @@ async def run_episode(
             except ContextLengthExceeded:
                 if not traj.turns:  # not even the task fits (or max_tokens alone is too large): a config error
                     raise
-                traj.truncated, traj.truncation_reason = True, "context_length"
+                traj.truncated, traj.truncation_reason = True, TruncationReason.CONTEXT_LENGTH
                 break
             t1 = time.perf_counter()
             stage = "step"
@@ -130,16 +130,16 @@ async def run_episode(
             obs, info = next_obs, step_info
             tokens_used += _estimate_tokens(completion)
             if step_info["failure"] is not None:  # the env itself reports a failed episode
-                traj.failure = step_info["failure"]
+                traj.failure = Failure(step_info["failure"])
                 traj.failure_detail = step_info.get("failure_detail") or step_info["parse_error"]
             if terminated or truncated:
                 traj.terminated, traj.truncated = terminated, truncated
                 if truncated:
                     at_limit = env.max_turns is not None and env.turn >= env.max_turns
-                    traj.truncation_reason = "max_turns" if at_limit else "env"
+                    traj.truncation_reason = TruncationReason.MAX_TURNS if at_limit else TruncationReason.ENV
                 break
             if max_tokens is not None and tokens_used >= max_tokens:
-                traj.truncated, traj.truncation_reason = True, "token_budget"
+                traj.truncated, traj.truncation_reason = True, TruncationReason.TOKEN_BUDGET
                 break
             messages.extend(turn_messages(completion, obs, info, env))
         traj.final_observation = obs
@@ -147,7 +147,7 @@ async def run_episode(
     except Exception as e:  # noqa: BLE001 — env failures are recorded, typed, on the trajectory
         if stage == "policy" and not isinstance(e, (InfraError, OSError, TimeoutError)):
             raise  # a bug in the policy, not a failed episode: stop the run (it is resumable)
-        traj.failure = "infra"
+        traj.failure = Failure.INFRA
         traj.failure_detail = f"{stage}: {type(e).__name__}: {e}"
         traj.info["traceback"] = traceback.format_exc(limit=8)
     traj.duration_seconds = time.perf_counter() - start
@@ -244,7 +244,7 @@ async def rollout(
                     except Exception as e:  # noqa: BLE001 — a broken env is an infra failure
                         traj = Trajectory(
                             item.traj_id, item.group_id, "", env_spec.id, item.seed, policy.name,
-                            failure="infra", failure_detail=f"make: {type(e).__name__}: {e}",
+                            failure=Failure.INFRA, failure_detail=f"make: {type(e).__name__}: {e}",
                             started_at=time.time(),
                         )
                         _finish(traj)
@@ -253,7 +253,7 @@ async def rollout(
                     env, policy, item, env_id=env_spec.id, max_tokens=max_tokens,
                     step_timeout=step_timeout,
                 )
-                if traj.failure == "infra":  # the env's state is unknown: build a fresh one
+                if traj.failure == Failure.INFRA:  # the env's state is unknown: build a fresh one
                     await _close_quietly(env)
                     env = None
                 _finish(traj)

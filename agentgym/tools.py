@@ -45,7 +45,7 @@ import typing
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from agentgym.core import InfraError, StepResult, TextEnv
+from agentgym.core import Failure, InfraError, StepResult, TextEnv
 from agentgym.errors import ToolError
 from agentgym.parsers import Action, HermesParser, JSONParser, ToolCall
 
@@ -547,7 +547,7 @@ class ToolEnv(TextEnv):
         errors = [f"{e['name']}: {e['error']}" for e in entries if "error" in e]
         info: dict[str, Any] = {"tool_calls": entries, "role": "tool", "parse_error": "; ".join(errors) or None}
         if any(e.get("error_kind") == "infra" for e in entries):
-            info["failure"] = "infra"
+            info["failure"] = Failure.INFRA
             info["failure_detail"] = next(e["error"] for e in entries if e.get("error_kind") == "infra")
         info.update(extra)
         info.setdefault("state_key", self.state_key())

@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentgym.core import Failure, TruncationReason
+
 __all__ = ["SCHEMA_VERSION", "Trajectory", "Turn", "canonical_key"]
 
 SCHEMA_VERSION = 1
@@ -142,13 +144,19 @@ class Trajectory:
     outcome: float = 0.0
     terminated: bool = False
     truncated: bool = False
-    truncation_reason: str | None = None  # "max_turns" | "token_budget" | "env"
-    failure: str | None = None  # None | "infra" | "agent"
+    truncation_reason: TruncationReason | None = None
+    failure: Failure | None = None
     failure_detail: str | None = None
     started_at: float = 0.0
     duration_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:  # read back from JSON as plain strings; unknown values raise
+        if self.truncation_reason is not None:
+            self.truncation_reason = TruncationReason(self.truncation_reason)
+        if self.failure is not None:
+            self.failure = Failure(self.failure)
 
     @property
     def num_turns(self) -> int:

@@ -5,6 +5,8 @@ Env modules are imported only when an env is built, so listing envs stays cheap.
 
 from __future__ import annotations
 
+__all__: list[str] = []  # importing registers the built-in envs; the env modules are the API
+
 from agentgym.registry import register
 
 from .code import register_code_envs

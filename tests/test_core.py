@@ -126,3 +126,19 @@ def test_text_space_contains_any_unicode() -> None:
     assert not space.contains(b"ab") and not space.contains(None)
     sample = Text(seed=0).sample()
     assert isinstance(sample, str) and Text().contains(sample)
+
+
+def test_failure_and_truncation_reason_are_enums_that_read_and_write_as_strings() -> None:
+    import json
+
+    from agentgym import Failure, Trajectory, TruncationReason
+
+    traj = Trajectory("t", "g", "task", "env", 0, "p", failure="infra", truncation_reason="context_length")
+    assert traj.failure is Failure.INFRA and traj.truncation_reason is TruncationReason.CONTEXT_LENGTH
+    line = json.dumps(traj.to_dict())
+    assert '"failure": "infra"' in line and '"truncation_reason": "context_length"' in line
+    assert f"{traj.failure}" == str(traj.failure) == "infra"
+    back = Trajectory.from_dict(json.loads(line))
+    assert back.failure is Failure.INFRA and back.truncation_reason is TruncationReason.CONTEXT_LENGTH
+    with pytest.raises(ValueError, match="not a valid"):
+        Trajectory("t", "g", "task", "env", 0, "p", truncation_reason="tired")

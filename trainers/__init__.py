@@ -8,3 +8,5 @@ multi-turn sequences), ``generation`` (backends + ``TransformersPolicy``), ``vll
 Importing this package (or ``agentgym.trainers.cli``) does not import torch, so the core CLI
 can mount the trainer's commands without slowing down ``agentgym --help``.
 """
+
+__all__: list[str] = []  # the modules above are the API (importing a package must not import torch)
