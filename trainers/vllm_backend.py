@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from agentgym.retry import HTTPRetry
+
 from .generation import Sample, SamplingParams
 
 __all__ = ["SUPPORTED_VLLM", "VLLMColocated", "VLLMServer"]
@@ -102,15 +104,19 @@ class VLLMServer:
     """A running ``vllm serve`` (OpenAI-compatible); LoRA adapters are hot-loaded after updates.
 
     ``adapter_dir`` must be a path the server can read (shared disk). Without LoRA the server's
-    weights are fixed, so only off-policy use (e.g. evaluation) makes sense.
+    weights are fixed, so only off-policy use (e.g. evaluation) makes sense. Every request goes
+    through ``retry`` (:class:`agentgym.retry.HTTPRetry`: 429, 5xx and dropped connections are
+    retried; then :class:`~agentgym.errors.InfraError`); other 4xx raise ``httpx.HTTPStatusError``.
     """
 
     def __init__(self, base_url: str = "http://localhost:8000", *, model: str | None = None,
                  lora: bool = True, adapter_dir: str | None = None, timeout: float = 600.0,
-                 api_key: str | None = None, transport: httpx.BaseTransport | None = None):
+                 api_key: str | None = None, transport: httpx.BaseTransport | None = None,
+                 retry: HTTPRetry | None = None):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
-        self.model = model or self.client.get("/v1/models").json()["data"][0]["id"]
+        self.retry = retry or HTTPRetry()
+        self.model = model or self._request("GET", "/v1/models").json()["data"][0]["id"]
         self.lora = lora
         self.adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="agentgym-lora-"))
         self._served = self.model
@@ -119,8 +125,7 @@ class VLLMServer:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Sample]:
         body = {"model": self._served, "prompt": prompts, "return_tokens_as_token_ids": True,
                 "skip_special_tokens": False, **_vllm_params(params)}
-        response = self.client.post("/v1/completions", json=body)
-        response.raise_for_status()
+        response = self._request("POST", "/v1/completions", json=body)
         choices = sorted(response.json()["choices"], key=lambda c: c["index"])
         samples = []
         for c in choices:
@@ -136,11 +141,18 @@ class VLLMServer:
         self._version += 1
         name, path = f"policy-v{self._version}", self.adapter_dir / f"v{self._version}"
         model.save_pretrained(path)
-        self.client.post("/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)}).raise_for_status()
+        self._request("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
         self._served = name
         if previous != self.model:
-            self.client.post("/v1/unload_lora_adapter", json={"lora_name": previous})
-        self.client.post("/reset_prefix_cache")
+            self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": previous}, check=False)
+        self._request("POST", "/reset_prefix_cache", check=False)
+
+    def _request(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:
+        """One request under the retry policy; ``check``: a 4xx raises (else it is returned)."""
+        response = self.retry.call(lambda: self.client.request(method, path, **kwargs), f"{self.client.base_url}{path}")
+        if check:
+            response.raise_for_status()
+        return response
 
     def sleep(self) -> None:
         """The server runs elsewhere: nothing to free here."""

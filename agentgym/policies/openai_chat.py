@@ -44,18 +44,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import AsyncRetrying, Retrying
 
 from agentgym.errors import InfraError, PromptTooLongError, RequestRejectedError
 from agentgym.policies.base import Completion, Message, Policy
+from agentgym.retry import RETRYABLE as _RETRYABLE
+from agentgym.retry import HTTPRetry, raise_for_transient
 from agentgym.tools import format_tool_calls
 
 if TYPE_CHECKING:
@@ -74,17 +68,6 @@ _TOKEN_ID_PREFIX = "token_id:"  # vLLM's return_tokens_as_token_ids spelling of 
 # older servers' "context length exceeded". OpenAI also sets ``error.code`` (whatever the wording).
 _CONTEXT_LENGTH = re.compile(r"maximum context length|context[ _]length[ _]exceeded", re.IGNORECASE)
 _CONTEXT_LENGTH_CODE = "context_length_exceeded"
-
-
-class TransientHTTPError(Exception):
-    """A 429 or 5xx answer: transient, worth another attempt."""
-
-    def __init__(self, status_code: int, message: str, retry_after: float | None):
-        super().__init__(f"HTTP {status_code}: {message}")
-        self.retry_after = retry_after
-
-
-_RETRYABLE = (httpx.TransportError, TransientHTTPError)  # TransportError covers timeouts and drops
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -111,13 +94,6 @@ def _error_code(response: httpx.Response) -> Any:
     except (ValueError, AttributeError):
         return None
     return error.get("code") if isinstance(error, dict) else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers["retry-after"]))
-    except (KeyError, ValueError):  # absent, or an HTTP date (rare from inference servers)
-        return None
 
 
 def _ids_from_tokens(tokens: list[Any]) -> list[int] | None:
@@ -247,10 +223,7 @@ class OpenAIChatPolicy(Policy):
         self.extra_body = dict(extra_body or {})
         self.send_tools = send_tools
         self.max_retries = max_retries
-        self.retry_wait_max = retry_wait_max
-        # Exponential from retry_wait_min, capped, plus up to retry_wait_min of jitter so that many
-        # rollouts failing together do not retry in lock-step.
-        self._backoff = wait_exponential(multiplier=retry_wait_min, max=retry_wait_max) + wait_random(0, retry_wait_min)
+        self.retry = HTTPRetry(max_retries, retry_wait_min, retry_wait_max)  # agentgym.retry: shared policy
         self._client_kwargs: dict[str, Any] = {
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
             "timeout": httpx.Timeout(timeout, pool=None),
@@ -303,32 +276,13 @@ class OpenAIChatPolicy(Policy):
         return True
 
     def _retry_kwargs(self) -> dict[str, Any]:
-        return {
-            "stop": stop_after_attempt(self.max_retries + 1),
-            "wait": self._wait,
-            "retry": retry_if_exception_type(_RETRYABLE),
-            "before_sleep": self._log_retry,
-            "reraise": True,
-        }
-
-    def _wait(self, state: RetryCallState) -> float:
-        delay = self._backoff(state)
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, TransientHTTPError) and error.retry_after is not None:
-            delay = max(delay, error.retry_after)
-        return min(delay, self.retry_wait_max)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        sleep = state.next_action.sleep if state.next_action else 0.0
-        logger.warning("%s: %s: %s; retry %d/%d in %.2fs", self.url, type(error).__name__, error,
-                       state.attempt_number, self.max_retries, sleep)
+        return self.retry.tenacity_kwargs(self.url)
 
     @staticmethod
     def _check(response: httpx.Response) -> dict[str, Any]:
         status = response.status_code
         if status == 429 or status >= 500:
-            raise TransientHTTPError(status, _error_message(response), _retry_after(response))
+            raise_for_transient(response, _error_message(response))
         if status >= 400:
             message = _error_message(response)
             too_long = _CONTEXT_LENGTH.search(message) or _error_code(response) == _CONTEXT_LENGTH_CODE
@@ -339,10 +293,7 @@ class OpenAIChatPolicy(Policy):
             raise InfraError(f"HTTP {status} with a body that is not JSON: {response.text[:300]!r}") from e
 
     def _gave_up(self, error: BaseException) -> InfraError:
-        return InfraError(
-            f"{self.url}: no completion after {self.max_retries + 1} attempts; "
-            f"last error: {type(error).__name__}: {error}"
-        )
+        return self.retry.gave_up(self.url, error)
 
     def _async_client(self) -> httpx.AsyncClient:
         # Connections belong to the loop that opened them: a new loop (e.g. repeated asyncio.run)

@@ -20,7 +20,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -165,18 +164,24 @@ def _parse_item(item: Any) -> Doc:
 class HTTPRetriever(_Base):
     """Client of a Search-R1-compatible ``/retrieve`` server (ours or theirs).
 
-    ``url`` may be the endpoint or the server root. Transport errors and 5xx answers are
-    retried ``retries`` times with backoff, then raise :class:`InfraError`, as do malformed
-    responses.
+    ``url`` may be the endpoint or the server root. Transport errors, 429 and 5xx answers are
+    retried ``retries`` times (:class:`agentgym.retry.HTTPRetry`: backoff from ``backoff``
+    seconds, jitter, ``Retry-After``), then raise :class:`InfraError`, as do other non-200 answers
+    and malformed responses.
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 2, backoff: float = 0.25):
+    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 2, backoff: float = 0.25,
+                 backoff_max: float = 10.0):
         import httpx
 
+        from agentgym.retry import HTTPRetry
+
         self.url = url if url.rstrip("/").endswith("/retrieve") else url.rstrip("/") + "/retrieve"
-        self.retries, self.backoff = retries, backoff
+        self.retry = HTTPRetry(retries, backoff, max(backoff, backoff_max))
         self._timeout = httpx.Timeout(timeout)
         self._client = httpx.Client(timeout=self._timeout)
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
     def _payload(self, queries: Sequence[str], k: int) -> dict[str, Any]:
         return {"queries": list(queries), "topk": int(k), "return_scores": True}
@@ -192,46 +197,33 @@ class HTTPRetriever(_Base):
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InfraError(f"malformed response from retriever {self.url}: {e}: {response.text[:300]!r}") from e
 
-    @staticmethod
-    def _retryable(response: Any) -> bool:
-        return response.status_code >= 500
-
     def batch_search(self, queries: Sequence[str], k: int) -> list[list[Doc]]:
-        import httpx
-
         if not queries:
             return []
-        error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = self._client.post(self.url, json=self._payload(queries, k))
-            except httpx.HTTPError as e:
-                error = e
-                continue
-            if not self._retryable(response) or attempt == self.retries:
-                return self._decode(response, queries)
-        raise InfraError(f"retriever {self.url} unreachable after {self.retries + 1} tries: {error!r}")
+        payload = self._payload(queries, k)
+        response = self.retry.call(lambda: self._client.post(self.url, json=payload), f"retriever {self.url}")
+        return self._decode(response, queries)
 
     async def abatch_search(self, queries: Sequence[str], k: int) -> list[list[Doc]]:
         import httpx
 
         if not queries:
             return []
-        error: Exception | None = None
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                try:
-                    response = await client.post(self.url, json=self._payload(queries, k))
-                except httpx.HTTPError as e:
-                    error = e
-                    continue
-                if not self._retryable(response) or attempt == self.retries:
-                    return self._decode(response, queries)
-        raise InfraError(f"retriever {self.url} unreachable after {self.retries + 1} tries: {error!r}")
+        # One pooled client per event loop: connections belong to the loop that opened them.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            self._aclient, self._aclient_loop = httpx.AsyncClient(timeout=self._timeout), loop
+        client, payload = self._aclient, self._payload(queries, k)
+        response = await self.retry.acall(lambda: client.post(self.url, json=payload), f"retriever {self.url}")
+        return self._decode(response, queries)
+
+    async def aclose(self) -> None:
+        """Close both connection pools (the async one only from the loop that opened it)."""
+        aclient, loop = self._aclient, self._aclient_loop
+        self._aclient = self._aclient_loop = None
+        if aclient is not None and loop is asyncio.get_running_loop():
+            await aclient.aclose()
+        self.close()
 
     def close(self) -> None:
         self._client.close()

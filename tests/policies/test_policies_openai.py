@@ -21,7 +21,7 @@ from agentgym.policies import (
     make_policy,
     parse_chat_completion,
 )
-from agentgym.policies.openai_chat import TransientHTTPError
+from agentgym.retry import TransientHTTPError
 from agentgym.rollout import plan, run_episode
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say 7."}]

@@ -71,3 +71,24 @@ def test_colocated_vllm_generates_syncs_and_sleeps(tiny_model_dir):
     expected = logp.gather(-1, ids[0, len(prompt):, None]).squeeze(-1).tolist()
     assert after.token_ids != before.token_ids
     assert max(abs(a - b) for a, b in zip(after.logprobs, expected, strict=True)) < 1e-2
+
+
+def test_server_client_retries_transient_failures_then_raises_infra_error():
+    """The shared retry policy (agentgym.retry): 503 and 429 are retried, a dead server is an InfraError."""
+    from agentgym.errors import InfraError
+    from agentgym.retry import HTTPRetry
+
+    answers = [httpx.Response(503, text="loading"), httpx.Response(429, headers={"Retry-After": "0"}),
+               httpx.Response(200, json={"data": [{"id": "base"}]})]
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return answers.pop(0) if answers else httpx.Response(500, text="gone")
+
+    fast = HTTPRetry(max_retries=2, wait_min=0.001, wait_max=0.01)
+    server = VLLMServer(transport=httpx.MockTransport(handler), retry=fast)
+    assert server.model == "base" and seen == ["/v1/models"] * 3
+    with pytest.raises(InfraError, match="3 attempts.*HTTP 500"):
+        server.generate([[1]], SamplingParams())
+    assert seen.count("/v1/completions") == 3

@@ -118,7 +118,7 @@ def _free_port() -> int:
 
 def test_http_down_is_infra_error() -> None:
     remote = HTTPRetriever(f"http://127.0.0.1:{_free_port()}/retrieve", retries=1, backoff=0.01)
-    with pytest.raises(InfraError, match="unreachable after 2 tries"):
+    with pytest.raises(InfraError, match="no answer after 2 attempts.*ConnectError"):
         remote.search("x", 3)
     with pytest.raises(InfraError):
         asyncio.run(remote.asearch("x", 3))
@@ -160,6 +160,33 @@ def test_http_retries_then_succeeds(scripted) -> None:
     handler.script = [(503, b"busy"), (200, ok)]
     remote = HTTPRetriever(f"http://127.0.0.1:{server.server_address[1]}", backoff=0.01)
     assert remote.search("q", 1) == [Doc("1", "T", "x")] and handler.calls == 2
+
+
+def test_http_async_retries_429_and_reuses_one_client_per_loop(scripted) -> None:
+    """The async twin shares the sync one's retry policy (agentgym.retry) and its client pool."""
+    server, handler = scripted
+    ok = json.dumps({"result": [[{"document": {"id": "1", "contents": "T\nx"}, "score": 2.0}]]}).encode()
+    handler.script = [(429, b"slow down"), (200, ok), (200, ok)]
+    remote = HTTPRetriever(f"http://127.0.0.1:{server.server_address[1]}", backoff=0.01)
+
+    async def twice() -> list[list[Doc]]:
+        first = await remote.asearch("q", 1)
+        client = remote._aclient
+        second = await remote.asearch("q", 1)
+        assert remote._aclient is client
+        await remote.aclose()
+        return [first, second]
+
+    assert asyncio.run(twice()) == [[Doc("1", "T", "x")]] * 2 and handler.calls == 3
+
+
+def test_http_4xx_is_not_retried(scripted) -> None:
+    server, handler = scripted
+    handler.script = [(404, b"no such route")] * 3
+    remote = HTTPRetriever(f"http://127.0.0.1:{server.server_address[1]}", retries=2, backoff=0.01)
+    with pytest.raises(InfraError, match="HTTP 404"):
+        remote.search("q", 1)
+    assert handler.calls == 1
 
 
 @pytest.mark.parametrize(
