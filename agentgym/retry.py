@@ -12,6 +12,7 @@ with the last error as its ``__cause__``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tenacity import (
 
 from agentgym.errors import InfraError
 
-__all__ = ["RETRYABLE", "HTTPRetry", "TransientHTTPError", "raise_for_transient", "retry_after"]
+__all__ = ["RETRYABLE", "AsyncClientPerLoop", "HTTPRetry", "TransientHTTPError", "raise_for_transient", "retry_after"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +118,27 @@ class HTTPRetry:
             return await AsyncRetrying(**self.tenacity_kwargs(what))(attempt)
         except RETRYABLE as e:
             raise self.gave_up(what, e) from e
+
+
+class AsyncClientPerLoop:
+    """One pooled ``httpx.AsyncClient`` per event loop: connections belong to the loop that opened
+    them, so a new loop (e.g. repeated ``asyncio.run``) gets a fresh pool; the old one cannot be
+    closed from there and is left to the GC."""
+
+    def __init__(self, **client_kwargs: Any):
+        self._kwargs = client_kwargs
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client, self._loop = httpx.AsyncClient(**self._kwargs), loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the pool if the running loop opened it; idempotent, and a later :meth:`get` opens a new one."""
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.aclose()

@@ -35,7 +35,6 @@ then on: the env's system prompt describes its tools in text, so the model can s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -49,7 +48,7 @@ from tenacity import AsyncRetrying, Retrying
 from agentgym.errors import InfraError, PromptTooLongError, RequestRejectedError
 from agentgym.policies.base import Completion, Message, Policy
 from agentgym.retry import RETRYABLE as _RETRYABLE
-from agentgym.retry import HTTPRetry, raise_for_transient
+from agentgym.retry import AsyncClientPerLoop, HTTPRetry, raise_for_transient
 from agentgym.tools import format_tool_calls
 
 if TYPE_CHECKING:
@@ -229,8 +228,7 @@ class OpenAIChatPolicy(Policy):
             "timeout": httpx.Timeout(timeout, pool=None),
             "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         }
-        self._aclient: httpx.AsyncClient | None = None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._aclients = AsyncClientPerLoop(**self._client_kwargs)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()  # act_sync may be called from many threads
 
@@ -296,13 +294,7 @@ class OpenAIChatPolicy(Policy):
         return self.retry.gave_up(self.url, error)
 
     def _async_client(self) -> httpx.AsyncClient:
-        # Connections belong to the loop that opened them: a new loop (e.g. repeated asyncio.run)
-        # gets a fresh pool; the old one cannot be closed from here and is left to the GC.
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient_loop is not loop:
-            self._aclient = httpx.AsyncClient(**self._client_kwargs)
-            self._aclient_loop = loop
-        return self._aclient
+        return self._aclients.get()
 
     # -- the policy -------------------------------------------------------------------------
     async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
@@ -351,10 +343,7 @@ class OpenAIChatPolicy(Policy):
     # -- lifetime -------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close both connection pools; idempotent, and a later call opens new ones."""
-        aclient, loop = self._aclient, self._aclient_loop
-        self._aclient = self._aclient_loop = None
-        if aclient is not None and loop is asyncio.get_running_loop():
-            await aclient.aclose()
+        await self._aclients.aclose()
         self.close()
 
     def close(self) -> None:

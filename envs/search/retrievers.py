@@ -174,14 +174,13 @@ class HTTPRetriever(_Base):
                  backoff_max: float = 10.0):
         import httpx
 
-        from agentgym.retry import HTTPRetry
+        from agentgym.retry import AsyncClientPerLoop, HTTPRetry
 
         self.url = url if url.rstrip("/").endswith("/retrieve") else url.rstrip("/") + "/retrieve"
         self.retry = HTTPRetry(retries, backoff, max(backoff, backoff_max))
         self._timeout = httpx.Timeout(timeout)
         self._client = httpx.Client(timeout=self._timeout)
-        self._aclient: httpx.AsyncClient | None = None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._aclients = AsyncClientPerLoop(timeout=self._timeout)
 
     def _payload(self, queries: Sequence[str], k: int) -> dict[str, Any]:
         return {"queries": list(queries), "topk": int(k), "return_scores": True}
@@ -205,24 +204,16 @@ class HTTPRetriever(_Base):
         return self._decode(response, queries)
 
     async def abatch_search(self, queries: Sequence[str], k: int) -> list[list[Doc]]:
-        import httpx
 
         if not queries:
             return []
-        # One pooled client per event loop: connections belong to the loop that opened them.
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient_loop is not loop:
-            self._aclient, self._aclient_loop = httpx.AsyncClient(timeout=self._timeout), loop
-        client, payload = self._aclient, self._payload(queries, k)
+        client, payload = self._aclients.get(), self._payload(queries, k)
         response = await self.retry.acall(lambda: client.post(self.url, json=payload), f"retriever {self.url}")
         return self._decode(response, queries)
 
     async def aclose(self) -> None:
         """Close both connection pools (the async one only from the loop that opened it)."""
-        aclient, loop = self._aclient, self._aclient_loop
-        self._aclient = self._aclient_loop = None
-        if aclient is not None and loop is asyncio.get_running_loop():
-            await aclient.aclose()
+        await self._aclients.aclose()
         self.close()
 
     def close(self) -> None:

@@ -171,9 +171,9 @@ def test_http_async_retries_429_and_reuses_one_client_per_loop(scripted) -> None
 
     async def twice() -> list[list[Doc]]:
         first = await remote.asearch("q", 1)
-        client = remote._aclient
+        client = remote._aclients.get()
         second = await remote.asearch("q", 1)
-        assert remote._aclient is client
+        assert remote._aclients.get() is client
         await remote.aclose()
         return [first, second]
 
