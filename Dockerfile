@@ -1,7 +1,7 @@
 # The agentgym image (CLI, envs, retriever server; no torch). `docker compose --profile build build`.
 FROM python:3.11-slim
 WORKDIR /opt/agentgym
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY agentgym agentgym
 COPY envs envs
 COPY sandboxes sandboxes
