@@ -6,7 +6,8 @@ COPY agentgym agentgym
 COPY envs envs
 COPY sandboxes sandboxes
 COPY trainers trainers
-RUN pip install --no-cache-dir . && useradd --create-home agentgym
+# /cache: compose mounts the retriever's index cache there; a new named volume takes this owner.
+RUN pip install --no-cache-dir . && useradd --create-home agentgym && mkdir /cache && chown agentgym /cache
 USER agentgym
 ENTRYPOINT []
 CMD ["agentgym", "--help"]

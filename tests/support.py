@@ -4,7 +4,11 @@ label every test sandbox carries (the session's leak check in tests/conftest.py 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
@@ -97,3 +101,31 @@ def hide_package(monkeypatch: Any, package: str) -> None:
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(builtins, "__import__", without)
+
+
+# -- the package as built for users (tests/test_packaging.py, tests/test_compose.py) ---------------
+SOURCE_ROOTS = {"agentgym": "agentgym", "envs": "agentgym/envs", "sandboxes": "agentgym/sandboxes",
+                "trainers": "agentgym/trainers"}  # source folder -> where it lands in the wheel
+
+
+def source_files(root: Path) -> list[str] | None:
+    """The files a build sees: tracked plus untracked-but-not-ignored; None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [f for f in out.split("\0") if f and (root / f).is_file()]
+
+
+def build_wheel(root: Path, files: list[str], workdir: Path) -> Path:
+    """``pip wheel`` of a copy of ``files`` (so the build writes no build/ or egg-info into the
+    checkout), with this environment's setuptools (no index needed)."""
+    src, dist = workdir / "src", workdir / "dist"
+    for rel in files:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, src / rel)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(dist)], check=True, capture_output=True)
+    (wheel,) = dist.glob("agentgym_rl-*.whl")
+    return wheel

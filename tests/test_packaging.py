@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 import site
 import subprocess
 import sys
@@ -8,20 +7,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support import SOURCE_ROOTS, build_wheel, source_files
 
 ROOT = Path(__file__).parent.parent
-ROOTS = {"agentgym": "agentgym", "envs": "agentgym/envs", "sandboxes": "agentgym/sandboxes",
-         "trainers": "agentgym/trainers"}  # source folder -> where it lands in the wheel
+ROOTS = SOURCE_ROOTS
 
 
 def _source_files() -> list[str]:
-    """The files a build sees: tracked plus untracked-but-not-ignored (no __pycache__, no runs/)."""
-    try:
-        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+    files = source_files(ROOT)
+    if files is None:
         pytest.skip("needs a git checkout to know which files are sources")
-    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+    return files
 
 
 def test_every_folder_is_declared_as_a_package():
@@ -58,16 +54,7 @@ def test_compose_builds_point_at_dockerfiles_and_names_the_services():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``pip wheel`` of a copy of the sources (the build writes no build/ or egg-info into the checkout)."""
-    src = tmp_path_factory.mktemp("src")
-    for rel in _source_files():
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, src / rel)
-    dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(dist)], check=True, capture_output=True)
-    (built,) = dist.glob("agentgym_rl-*.whl")
-    return built
+    return build_wheel(ROOT, _source_files(), tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_ships_every_source_file(wheel: Path) -> None:
