@@ -38,11 +38,13 @@ def _mount_subcommands() -> None:
     from agentgym.mcp_server import serve_mcp
     from agentgym.sandboxes.cli import app as sandbox_app
     from agentgym.trainers.cli import make_tiny_model, train
+    from agentgym.view import view
 
     app.add_typer(sandbox_app, name="sandbox")
     app.command("serve-retriever")(serve_retriever)
     app.command("serve-mcp")(serve_mcp)
     app.command("advantages")(advantages)
+    app.command("view")(view)
     app.command("train")(train)
     app.command("make-tiny-model")(make_tiny_model)
 
