@@ -93,6 +93,7 @@ class MCPClient:
         self._lost_error: str | None = None  # set once a request finds the connection gone
         self._stop: asyncio.Event | None = None
         self._lost: asyncio.Event | None = None
+        self._finished = threading.Event()  # the connection task has left the session and transport
         opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._main = asyncio.run_coroutine_threadsafe(self._hold(opened), self._loop)
         try:
@@ -124,6 +125,7 @@ class MCPClient:
                 opened.set_exception(e)
         finally:
             self._lost.set()
+            self._finished.set()
 
     @property
     def alive(self) -> bool:
@@ -185,12 +187,12 @@ class MCPClient:
             if self._closed:
                 return
             self._closed = True
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        try:
-            self._main.result(timeout=10)
-        except BaseException:  # noqa: BLE001 — a slow or broken shutdown must not block close()
+        if self.session is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)  # leave the session and transport in order
+            self._finished.wait(10)
+        if not self._finished.is_set():  # still connecting, or a shutdown that hangs: cancel it
             self._main.cancel()
+            self._finished.wait(10)  # the SDK escalates: stdin closed, SIGTERM, SIGKILL
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():

@@ -158,6 +158,15 @@ def test_a_server_that_does_not_answer_in_time_is_infra(http_shop: str) -> None:
         MCPClient([sys.executable, "-c", "import sys; sys.exit(1)"], timeout=10)
 
 
+def test_a_server_that_never_starts_is_infra_and_is_ended(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    mute = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    with pytest.raises(InfraError, match="did not start within 3s"):
+        MCPClient([sys.executable, "-c", mute], timeout=3)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
 def test_declared_in_yaml_and_rolled_out_by_the_engine(tmp_path: Path) -> None:
     """A YAML entry is all a user writes; the scripted policy replays each task's solution."""
     (tmp_path / "envs.yaml").write_text(
