@@ -6,7 +6,8 @@ through MCP tools:
 * every tool of the env, with its JSON schema: a call is one env step (the call as the env's
   own Hermes text), so the env's validation, limits, rewards and turn count apply; the result is
   the observation, with ``structuredContent`` ``{"reward", "return", "terminated",
-  "truncated", "turn"}``; a call the env reports as failed comes back with ``isError``;
+  "truncated", "turn", "failure"}`` (``failure`` ``"infra"``: the env itself failed, do not
+  score the episode); a call the env reports as failed comes back with ``isError``;
 * ``answer(answer)``: the final answer (``<answer>…</answer>``), which usually ends the episode
   and gives the reward;
 * ``reset(seed=None)``: a new episode, returning the task. Without a seed, episodes use
@@ -74,23 +75,25 @@ class Episode:
                 prefix = f"[A new episode started (seed {meta['seed']}). Task: {obs}]\n\n"
             if self.done:
                 return (f"The episode is over (return {self.episode_return:g}); call reset to start a new one.",
-                        self._status(0.0, False, False), True)
+                        self._status(0.0, False, False, None), True)
             try:
                 obs, reward, terminated, truncated, info = self.env.step(action)
             except InfraError as e:
                 self.done = True
-                return f"The environment failed (infrastructure): {e}", self._status(0.0, False, True), True
+                return (f"The environment failed (infrastructure): {e}", self._status(0.0, False, True, "infra"),
+                        True)
             self.episode_return += reward
             self.done = terminated or truncated
             failed = any("error" in call for call in info["tool_calls"]) or (
                 info["parse_error"] is not None and info["answer"] is None)
             if truncated and not terminated:
                 obs += "\n\n[The episode hit its turn limit.]"
-            return prefix + obs, self._status(reward, terminated, truncated), failed
+            return prefix + obs, self._status(reward, terminated, truncated, info["failure"]), failed
 
-    def _status(self, reward: float, terminated: bool, truncated: bool) -> dict[str, Any]:
+    def _status(self, reward: float, terminated: bool, truncated: bool, failure: str | None) -> dict[str, Any]:
+        """``failure``: the env's verdict (``"infra"``: do not score this episode as the agent's)."""
         return {"reward": reward, "return": self.episode_return, "terminated": terminated,
-                "truncated": truncated, "turn": self.env.turn}
+                "truncated": truncated, "turn": self.env.turn, "failure": failure}
 
     def close(self) -> None:
         self.env.close()

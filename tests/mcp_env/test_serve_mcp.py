@@ -65,7 +65,8 @@ def test_an_episode_over_stdio(served: MCPClient) -> None:
         target -= step
     text, status, error = call(served, "answer", answer=str(target_of(call(served, "reset", seed=7)[0])))
     assert error is False and "Wrong." in text  # a fresh episode at counter 0: the right number, wrong state
-    assert status == {"reward": 0.0, "return": 0.0, "terminated": True, "truncated": False, "turn": 1}
+    assert status == {"reward": 0.0, "return": 0.0, "terminated": True, "truncated": False, "turn": 1,
+                      "failure": None}
     text, _, error = call(served, "add", amount=1)
     assert error and "episode is over" in text
     text, meta, _ = call(served, "reset")  # without a seed: the next one
@@ -81,8 +82,8 @@ def test_a_solved_episode_scores_1_and_infra_errors_end_it(served: MCPClient) ->
     text, status, error = call(served, "answer", answer=str(target))
     assert (text, status["reward"], status["return"], error) == ("Solved.", 1.0, 1.0, False)
     call(served, "reset", seed=1)
-    text, _, error = call(served, "explode")
-    assert error and "infrastructure" in text and "the backend is gone" in text
+    text, status, error = call(served, "explode")
+    assert error and "infrastructure" in text and "the backend is gone" in text and status["failure"] == "infra"
     assert "episode is over" in call(served, "read")[0]
     text, _, error = call(served, "teleport")
     assert error and "unknown tool 'teleport'" in text
