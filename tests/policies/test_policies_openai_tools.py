@@ -157,3 +157,36 @@ def test_toolworld_tools_go_out_with_the_request(server: ChatServer) -> None:
     act(OpenAIChatPolicy(server.url, "tiny", **FAST), [{"role": "user", "content": obs}], env)
     names = [t["function"]["name"] for t in server.requests[0]["body"]["tools"]]
     assert len(names) >= 12 and names == [s["function"]["name"] for s in env.tool_schemas()]
+
+
+def test_a_model_acts_in_an_mcp_server_env(server: ChatServer) -> None:
+    """End to end: the MCP server's tools go out as `tools`, the model's tool_calls run on the
+    MCP server (a real process), and its final state is judged."""
+    pytest.importorskip("mcp")
+    from mcp_env.mcp_support import SHOP, TASKS, VERIFIER  # tests/mcp_env
+
+    from agentgym.mcp_env import MCPToolEnv, load_tasks
+
+    fruit = [t for t in load_tasks(TASKS) if t["id"] == "fruit"]
+    env = MCPToolEnv(SHOP, tasks=fruit, reward=VERIFIER, reset_tool="reset_basket", hidden_tools=["crash", "pid", "fail"],
+                     max_turns=4)
+    server.script(Reply(tool_calls=[{"name": "add_item", "arguments": {"item": "apple", "quantity": 2}},
+                                    {"name": "add_item", "arguments": {"item": "pear"}}]),
+                  Reply(tool_calls=[{"name": "total", "arguments": {}}]),
+                  Reply(text="<answer>10</answer>"))
+
+    async def episode() -> Any:
+        async with OpenAIChatPolicy(server.url, "tiny", **FAST) as policy:
+            return await run_episode(env, policy, plan("m", tasks=1, group_size=1)[0], env_id="tests/Shop-v0")
+
+    try:
+        traj = asyncio.run(episode())
+    finally:
+        env.close()
+    assert traj.failure is None and traj.outcome == 1.0 and traj.num_turns == 3
+    sent = {t["function"]["name"]: t["function"] for t in server.requests[0]["body"]["tools"]}
+    assert set(sent) == {"add_item", "view_basket", "total", "echo"}
+    assert sent["add_item"]["parameters"]["required"] == ["item"]  # the MCP server's own schema
+    history = server.requests[2]["body"]["messages"]
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "tool", "tool", "assistant", "tool"]
+    assert history[-1]["content"] == "10"
