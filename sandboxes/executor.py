@@ -698,7 +698,13 @@ def main(argv: list[str]) -> None:
     jail = _enter_jail(config["jail"], user) if config.get("jail") else None
     if user and os.geteuid() == 0:
         _keep_only_caps(EXECUTOR_CAPS)
-    proto_in, proto_out = os.dup(0), os.dup(1)
+    if config.get("connect"):  # a unix socket from the host (DockerSandbox with a local engine)
+        link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        link.connect(config["connect"])
+        proto_in = proto_out = os.dup(link.fileno())
+        link.close()
+    else:
+        proto_in, proto_out = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(2, 1)  # a stray print can never corrupt the protocol stream

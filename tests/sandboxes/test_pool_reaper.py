@@ -126,7 +126,7 @@ def test_reaper_removes_expired_and_orphaned(sandbox_image, docker_client, test_
     assert alive.run_python("print(1)").ok
     with pytest.raises(SandboxCrashed):
         expired.run_python("print(1)")
-    listing = CliRunner().invoke(_cli(), ["ls", "--label", "agentgym.test"])
+    listing = CliRunner().invoke(_cli(), ["ls", "--label", mine])
     assert listing.exit_code == 0 and "1 sandbox container(s)" in listing.output
     expired.close()
     alive.close()

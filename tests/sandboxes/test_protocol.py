@@ -95,3 +95,26 @@ def test_missing_image_is_unavailable(docker_client) -> None:  # noqa: ANN001
 
     with pytest.raises(SandboxUnavailable, match="not present"):
         DockerSandbox(SandboxSpec(image="agentgym/no-such-image:0"))
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("direct", [True, False])
+def test_both_docker_links_carry_the_protocol(sandbox_image, docker_client, test_labels, direct: bool) -> None:  # noqa: ANN001
+    """A local engine gets a bind-mounted unix socket (bytes bypass dockerd), any engine the
+    attach stream: the same calls, results and crash detection over each; the socket is gone
+    before user code runs, so the code cannot reach the host's end."""
+    from agentgym.sandboxes import SandboxCrashed
+    from agentgym.sandboxes.docker_sandbox import DockerSandbox
+
+    with DockerSandbox(labels=test_labels, direct=direct) as box:
+        assert box.direct is direct
+        big = box.run_python("import sys\nsys.stdout.write('z' * (300 << 10))\nprint('e', file=sys.stderr)")
+        assert big.stdout == "z" * (300 << 10) and big.stderr == "e\n"
+        link = box.run_shell("ls -A /agentgym")
+        if direct:
+            assert link.ok and link.stdout == ""  # mounted, and the socket already removed
+        else:
+            assert not link.ok  # no such mount
+        docker_client.api.kill(box.container_id)
+        with pytest.raises(SandboxCrashed):
+            box.run_python("print(1)")
