@@ -53,6 +53,7 @@ __all__ = [
     "Tool",
     "ToolEnv",
     "ToolError",
+    "describe_tool_compact",
     "format_tool_calls",
     "tool",
     "tool_schema",
@@ -385,6 +386,39 @@ def format_tool_calls(calls: Iterable[Any]) -> str:
     return "\n".join(blocks)
 
 
+def _brief_type(schema: Mapping[str, Any]) -> str:
+    """A short type for the compact prompt: ``string``, ``"a"|"b"``, ``array[integer]``, ``{city, zip}``."""
+    if "enum" in schema:
+        return "|".join(json.dumps(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        return "|".join(_brief_type(o) for o in schema["anyOf"])
+    kind = schema.get("type", "any")
+    if isinstance(kind, list):
+        return "|".join(kind)
+    if kind == "array" and "items" in schema:
+        return f"array[{_brief_type(schema['items'])}]"
+    if kind == "object" and schema.get("properties"):
+        required = set(schema.get("required", []))
+        fields = ", ".join(f"{k}: {_brief_type(v)}" + ("" if k in required else "?")
+                           for k, v in schema["properties"].items())
+        return "{" + fields + "}"
+    return str(kind)
+
+
+def describe_tool_compact(item: Tool) -> str:
+    """One line per tool, ``name(arg: type, opt: type = default): first sentence``: a tenth of
+    the JSON schema's length, for small models and short contexts."""
+    props, required = item.parameters.get("properties", {}), set(item.parameters.get("required", []))
+    args = []
+    for name, schema in props.items():
+        arg = f"{name}: {_brief_type(schema)}"
+        if name not in required:
+            arg += f" = {json.dumps(schema['default'])}" if "default" in schema else "?"
+        args.append(arg)
+    summary = item.description.split("\n\n")[0].replace("\n", " ")
+    return f"- {item.name}({', '.join(args)}): {summary}"
+
+
 def _format_result(value: Any) -> str:
     if value is None:
         return "OK"
@@ -406,7 +440,8 @@ class ToolEnv(TextEnv):
     the one override point, e.g. forwarding to an MCP server), :meth:`after_calls` (react to
     the calls of a turn, e.g. end the episode) and :meth:`state_key`.
 
-    Limits: ``max_calls_per_turn`` (more calls in one turn: none runs, the model is told),
+    ``tool_prompt``: the system prompt lists the tools as JSON schemas (``"json"``) or one
+    line each (``"compact"``, for small models). Limits: ``max_calls_per_turn`` (more calls in one turn: none runs, the model is told),
     ``max_arg_chars`` (the JSON size of one call's arguments), ``max_result_chars`` (a longer
     result is cut, with a note), ``max_action_chars`` (a longer action is not parsed).
     """
@@ -426,18 +461,23 @@ class ToolEnv(TextEnv):
         max_arg_chars: int = 8_192,
         max_result_chars: int = 8_192,
         max_action_chars: int = 100_000,
+        tool_prompt: Literal["json", "compact"] = "json",
         max_turns: int | None = None,
         render_mode: str | None = None,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         if max_calls_per_turn < 1:
             raise ValueError("max_calls_per_turn must be at least 1")
+        if tool_prompt not in ("json", "compact"):
+            raise ValueError(f"tool_prompt must be 'json' or 'compact', got {tool_prompt!r}")
+        self.tool_prompt = tool_prompt
         self.max_calls_per_turn = max_calls_per_turn
         self.max_arg_chars = max_arg_chars
         self.max_result_chars = max_result_chars
         self._hermes = HermesParser(max_chars=max_action_chars)
         self._json = JSONParser(max_chars=max_action_chars)
         self.tools: dict[str, Tool] = {}
+        self._prompt: str | None = None
         for member in self._marked_methods():
             mark = member.__agentgym_tool__
             self.add_tool(Tool.from_function(member, name=mark["name"], description=mark["description"]))
@@ -453,6 +493,7 @@ class ToolEnv(TextEnv):
     def add_tool(self, item: Tool) -> None:
         """Add (or replace) a tool by name."""
         self.tools[item.name] = item
+        self._prompt = None
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         """The tools in OpenAI format: what a policy sends as ``tools=[...]``."""
@@ -460,9 +501,15 @@ class ToolEnv(TextEnv):
 
     @property
     def system_prompt(self) -> str:  # type: ignore[override]
-        """How to call tools, and each tool's schema (for models without native tool calling)."""
-        listing = "\n".join(json.dumps(s["function"], ensure_ascii=False) for s in self.tool_schemas())
-        return self.system_prompt_template.format(max_calls=self.max_calls_per_turn, tools=listing)
+        """How to call tools, and each tool's schema (JSON, or one compact line per tool); built
+        once (the engine asks for it every episode)."""
+        if self._prompt is None:
+            if self.tool_prompt == "compact":
+                listing = "\n".join(describe_tool_compact(t) for t in self.tools.values())
+            else:
+                listing = "\n".join(json.dumps(s["function"], ensure_ascii=False) for s in self.tool_schemas())
+            self._prompt = self.system_prompt_template.format(max_calls=self.max_calls_per_turn, tools=listing)
+        return self._prompt
 
     # -- hooks -------------------------------------------------------------------------------
     def call_tool(self, name: str, arguments: dict[str, Any]) -> str:

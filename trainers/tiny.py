@@ -2,7 +2,8 @@
 
 The tokenizer is trained here with the ``tokenizers`` library on text the built-in envs produce
 (system prompts and observations from scripted and random episodes), so env text is short in
-tokens. Its ChatML template matches Qwen2's layout and is prefix-preserving, which
+tokens. Its ChatML template follows Qwen2.5's layout, tool calls and tool results included
+(:data:`CHATML_TEMPLATE`), and is prefix-preserving, which
 :class:`agentgym.trainers.chat.ChatTokenizer` checks on load.
 """
 
@@ -19,11 +20,43 @@ from agentgym.policies.simple import RandomPolicy, ScriptedPolicy
 
 __all__ = ["CHATML_TEMPLATE", "env_corpus", "make_tiny_model", "train_tokenizer"]
 
+# Qwen2.5's layout (written here, not copied): ChatML turns; ``tools=[...]`` adds a "# Tools" block
+# to the system turn; an assistant message's structured ``tool_calls`` render as Hermes
+# ``<tool_call>`` blocks (exactly agentgym.tools.format_tool_calls' text, so structured calls and
+# the same calls as text give the same tokens); ``tool`` results are wrapped in
+# ``<tool_response>`` inside a user turn (consecutive results share one).
 CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{%- if tools %}"
+    "{{ '<|im_start|>system\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{%- endif %}"
+    "{{ '# Tools\n\nYou may call one or more functions to assist with the user query.\n\n'"
+    " + 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' }}"
+    "{%- for tool in tools %}{{ '\n' + (tool | tojson) }}{%- endfor %}"
+    "{{ '\n</tools>\n\nFor each function call, return a json object with function name and arguments '"
+    " + 'within <tool_call></tool_call> XML tags:\n<tool_call>\n'"
+    " + '{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' and loop.first and tools %}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' + (message['content'] or '') }}"
+    "{%- for call in message['tool_calls'] or [] %}"
+    "{%- if call['function'] is defined %}{%- set call = call['function'] %}{%- endif %}"
+    "{%- if not loop.first or message['content'] %}{{ '\n' }}{%- endif %}"
+    "{{ '<tool_call>\n{\"name\": \"' + call['name'] + '\", \"arguments\": ' }}"
+    "{%- if call['arguments'] is string %}{{ call['arguments'] }}{%- else %}{{ call['arguments'] | tojson }}{%- endif %}"
+    "{{ '}\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{ '<|im_end|>\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' %}{{ '<|im_start|>user' }}{%- endif %}"
+    "{{ '\n<tool_response>\n' + message['content'] + '\n</tool_response>' }}"
+    "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' %}{{ '<|im_end|>\n' }}{%- endif %}"
+    "{%- else %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS_ENVS = ("agentgym/Bifurcation-v0", "agentgym/Sokoban-v0")

@@ -107,7 +107,7 @@ _turn = st.tuples(st.text(max_size=30), st.lists(st.integers(3, 900), min_size=1
 @given(st.lists(st.lists(_turn, min_size=1, max_size=5), min_size=1, max_size=4))
 def test_turn_advantage_lands_on_its_own_tokens(policy_model, episodes):
     chat = policy_model.chat
-    seqs, advs, masks, spans = [], [], [], []
+    seqs, advs, masks, spans, trajs = [], [], [], [], []
     for i, turns in enumerate(episodes):
         traj = Trajectory(f"t{i}", "g", "task", "env", 0, "p", turns=[
             Turn(index=k, observation=obs, action="", role=role, action_token_ids=ids,
@@ -115,6 +115,7 @@ def test_turn_advantage_lands_on_its_own_tokens(policy_model, episodes):
             for k, (obs, ids, _, _, role) in enumerate(turns)
         ])
         annotate_tokens(traj, chat, "sys")
+        trajs.append(traj)
         seqs.append(to_sequence(traj))
         spans.append([t.action_span for t in traj.turns])
         advs.append([t[2] for t in turns])
@@ -133,3 +134,9 @@ def test_turn_advantage_lands_on_its_own_tokens(policy_model, episodes):
             assert (batch.loss_mask[i][on_turn] == keep).all()
         not_sampled = batch.turn_ids[i] < 0
         assert (batch.advantages[i][not_sampled] == 0).all() and (batch.loss_mask[i][not_sampled] == 0).all()
+        for k, (obs, _, _, _, role) in enumerate(turns):
+            if k and role == "tool":  # a tool result: wrapped by the template, never trained on
+                start, end = trajs[i].turns[k].obs_span
+                text = chat.tokenizer.decode(seqs[i].input_ids[start:end])
+                assert f"<|im_start|>user\n<tool_response>\n{obs}\n</tool_response><|im_end|>" in text
+                assert not any(seqs[i].loss_mask[start:end]) and (batch.advantages[i, start:end] == 0).all()

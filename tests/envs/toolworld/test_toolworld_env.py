@@ -12,6 +12,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import agentgym
 from agentgym.envs.toolworld.env import ToolWorldEnv
@@ -248,3 +250,24 @@ def test_random_legal_actions_are_well_formed() -> None:
             assert "error" not in entry or "invalid arguments" not in entry["error"]
         if terminated or truncated:
             env.reset(seed=rng.randrange(1000))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-3, 30) | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                     max_leaves=6)
+_TOOL_NAMES = sorted(ToolWorldEnv().tools)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([*_TOOL_NAMES, "nope"]),
+                          st.dictionaries(st.sampled_from(["order_id", "event_id", "day", "hour", "name", "skus",
+                                                           "address", "attendees", "email", "x"]), _json,
+                                          max_size=4)), min_size=1, max_size=4))
+def test_arbitrary_calls_never_crash_and_are_the_agents_fault(calls: list[tuple[str, dict[str, Any]]]) -> None:
+    env = ToolWorldEnv()
+    env.reset(seed=1)
+    for name, arguments in calls:
+        obs, reward, terminated, _, info = env.step(call(name, **arguments))
+        assert isinstance(obs, str) and reward == 0.0 and not terminated
+        for entry in info["tool_calls"]:
+            assert entry.get("error_kind") in (None, "agent"), entry  # never an env bug
