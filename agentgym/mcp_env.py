@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import importlib
 import importlib.util
+import inspect
 import json
 import shlex
 import threading
@@ -378,7 +379,8 @@ class MCPToolEnv(ToolEnv):
         for t in listed.values():
             if t.name not in self.hidden_tools:
                 forward = _Forward(self, t.name)
-                self.add_tool(Tool(t.name, t.description or "", dict(t.input_schema), forward))
+                # cleandoc: servers built from Python functions send docstrings with their indentation
+                self.add_tool(Tool(t.name, inspect.cleandoc(t.description or ""), dict(t.input_schema), forward))
 
     def remote_call(self, name: str, arguments: Mapping[str, Any]) -> str:
         """Call a server tool (visible or hidden) and return its text. An error result, or

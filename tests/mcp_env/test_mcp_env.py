@@ -45,7 +45,7 @@ def test_the_servers_tools_are_the_envs_tools(env: MCPToolEnv) -> None:
     schema = next(s for s in env.tool_schemas() if s["function"]["name"] == "add_item")["function"]
     assert schema["parameters"]["required"] == ["item"]
     assert schema["parameters"]["properties"]["quantity"]["type"] == "integer"
-    assert "Put an item in the basket" in schema["description"]
+    assert schema["description"].startswith("Put an item in the basket.\n\nArgs:\n    item: one of apple")
     assert env.system_prompt.startswith("A shop with a basket.")  # the server's instructions first
     assert '"name": "add_item"' in env.system_prompt
 
