@@ -160,6 +160,13 @@ def rollout(
         [], "--policy-kwarg", help="Policy option key=value, e.g. epsilon=0.2 or temperature=0.7 (repeatable).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ray_workers: int = typer.Option(
+        0, "--ray-workers", min=0, help="Run the episodes in this many Ray actors (ray extra), each with "
+        "--concurrency episodes in flight; trajectories stream back to this process's store. 0: no Ray.",
+    ),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="Ray cluster to join ('auto', 'ray://HOST:10001') [default: a local one].",
+    ),
 ) -> None:
     """Roll out a policy on an env in groups, writing trajectories as JSONL (kill-safe, resumable)."""
     from agentgym.policies import make_policy
@@ -230,12 +237,17 @@ def rollout(
             progress.update(bar, advance=1, success=counts["ok"] / counts["n"], failed=counts["failed"])
 
         async def go() -> None:
+            options = {"concurrency": concurrency, "store": store, "max_turns": manifest["max_turns"],
+                       "max_tokens": manifest["max_tokens"], "step_timeout": step_timeout,
+                       "env_kwargs": manifest["env_kwargs"], "on_done": on_done}
             try:
-                await run_rollouts(
-                    env_spec, agent, todo, concurrency=concurrency, store=store, max_turns=manifest["max_turns"],
-                    max_tokens=manifest["max_tokens"], step_timeout=step_timeout,
-                    env_kwargs=manifest["env_kwargs"], on_done=on_done,
-                )
+                if ray_workers:
+                    from agentgym.ray_rollout import rollout_on_ray
+
+                    await rollout_on_ray(env_spec, manifest["policy"], todo, policy_kwargs=policy_kwargs,
+                                         workers=ray_workers, address=ray_address, **options)
+                else:
+                    await run_rollouts(env_spec, agent, todo, **options)
             finally:
                 await agent.aclose()
 
