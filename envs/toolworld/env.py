@@ -30,6 +30,8 @@ bigger world, mostly with dialogue). ``expert_action()`` follows the gold plan;
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import random
@@ -66,6 +68,12 @@ INSTRUCTIONS = (
 )
 
 
+@functools.cache
+def _world_tool(name: str) -> Tool:
+    """The schema of a World method, built once per process (envs are made by the dozen)."""
+    return Tool.from_function(getattr(World, name))
+
+
 class ToolWorldEnv(ToolEnv):
     """Procedurally generated shop + calendar world; see the module docstring."""
 
@@ -92,9 +100,7 @@ class ToolWorldEnv(ToolEnv):
         self.otc_penalty, self.partial_credit = float(otc_penalty), bool(partial_credit)
         super().__init__(max_turns=max_turns or self.config["max_turns"], render_mode=render_mode, **tool_kwargs)
         for name in TOOL_NAMES:  # the world's methods are the tools; calls go to the current world
-            spec = Tool.from_function(getattr(World, name))
-            spec.fn = self._dispatch(name)
-            self.add_tool(spec)
+            self.add_tool(dataclasses.replace(_world_tool(name), fn=self._dispatch(name)))
         self.world = World({})
         self.user = UserSim((), "", random.Random(0))
         self.plan: tuple[tuple[str, dict[str, Any]], ...] = ()
