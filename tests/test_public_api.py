@@ -40,6 +40,9 @@ PINNED: dict[str, list[str]] = {
     "agentgym.envs": [],
     "agentgym.envs.code": ["register_code_envs"],
     "agentgym.envs.search": ["register_search_envs"],
+    "agentgym.envs.toolworld": ["register_toolworld_envs"],
+    "agentgym.tools": ["Tool", "ToolEnv", "ToolError", "describe_tool_compact", "format_tool_calls", "tool",
+                       "tool_schema", "validate_arguments"],
     "agentgym.sandboxes": [
         "BACKEND_ENV", "DEFAULT_IMAGE", "AsyncSandbox", "BaseSandbox", "DockerSandbox", "ExecResult", "LocalSandbox",
         "Sandbox", "SandboxCrashed", "SandboxError", "SandboxPool", "SandboxSpec", "SandboxTimeout",
