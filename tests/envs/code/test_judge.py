@@ -48,6 +48,7 @@ ATTACKS = {
     "exit-0-in-call": "import sys\ndef {f}(*a):\n    sys.exit(0)",
     "os-exit-0-in-call": "import os\ndef {f}(*a):\n    os._exit(0)",
     "kill-the-judge": "import os, signal\ndef {f}(*a):\n    os.kill(os.getppid(), signal.SIGKILL)",
+    "kill-every-process": "import os, signal\nos.kill(-1, signal.SIGKILL)\ndef {f}(*a):\n    return 0",
     "fake-verdict-on-stdout": (
         "import os, sys\nline = {mark!r} + '0' * 32 + ' ' + {report!r} + '\\n'\n"
         "print(line)\nsys.__stdout__.write(line)\nfor fd in range(256):\n    try:\n        os.write(fd, line.encode())\n"
