@@ -288,11 +288,15 @@ def _session_child(out_w: int, err_w: int, ctrl: int, config: dict) -> None:
         os._exit(0)
 
 
-def _fork(fds: list[int]) -> int:
-    """``os.fork``, closing ``fds`` when it fails (the OSError propagates)."""
-    sys.stdout.flush()
+def _spawn(pipes: int) -> tuple[int, list[int]]:
+    """``pipes`` pipes, then ``os.fork``: (pid, [read, write, ...]). On failure (no process or
+    fd left under the sandbox's limits) everything made so far is closed and OSError raised."""
+    fds: list[int] = []
     try:
-        return os.fork()
+        for _ in range(pipes):
+            fds += os.pipe()
+        sys.stdout.flush()
+        return os.fork(), fds
     except OSError:
         for fd in fds:
             os.close(fd)
@@ -371,11 +375,9 @@ class _Capture:
 
 class _Session:
     def __init__(self, config: dict) -> None:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         self.ctrl, child_ctrl = socket.socketpair()
         try:
-            pid = _fork([out_r, out_w, err_r, err_w])
+            pid, (out_r, out_w, err_r, err_w) = _spawn(2)
         except OSError:
             self.ctrl.close()
             child_ctrl.close()
@@ -481,14 +483,10 @@ class Executor:
     def run(self, request: dict) -> dict:
         start = time.monotonic()
         oom_before = _oom_kills()
-        fds: list[int] = []
         try:
-            fds += os.pipe()
-            fds += os.pipe()
-            pid = _fork(fds)
+            pid, (out_r, out_w, err_r, err_w) = _spawn(2)
         except OSError as exc:
             return self._refused(exc, start)
-        out_r, out_w, err_r, err_w = fds
         if pid == 0:
             _call_child(out_w, err_w, self.config, request)
         os.close(out_w)
