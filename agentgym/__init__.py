@@ -11,9 +11,12 @@ from agentgym.trajectory import SCHEMA_VERSION, Trajectory, Turn
 
 __version__ = "0.1.0"
 
-# Register the built-ins now (their modules load only when an env is built), so that
-# `gymnasium.make("agentgym/...")` works after a bare `import agentgym`.
+# Register the built-ins and the installed plugins now (built-in env modules load only when an
+# env is built), so that `gymnasium.make(id)` works for every id after a bare `import agentgym`.
 import agentgym.envs  # noqa: E402,F401,I001
+from agentgym.registry import _load_entry_points  # noqa: E402
+
+_load_entry_points()
 
 __all__ = [
     "INFO_DEFAULTS",

@@ -37,7 +37,7 @@ def _mount_subcommands() -> None:
     from agentgym.envs.search.server import serve_retriever
     from agentgym.mcp_server import serve_mcp
     from agentgym.sandboxes.cli import app as sandbox_app
-    from agentgym.trainers.cli import make_tiny_model, train
+    from agentgym.trainers.cli import make_tiny_model, recipe_keys, train
     from agentgym.view import view
 
     app.add_typer(sandbox_app, name="sandbox")
@@ -47,6 +47,7 @@ def _mount_subcommands() -> None:
     app.command("view")(view)
     app.command("train")(train)
     app.command("make-tiny-model")(make_tiny_model)
+    app.command("recipe-keys")(recipe_keys)
 
 
 def _version(value: bool) -> None:
@@ -67,7 +68,10 @@ def _root(
 ) -> None:
     """agentgym: multi-turn agentic RL environments, rollouts, credit assignment and training."""
     for path in env_file:
-        registry.load_yaml(path)
+        try:
+            registry.load_yaml(path)
+        except (ValueError, TypeError, KeyError, yaml.YAMLError) as e:  # UnknownEnvError is a KeyError
+            raise _fail(f"--env-file {path}: {e}") from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -126,6 +130,7 @@ class PolicyName(str, Enum):
     random = "random"
     scripted = "scripted"
     openai = "openai"
+    transformers = "transformers"
 
 
 # Run settings stored in run.json; on --resume any that is given again must match.
@@ -133,22 +138,34 @@ _RUN_SETTINGS = ("env", "policy", "tasks", "group_size", "seed", "max_turns", "m
                  "policy_kwargs", "base_url", "model")
 
 
+INFRA_FAILURES = "infra_failures.jsonl"
+
+
 @app.command()
 def rollout(
     env: str = typer.Option(None, "--env", help="Env id to roll out, e.g. agentgym/Bifurcation-v0."),
     policy: PolicyName = typer.Option(
-        None, help="Who acts: 'random' (legal actions), 'scripted' (the env's expert) or 'openai' "
-        "(any OpenAI-compatible server, e.g. `vllm serve`; needs --base-url and --model).",
+        None, help="Who acts: 'random' (legal actions), 'scripted' (the env's expert), 'openai' "
+        "(any OpenAI-compatible server, e.g. `vllm serve`; needs --base-url and --model) or 'transformers' "
+        "(a local model or training checkpoint, --model PATH; options such as temperature=0.7 or device=cpu "
+        "via --policy-kwarg).",
     ),
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL, e.g. http://127.0.0.1:8000/v1."),
-    model: str = typer.Option(None, help="Model name to request from the server."),
+    model: str = typer.Option(None, help="Model name to request from the server, or the local model / "
+                              "checkpoint directory of --policy transformers."),
     api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="API key for the server (not stored)."),
-    tasks: int = typer.Option(None, help="Number of tasks (distinct seeds). [default: 8]", min=1),
-    group_size: int = typer.Option(None, help="Rollouts per task sharing its seed (G). [default: 1]", min=1),
-    concurrency: int = typer.Option(8, help="Episodes in flight at once.", min=1),
+    tasks: int = typer.Option(None, help=r"Number of tasks (distinct seeds). \[default: 8]", min=1),
+    group_size: int = typer.Option(None, help=r"Rollouts per task sharing its seed (G). \[default: 1]", min=1),
+    concurrency: int = typer.Option(
+        None, help=r"Episodes in flight at once. \[default: 8; on --resume, the run's]", min=1,
+    ),
     out: Path = typer.Option(..., help="Run directory: run.json and trajectories.jsonl are written here."),
     resume: bool = typer.Option(False, help="Continue the run in --out: run exactly the missing episodes."),
-    seed: int = typer.Option(None, help="Seed of task 0; task i uses seed+i. [default: 0]"),
+    retry_infra: bool = typer.Option(
+        False, "--retry-infra", help="With --resume: run infra-failed episodes again (their old records "
+        f"move to {INFRA_FAILURES}).",
+    ),
+    seed: int = typer.Option(None, help=r"Seed of task 0; task i uses seed+i. \[default: 0]"),
     max_turns: int = typer.Option(None, help="Override the env's turn limit (truncates, marked).", min=1),
     max_tokens: int = typer.Option(
         None, help="Completion-token budget per episode (truncates, marked; ~4 chars/token when the "
@@ -198,20 +215,36 @@ def rollout(
         defaults = {"tasks": 8, "group_size": 1, "seed": 0, "env_kwargs": {}, "policy_kwargs": {}}
         manifest = {k: given[k] if given[k] is not None else defaults.get(k) for k in _RUN_SETTINGS}
         manifest.update(run_id=uuid.uuid4().hex[:8], created_at=time.time(), agentgym_version=agentgym.__version__)
-    try:
-        env_spec = registry.spec(manifest["env"])
-    except registry.UnknownEnvError as e:
-        raise _fail(str(e)) from None
+    if retry_infra and not resume:
+        raise _fail("--retry-infra needs --resume")
+    if resume and "env_spec" in manifest:  # the run's own spec: an --env-file need not be given again
+        env_spec = registry.EnvSpec(**manifest["env_spec"])
+    else:
+        try:
+            env_spec = registry.spec(manifest["env"])
+        except registry.UnknownEnvError as e:
+            raise _fail(str(e)) from None
     manifest["env_spec"] = dataclasses.asdict(env_spec)
+    if concurrency is None:
+        concurrency = manifest.get("concurrency") or 8
+    manifest["concurrency"] = concurrency
     policy_kwargs = dict(manifest["policy_kwargs"])
     if manifest["policy"] == "openai":
         if not manifest["base_url"] or not manifest["model"]:
             raise _fail("--policy openai needs --base-url and --model")
         policy_kwargs.update(base_url=manifest["base_url"], model=manifest["model"], api_key=api_key)
+    if manifest["policy"] == "transformers":
+        if not manifest["model"]:
+            raise _fail("--policy transformers needs --model PATH (a model or checkpoint directory)")
+        policy_kwargs["path"] = manifest["model"]
     try:
         agent = make_policy(manifest["policy"], **policy_kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OSError) as e:
         raise _fail(f"policy {manifest['policy']!r}: {e}") from None
+    _check_env(env_spec, manifest)
+    if retry_infra:
+        retried = store.remove(lambda d: d.get("failure") == "infra", moved_to=out / INFRA_FAILURES)
+        console.print(f"--retry-infra: {retried} infra-failed episodes to run again (old records in {INFRA_FAILURES})")
     store.write_manifest(manifest)
 
     items = plan(manifest["run_id"], tasks=manifest["tasks"], group_size=manifest["group_size"], seed=manifest["seed"])
@@ -253,9 +286,31 @@ def rollout(
 
         try:
             asyncio.run(go())
+        except BaseException:
+            if not resume and not store.completed_ids():  # nothing ran: leave no run behind
+                store.manifest_path.unlink(missing_ok=True)
+            raise
         finally:
             store.close()
     _print_summary(summarize(store.read(), time.perf_counter() - started), len(items))
+
+
+def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> None:
+    """Build the env once, so a bad kwarg (or a policy the env cannot serve) is an error before
+    anything is written, not an infra failure on every episode."""
+    overrides = dict(manifest["env_kwargs"])
+    if manifest["max_turns"] is not None:
+        overrides["max_turns"] = manifest["max_turns"]
+    try:
+        env = env_spec.make(**overrides)
+    except Exception as e:  # noqa: BLE001 — any construction error is the user's to see, as one line
+        raise _fail(f"env {env_spec.id} could not be built with kwargs {overrides}: {type(e).__name__}: {e}") from None
+    try:
+        if manifest["policy"] == "scripted" and not callable(getattr(env.unwrapped, "expert_action", None)):
+            raise _fail(f"--policy scripted needs an env with expert_action(); {env_spec.id} "
+                        f"({type(env.unwrapped).__name__}) has none: use --policy random or a model")
+    finally:
+        env.close()
 
 
 def _print_summary(summary: Any, planned: int) -> None:

@@ -13,6 +13,8 @@ import difflib
 import importlib
 import json
 import re
+import sys
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -69,7 +71,7 @@ class EnvSpec:
 
 
 registry: dict[str, EnvSpec] = {}
-_entry_points_loaded = False
+_loaded_entry_points: set[str] = set()
 
 
 def _entry_point_string(entry_point: str | Callable[..., TextEnv]) -> str:
@@ -118,14 +120,22 @@ class _GymnasiumEntry:
 
 
 def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
+    """Load the ``agentgym.envs`` plugins not loaded yet (``import agentgym`` does it, so that
+    ``gymnasium.make`` sees plugin ids too). A plugin that fails to load is skipped with a
+    warning: one broken package must not take every env down with it."""
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        loaded = ep.load()  # importing the module registers its envs
-        if callable(loaded) and not isinstance(loaded, type):
-            loaded()  # or the entry point is a function that registers them
+        key = f"{ep.name}={ep.value}"
+        module = sys.modules.get(ep.module)
+        if key in _loaded_entry_points or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            continue  # loaded, or that plugin is importing agentgym right now (it registers when done)
+        _loaded_entry_points.add(key)
+        try:
+            loaded = ep.load()  # importing the module registers its envs
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded()  # or the entry point is a function that registers them
+        except Exception as e:  # noqa: BLE001 — any error in someone else's package
+            warnings.warn(f"skipping env plugin {ep.name!r} ({ep.value}): {type(e).__name__}: {e}",
+                          RuntimeWarning, stacklevel=2)
 
 
 def unregister(id: str) -> EnvSpec:
@@ -188,9 +198,11 @@ def load_yaml(path: str | Path) -> list[EnvSpec]:
         if "base" in entry:
             base = spec(entry.pop("base"))
             entry.setdefault("entry_point", base.entry_point)
-            entry["kwargs"] = {**base.kwargs, **entry.get("kwargs", {})}
+            changed = entry.get("kwargs", {})
+            entry["kwargs"] = {**base.kwargs, **changed}
             entry.setdefault("max_turns", base.max_turns)
-            entry.setdefault("description", base.description)
+            # The base's description would describe another env; say what differs instead.
+            entry.setdefault("description", f"variant of {base.id}" + (f" with {changed}" if changed else ""))
         unknown = set(entry) - {"id", "entry_point", "kwargs", "max_turns", "description"}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)} in env {entry.get('id')!r}")

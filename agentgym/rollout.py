@@ -217,11 +217,17 @@ async def rollout(
     step_timeout: float | None = None,
     env_kwargs: dict[str, Any] | None = None,
     on_done: Callable[[Trajectory], None] | None = None,
+    threads: bool = True,
 ) -> list[Trajectory]:
     """Run ``items`` with at most ``concurrency`` episodes in flight; return the trajectories.
 
     Each finished trajectory is appended to ``store`` (if given) and passed to ``on_done``
     (progress bars) before the next item starts on that worker.
+
+    ``threads=False`` builds and steps every env on the event loop itself (``threaded_async`` is
+    switched off): envs that block then overlap nothing, but no step's timing can change which
+    requests a batching policy serves together or in what order, so with a seeded policy the run
+    is reproducible bit for bit (the trainer's ``rollout.deterministic``).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -240,7 +246,9 @@ async def rollout(
                 item = queue.get_nowait()
                 if env is None:
                     try:
-                        env = await asyncio.to_thread(env_spec.make, **overrides)
+                        env = await asyncio.to_thread(env_spec.make, **overrides) if threads else env_spec.make(**overrides)
+                        if not threads:
+                            env.threaded_async = False
                     except Exception as e:  # noqa: BLE001 — a broken env is an infra failure
                         traj = Trajectory(
                             item.traj_id, item.group_id, "", env_spec.id, item.seed, policy.name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,10 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         yield obj
 
 
+def _line(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
 class TrajectoryStore:
     """A run directory: a manifest and an append-only JSONL of trajectories.
 
@@ -116,8 +120,7 @@ class TrajectoryStore:
         return self._fd
 
     def append(self, trajectory: Trajectory | dict[str, Any]) -> None:
-        data = trajectory.to_dict() if isinstance(trajectory, Trajectory) else trajectory
-        line = (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = _line(trajectory.to_dict() if isinstance(trajectory, Trajectory) else trajectory)
         fd = self._open()
         written = os.write(fd, line)
         while written < len(line):  # regular files write whole; this is for the odd short write
@@ -137,6 +140,27 @@ class TrajectoryStore:
 
     def completed_ids(self) -> set[str]:
         return {d["traj_id"] for d in self.iter_dicts()}
+
+    def remove(self, which: Callable[[dict[str, Any]], bool], *, moved_to: str | Path | None = None) -> int:
+        """Take the trajectories for which ``which(record)`` is true out of the store (so that a
+        resume runs them again, say); they are appended to ``moved_to`` when given. Returns how many.
+
+        The store is rewritten to a temp file and renamed over the old one, so a kill leaves either
+        the old or the new file; ``moved_to`` is written first, so no record is ever lost.
+        """
+        keep, removed = [], []
+        for d in self.iter_dicts():
+            (removed if which(d) else keep).append(d)
+        if not removed:
+            return 0
+        self.close()
+        if moved_to is not None:
+            with Path(moved_to).open("ab") as f:
+                f.writelines(map(_line, removed))
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_bytes(b"".join(map(_line, keep)))
+        os.replace(tmp, self.path)
+        return len(removed)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -4,6 +4,7 @@ label every test sandbox carries (the session's leak check in tests/conftest.py 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
+from agentgym.envs.bifurcation import BifurcationEnv
 
 TEST_LABEL = "agentgym.test"
 # One value per pytest process, so two test runs sharing an engine never prune each other's sandboxes.
@@ -129,3 +131,46 @@ def build_wheel(root: Path, files: list[str], workdir: Path) -> Path:
                     "-w", str(dist)], check=True, capture_output=True)
     (wheel,) = dist.glob("agentgym_rl-*.whl")
     return wheel
+
+
+class NoExpertEnv(EchoEnv):
+    """EchoEnv without a scripted expert (the scripted policy cannot act on it)."""
+
+    expert_action = None
+
+
+class GatedEnv(EchoEnv):
+    """EchoEnv whose reset is an infra failure while the file ``gate`` exists."""
+
+    def __init__(self, *, gate: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if os.path.exists(self.gate):
+            raise InfraError("gate closed")
+        return super()._reset(options)
+
+
+class JitteryBifurcationEnv(BifurcationEnv):
+    """Bifurcation whose construction and steps take a random (unseeded) few milliseconds in a worker
+    thread, like a real env that waits on something: thread timing varies from run to run."""
+
+    threaded_async = True
+
+    def __init__(self, **kwargs: Any):
+        time.sleep(random.SystemRandom().random() * 0.01)
+        super().__init__(**kwargs)
+
+    def _step(self, action: str) -> StepResult:
+        time.sleep(random.SystemRandom().random() * 0.004)
+        return super()._step(action)
+
+
+def install_by_hand(site: Path, name: str, entry_points: str) -> None:
+    """An installed distribution as importlib.metadata finds it (a dist-info folder on sys.path)
+    declaring ``agentgym.envs`` entry points; its code is wherever PYTHONPATH points."""
+    info = site / f"{name}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[agentgym.envs]\n{entry_points}\n")

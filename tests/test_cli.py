@@ -93,3 +93,71 @@ def test_kill_9_then_resume_yields_exactly_n_times_g(tmp_path):
     for t in read_jsonl(path):
         groups.setdefault(t["group_id"], set()).add(t["seed"])
     assert len(groups) == tasks and all(len(seeds) == 1 for seeds in groups.values())
+
+
+def _no_run_left(out: Path) -> bool:
+    return not (out / "run.json").exists() and not (out / "trajectories.jsonl").exists()
+
+
+def test_bad_env_kwarg_fails_before_the_run_and_leaves_nothing(tmp_path):
+    out = tmp_path / "r"
+    args = ["rollout", "--env", "agentgym/Sokoban-v0", "--policy", "scripted", "--tasks", "2", "--out", str(out), "-q"]
+    result = cli(*args, "--env-kwarg", "sise=4")
+    assert result.exit_code == 2 and "error:" in result.output and "sise" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert _no_run_left(out)
+    assert cli(*args).exit_code == 0  # the next attempt is not refused as "already holds a run"
+
+
+def test_scripted_policy_on_an_env_without_an_expert_is_an_error_line(tmp_path):
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text("envs:\n  - {id: tests/NoExpert-v0, entry_point: 'support:NoExpertEnv'}\n")
+    out = tmp_path / "r"
+    result = cli("--env-file", str(env_file), "rollout", "--env", "tests/NoExpert-v0", "--policy", "scripted",
+                 "--out", str(out))
+    assert result.exit_code == 2 and "error:" in result.output and "expert_action" in result.output
+    assert "Traceback" not in result.output and _no_run_left(out)
+
+
+def test_bad_env_file_entries_are_error_lines(tmp_path):
+    cases = {"envs:\n  - {id: tests/X-v0, entry_point: 'support:EchoEnv', colour: red}\n": "colour",
+             "envs:\n  - {id: tests/X-v0, base: agentgym/Nope-v0}\n": "Nope",
+             "envs:\n  - {id: bad id, entry_point: 'support:EchoEnv'}\n": "bad id",
+             "envs: [unclosed\n": "envs.yaml"}
+    for text, needle in cases.items():
+        env_file = tmp_path / "envs.yaml"
+        env_file.write_text(text)
+        result = cli("--env-file", str(env_file), "envs", "list")
+        assert result.exit_code == 2 and "error:" in result.output and needle in result.output, result.output
+        assert not isinstance(result.exception, (ValueError, KeyError, TypeError)), result.exception
+
+
+def test_resume_retries_infra_failures_only_when_asked(tmp_path):
+    gate = tmp_path / "gate"
+    gate.touch()
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text(f"envs:\n  - {{id: tests/Gated-v0, entry_point: 'support:GatedEnv', kwargs: {{gate: '{gate}'}}}}\n")
+    out = tmp_path / "r"
+    first = cli("--env-file", str(env_file), "rollout", "--env", "tests/Gated-v0", "--policy", "scripted",
+                "--tasks", "3", "--group-size", "2", "--concurrency", "3", "--out", str(out), "-q")
+    assert first.exit_code == 0 and "infra: 6" in first.output, first.output
+    gate.unlink()  # the infrastructure is back
+    # No --env-file: the run's spec comes from run.json. The run's --concurrency is kept.
+    plain = cli("rollout", "--out", str(out), "--resume", "-q")
+    assert plain.exit_code == 0 and "0 to run, concurrency 3" in plain.output, plain.output
+    retried = cli("rollout", "--out", str(out), "--resume", "--retry-infra", "-q")
+    assert retried.exit_code == 0 and "6 to run, concurrency 3" in retried.output, retried.output
+    trajs = list(read_jsonl(out / "trajectories.jsonl"))
+    assert len(trajs) == 6 and all(t["outcome"] == 1.0 and t["failure"] is None for t in trajs)
+    assert len(list(read_jsonl(out / "infra_failures.jsonl"))) == 6  # the old records are kept aside
+    assert cli("rollout", "--out", str(out), "--retry-infra").exit_code == 2  # only with --resume
+
+
+def test_help_shows_the_defaults():
+    def help_of(command: str) -> str:  # wide enough that no help text wraps
+        return runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
+
+    out = help_of("rollout")
+    for text in ("(distinct seeds). [default: 8]", "sharing its seed (G). [default: 1]", "seed+i. [default: 0]"):
+        assert text in out, text
+    assert "per-turn credit. [default: RUN_DIR/advantages.jsonl]" in help_of("advantages")

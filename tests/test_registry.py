@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gymnasium
 import pytest
+from support import install_by_hand
 
 import agentgym
 from agentgym import registry
@@ -152,7 +153,9 @@ def test_yaml_envs_and_base_variants(tmp_path: Path) -> None:
     assert [s.id for s in specs] == ["tests/YamlBif-v0", "tests/YamlBifNoisy-v0", "tests/Sokoban2-v0"]
     noisy = agentgym.spec("tests/YamlBifNoisy-v0")
     assert noisy.kwargs == {"horizon": 3, "n_options": 2, "noise": 1.0}  # base kwargs, then overrides
-    assert (noisy.max_turns, noisy.description) == (4, "from yaml")  # inherited
+    assert noisy.max_turns == 4  # inherited
+    # The base's description would describe another env: a variant says what it is instead.
+    assert noisy.description == "variant of tests/YamlBif-v0 with {'noise': 1.0}"
     env = agentgym.make("tests/YamlBifNoisy-v0")
     assert (env.horizon, env.n_options, env.noise, env.max_turns) == (3, 2, 1.0, 4)
     sokoban = agentgym.make("tests/Sokoban2-v0")
@@ -203,14 +206,17 @@ def test_entry_point_plugin_installed_with_pip(tmp_path: Path) -> None:
     out = run_python("""
         import json, sys
         import agentgym
-        before = "agentgym_plugin_demo" in sys.modules
-        env = agentgym.make("plugin/Demo-v0")  # nothing imported the plugin: the entry point does
+        import gymnasium
+        loaded = "agentgym_plugin_demo" in sys.modules  # nothing imported the plugin: the entry point did
+        gym_env = gymnasium.make("plugin/Demo-v0")  # plugin ids are visible to Gymnasium too
+        env = agentgym.make("plugin/Demo-v0")
         fn = agentgym.make("plugin/DemoFn-v0")
-        print(json.dumps([before, env.reset(seed=0)[0], env.max_turns, fn.reset()[0], fn.step("bye")[1],
+        print(json.dumps([loaded, type(gym_env.unwrapped).__name__, env.reset(seed=0)[0], env.max_turns,
+                          fn.reset()[0], fn.step("bye")[1],
                           sorted(s.id for s in agentgym.registry.all_specs() if s.id.startswith("plugin/"))]))
     """, PYTHONPATH=str(site))
-    before, obs, max_turns, fn_obs, fn_reward, plugin_ids = json.loads(out)
-    assert not before and obs == "Say hello." and max_turns == 3
+    loaded, gym_class, obs, max_turns, fn_obs, fn_reward, plugin_ids = json.loads(out)
+    assert loaded and gym_class == "DemoEnv" and obs == "Say hello." and max_turns == 3
     assert fn_obs == "Say bye." and fn_reward == 1.0
     assert plugin_ids == ["plugin/Demo-v0", "plugin/DemoFn-v0"]
     with pytest.raises(UnknownEnvError):  # not installed here: unknown in this process
@@ -257,3 +263,16 @@ def test_re_registering_and_bad_yaml_raise_agentgym_errors(tmp_path: Path) -> No
     bad.write_text("envs: {id: tests/X-v0}\n")
     with pytest.raises(ConfigError, match="expected a list"):
         agentgym.load_yaml(bad)
+
+
+def test_a_broken_plugin_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_by_hand(site, "agentgym_broken_demo", "broken = agentgym_broken_demo")
+    (site / "agentgym_broken_demo.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    install_by_hand(site, "agentgym_plugin_demo", "demo = agentgym_plugin_demo")
+    path = os.pathsep.join([str(site), str(PLUGIN)])
+    proc = subprocess.run([sys.executable, "-m", "agentgym.cli", "envs", "list"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": path, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    assert "plugin/Demo-v0" in proc.stdout and "agentgym/Bifurcation-v0" in proc.stdout  # the others still load
+    assert "skipping env plugin 'broken'" in proc.stderr and "needs a package" in proc.stderr

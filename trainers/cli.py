@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["make_tiny_model", "train"]
+__all__ = ["make_tiny_model", "recipe_keys", "train"]
 
 console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 _SHOWN = (("rollout/success_rate", "success"), ("eval/success_rate", "eval"), ("collapse/entropy", "entropy"),
@@ -30,23 +30,31 @@ def train(
 
     try:
         rec = load_recipe(recipe, overrides or [])
-        trainer = Trainer(rec, resume=resume)
+        with console.status(f"loading the model ({rec.model.path}) and the env"):
+            trainer = Trainer(rec, resume=resume)
     except (RecipeError, UnknownEnvError, FileNotFoundError, OSError) as e:
         console.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
     console.print(f"[bold]{rec.name}[/]: {rec.env.id}, model {rec.model.path}, out {rec.train.out_dir}"
                   + (f" (resuming at iteration {trainer.iteration})" if trainer.iteration else ""))
+    total = rec.train.iterations
     with Progress(TextColumn("[bold]iter"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=console) as progress:
-        task = progress.add_task("", total=rec.train.iterations, completed=trainer.iteration)
+                  TextColumn("{task.fields[phase]}"), console=console) as progress:
+        task = progress.add_task("", total=total, completed=trainer.iteration, phase="")
+
+        def on_phase(phase: str) -> None:
+            done = progress.tasks[0].completed
+            where = "before RL" if done == 0 and phase in ("SFT warm start", "eval") else f"iteration {done + 1}"
+            progress.update(task, phase=f"{where}: {phase}")
 
         def on_iteration(i: int, metrics: dict) -> None:
             text = "  ".join(f"{label} {metrics[k]:.3g}" for k, label in _SHOWN if k in metrics)
-            if i == 0:
-                progress.console.print(f"start: {text or 'no eval'}")
-            progress.update(task, completed=i, description=text)
+            # A whole line per iteration (a bar's status would be cut to the width of the terminal).
+            label = "iter 0 (after the warm start, before RL)" if i == 0 else f"iter {i}/{total}"
+            progress.console.print(f"{label}: {text or 'no eval'}")
+            progress.update(task, completed=i, phase="")
 
-        rows = trainer.fit(on_iteration)
+        rows = trainer.fit(on_iteration, on_phase=on_phase)
     trainer.logger.close()
     evals = [r["eval/success_rate"] for r in rows if "eval/success_rate" in r]
     if len(evals) >= 2:
@@ -68,3 +76,10 @@ def make_tiny_model(
 
     path = build(out_dir, hidden_size=hidden_size, num_layers=layers, vocab_size=vocab_size, seed=seed)
     console.print(f"wrote {path}")
+
+
+def recipe_keys() -> None:
+    """Print every recipe key with its type and default (Markdown; the same as docs/RECIPES.md)."""
+    from .config import recipe_reference
+
+    typer.echo(recipe_reference())

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -30,7 +31,8 @@ from .chat import ChatTokenizer
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "StopOnStrings", "TransformersPolicy"]
+__all__ = ["GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "StopOnStrings", "TransformersPolicy",
+           "load_local_policy"]
 
 
 @dataclass
@@ -235,3 +237,38 @@ class TransformersPolicy(Policy):
                         future.set_exception(e)
         finally:
             self._flusher = asyncio.create_task(self._flush()) if self._pending else None
+
+
+def load_local_policy(
+    path: str | Path, *, device: str = "auto", batch_size: int = 64, **sampling: Any
+) -> TransformersPolicy:
+    """A :class:`TransformersPolicy` over a local model or a trainer checkpoint, generating with
+    :class:`HFGenerator` as the trainer does (``agentgym rollout --policy transformers``).
+
+    ``path``: a model directory, a checkpoint's ``model`` directory, or the checkpoint directory
+    itself (``runs/x/checkpoints/iter_000030``). A LoRA checkpoint is loaded onto its recipe's base
+    model. ``sampling``: :class:`SamplingParams` fields (``temperature``, ``max_new_tokens``, ...).
+    """
+    import json
+
+    from .models import load_policy
+
+    path = Path(path)
+    if (path / "model").is_dir():
+        path = path / "model"
+    if not path.is_dir():
+        raise ValueError(f"no model directory at {path}")
+    fields = {f.name for f in dataclasses.fields(SamplingParams)}
+    if set(sampling) - fields:
+        raise ValueError(f"unknown option(s) {sorted(set(sampling) - fields)}; sampling options: {sorted(fields)}")
+    if (path / "adapter_config.json").exists():  # LoRA: the base is the recipe's model
+        state = path.parent / "trainer_state.json"
+        if not state.exists():
+            raise ValueError(f"{path} holds a LoRA adapter but no trainer_state.json names its base model")
+        base = json.loads(state.read_text())["recipe"]["model"]["path"]
+        pm = load_policy(base, device=device, adapter_path=path)
+    else:
+        pm = load_policy(path, device=device)
+    pm.model.requires_grad_(False)
+    backend = HFGenerator(pm.model, pm.chat.eos_id, pm.chat.pad_id, batch_size=batch_size, tokenizer=pm.tokenizer)
+    return TransformersPolicy(backend, pm.chat, SamplingParams(**sampling), name=f"transformers:{path}")

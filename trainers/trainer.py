@@ -27,11 +27,12 @@ from agentgym.credit import build_pipeline
 from agentgym.policies.base import Policy
 from agentgym.policies.simple import ScriptedPolicy
 from agentgym.rollout import WorkItem, rollout
+from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
 
 from .batch import Batch, make_batch
 from .chat import annotate_tokens, to_sequence
-from .config import Recipe
+from .config import Recipe, RecipeError
 from .credit_bridge import CreditFn, TurnCredit, assign_credit
 from .generation import GenerationBackend, HFGenerator, TransformersPolicy
 from .info_gain import TransformersGoldScorer
@@ -69,12 +70,17 @@ class Trainer:
         self.env_kwargs = dict(recipe.env.kwargs)
         if recipe.env.max_turns is not None:
             self.env_kwargs["max_turns"] = recipe.env.max_turns
-        probe = self.env_spec.make(**self.env_kwargs)
+        try:
+            probe = self.env_spec.make(**self.env_kwargs)
+        except Exception as e:  # noqa: BLE001 — a bad env.kwargs is a recipe error, reported as one line
+            raise RecipeError(f"env {recipe.env.id} could not be built with env.kwargs {self.env_kwargs}: "
+                              f"{type(e).__name__}: {e}") from e
         self.system_prompt = probe.system_prompt
         probe.close()
-        _seed_everything(recipe.seed)
+        _seed_everything(recipe.seed, deterministic=recipe.rollout.deterministic)
         if not resume:  # a restart must not mix with an earlier run's checkpoints or metrics
             shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+            shutil.rmtree(self.out / "samples", ignore_errors=True)
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         ckpt = self.latest_checkpoint()
         m = recipe.model
@@ -101,6 +107,8 @@ class Trainer:
         self.iteration = 0
         self.task_cursor = 0
         self.logger = MetricsLogger(self.out, tensorboard=recipe.train.tensorboard)
+        self.samples = TrajectoryStore(self.out / "samples")
+        self._on_phase: Callable[[str], None] = lambda phase: None
         if ckpt is not None:
             self._load_state(ckpt)
 
@@ -130,6 +138,7 @@ class Trainer:
             trajs = asyncio.run(rollout(
                 self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
                 env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
+                threads=not r.deterministic,
             ))
         order = {item.traj_id: n for n, item in enumerate(items)}
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
@@ -253,10 +262,14 @@ class Trainer:
         """One RL iteration; returns its metrics."""
         r = self.recipe.rollout
         t0 = time.perf_counter()
+        self._on_phase("rollout")
         trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
+        self._save_samples(trajs)
         t1 = time.perf_counter()
+        self._on_phase("credit")
         with self.pm.autocast():
             credit = self.credit_fn(trajs, self.pipeline, self.scorer)
+        self._on_phase("update")
         self.backend.sleep()
         with self.pm.autocast():
             stats = self.update(self.to_batch(trajs, credit))
@@ -268,22 +281,35 @@ class Trainer:
         return {**rollout_metrics(trajs), **credit.metrics, **stats,
                 "time/rollout_s": t1 - t0, "time/update_s": t2 - t1}
 
+    def _save_samples(self, trajs: list[Trajectory]) -> None:
+        """Keep a few trajectories per iteration, spread over its groups, to read or replay later."""
+        k = self.recipe.train.samples_per_iter
+        if k > 0 and trajs:
+            self.samples.extend(trajs[:: max(1, len(trajs) // k)][:k])
+            self.samples.close()
+
     def fit(
-        self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None, *, until: int | None = None
+        self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None, *, until: int | None = None,
+        on_phase: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Run (or resume) to ``train.iterations`` (or stop at ``until``); returns every logged row.
 
         A fresh run first does the SFT warm start and the initial eval, then checkpoints
-        iteration 0, so a resumed run never repeats or skips the warm start.
+        iteration 0, so a resumed run never repeats or skips the warm start. ``on_phase`` hears
+        the name of each phase as it starts (progress displays).
         """
+        if on_phase is not None:
+            self._on_phase = on_phase
         rec = self.recipe
         end = rec.train.iterations if until is None else min(until, rec.train.iterations)
         if self.latest_checkpoint() is None:
             start: dict[str, Any] = {}
             if rec.sft.steps:
+                self._on_phase("SFT warm start")
                 start.update(self.sft())
                 self.backend.sync_weights(self.pm.model)
             if rec.eval.episodes_per_task:
+                self._on_phase("eval")
                 start["eval/success_rate"] = self.evaluate()
             self.logger.log(0, start)
             if on_iteration is not None:
@@ -294,6 +320,7 @@ class Trainer:
             e = rec.eval
             last = self.iteration == rec.train.iterations
             if e.episodes_per_task and (last or (e.every and self.iteration % e.every == 0)):
+                self._on_phase("eval")
                 metrics["eval/success_rate"] = self.evaluate()
             self.logger.log(self.iteration, metrics)
             if on_iteration is not None:
@@ -338,12 +365,16 @@ class Trainer:
         self.iteration, self.task_cursor = meta["iteration"], meta["task_cursor"]
         rows = [r for r in self.logger.read() if r["iteration"] <= self.iteration]  # drop rows past the checkpoint
         self.logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        self.samples.remove(lambda d: int(d["traj_id"][2:7]) >= self.iteration)  # "itNNNNN-...": past it too
 
 
-def _seed_everything(seed: int) -> None:
+def _seed_everything(seed: int, *, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:  # kernels that have a deterministic variant use it (warn_only: the rest still run)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def _rng_state() -> dict[str, Any]:

@@ -14,6 +14,14 @@ __all__ = ["ADVANTAGES", "advantages"]
 
 ADVANTAGES = "advantages.jsonl"
 console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
+# The summary's less obvious rows, explained under the table.
+_TERMS = {
+    "trained turn share": "fraction of turns with loss mask 1, i.e. that the trainer learns from "
+                          "(void, filtered and infra-failed turns are not)",
+    "singleton anchor share": "fraction of GiGPO anchor groups (turns of a prompt group in the same "
+                              "state) with a single turn: their step advantage is 0, so near 1 "
+                              "means GiGPO is doing little more than episode-level GRPO",
+}
 
 
 def advantages(
@@ -21,7 +29,7 @@ def advantages(
                                    exists=True, file_okay=False),
     config: Path = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
                                 help="Credit config YAML (stages list or {method: ...}); default: GRPO."),
-    out: Path = typer.Option(None, help=f"Where to write the per-turn credit [default: RUN_DIR/{ADVANTAGES}]."),
+    out: Path = typer.Option(None, help=rf"Where to write the per-turn credit. \[default: RUN_DIR/{ADVANTAGES}]"),
 ) -> None:
     """Compute per-turn advantages, loss masks and clip scales for a rollout and print a summary.
 
@@ -58,8 +66,13 @@ def advantages(
             f.write(json.dumps(rec, separators=(",", ":")) + "\n")
     os.replace(tmp, out)
 
-    table = Table("credit", "value", title=f"{pipeline!r}"[:100])
-    for key, value in summary(result).items():
+    console.print(repr(pipeline), markup=False, highlight=False)  # whole: it is the config that ran
+    rows = summary(result)
+    table = Table("credit", "value")
+    for key, value in rows.items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
+    for term, meaning in _TERMS.items():
+        if term in rows:
+            console.print(f"[bold]{term}[/]: {meaning}")
     console.print(f"wrote {out}")

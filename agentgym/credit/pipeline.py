@@ -26,6 +26,7 @@ Infra failures are always out of the statistics, with advantage 0 and loss mask 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,19 @@ class GiGPO(Stage):
         s.diagnostics["mean_step_group_size"] = float(sizes.mean()) if sizes.size else 0.0
         s.diagnostics["singleton_anchor_share"] = float((sizes == 1).mean()) if sizes.size else 0.0
         s.diagnostics["singleton_turn_share"] = float((sizes == 1).sum() / max(sizes.sum(), 1))
+        _warn_if_degenerate(b, sizes)
         s.add("gigpo", self.weight * adv)
+
+
+def _warn_if_degenerate(b: TurnBatch, anchor_sizes: np.ndarray) -> None:
+    """GiGPO quietly becomes something else when its groups are trivial: say so."""
+    if b.n_traj and np.bincount(b.traj_group, minlength=b.n_groups).max() == 1:
+        warnings.warn("GiGPO: every prompt group holds one trajectory (group size 1), so every advantage "
+                      "is 0: set the rollout group size to 2 or more", RuntimeWarning, stacklevel=4)
+    elif anchor_sizes.size and (anchor_sizes == 1).all():
+        warnings.warn("GiGPO: every anchor group is a single turn, so the step advantage is 0 and GiGPO is "
+                      "episode-level GRPO; does the env set info['state_key'] (equal for equal states)?",
+                      RuntimeWarning, stacklevel=4)
 
 
 @dataclass

@@ -38,11 +38,18 @@ POLICIES: dict[str, type[Policy]] = {
 
 def make_policy(name: str, /, **kwargs: Any) -> Policy:
     """Build a policy by CLI name; ``kwargs`` go to its constructor (``TypeError`` if unknown).
+    ``"transformers"`` is a local model (``path=``, see ``agentgym.trainers.generation.load_local_policy``).
 
     ``name`` is positional-only so a policy's own ``name=`` option passes through.
     """
+    if name == "transformers":  # a local model: torch loads only when asked for
+        try:
+            from agentgym.trainers.generation import load_local_policy
+        except ImportError as e:
+            raise ValueError(f"policy 'transformers' needs the train extra (pip install 'agentgym[train]'): {e}") from None
+        return load_local_policy(**kwargs)
     try:
         cls = POLICIES[name]
     except KeyError:
-        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}") from None
+        raise ValueError(f"unknown policy {name!r}; choose one of {', '.join([*POLICIES, 'transformers'])}") from None
     return cls(**kwargs)

@@ -3,6 +3,7 @@ forms and validation, filters, penalty, scorer plumbing, trainer recipes."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,19 @@ def test_credit_records_and_summary_are_json_ready():
     s = summary(out)
     json.dumps(s)
     assert s["turns"] == 12 and s["void ratio"] == 0.25 and s["infra trajectories"] == 1 and "clip scale max" in s
+
+
+def test_gigpo_warns_when_it_degenerates():
+    gigpo_only = build_pipeline({"method": "gigpo"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gigpo_only(trajectories())  # the worked example shares states: no warning
+    no_keys = trajectories()
+    for traj in no_keys:
+        for turn in traj["turns"]:
+            turn["state_key"] = None
+    with pytest.warns(RuntimeWarning, match="state_key"):
+        gigpo_only(no_keys)
+    alone = [dict(t, group_id=f"g{i}") for i, t in enumerate(trajectories())]
+    with pytest.warns(RuntimeWarning, match="group size 1"):
+        gigpo_only(alone)

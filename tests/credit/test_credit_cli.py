@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentgym.cli import app
-from agentgym.credit import assign_credit
+from agentgym.credit import assign_credit, build_pipeline
 from agentgym.store import read_jsonl
 
 runner = CliRunner()
@@ -58,3 +58,17 @@ def test_bad_configs_are_clear_errors(run_dir, tmp_path, config, message):
 def test_a_directory_without_trajectories_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["advantages", str(tmp_path)])
     assert result.exit_code == 2 and "trajectories.jsonl" in result.output
+
+
+def test_summary_shows_the_whole_pipeline_and_defines_its_terms(run_dir, tmp_path):
+    config = tmp_path / "credit.yaml"
+    config.write_text("stages:\n  - invalid_action_penalty: {penalty: 0.25}\n"
+                      "  - gigpo: {gamma: 0.9, omega: 0.5, similarity: 0.875, episode_stats: step}\n"
+                      "  - void_filter: {}\n")
+    result = runner.invoke(app, ["advantages", str(run_dir), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    header = " ".join(result.output.split())
+    assert len(repr(build_pipeline(config))) > 150  # long enough that a cut would show
+    assert " ".join(repr(build_pipeline(config)).split()) in header  # the whole Pipeline(...), not ~100 chars
+    assert "trained turn share: fraction of turns" in header
+    assert "singleton anchor share: fraction of GiGPO anchor groups" in header

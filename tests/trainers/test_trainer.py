@@ -1,6 +1,7 @@
 """Recipes (schema, overrides, unknown envs), the training loop, checkpoint/resume and the CLI."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,10 +9,12 @@ import typer
 from typer.testing import CliRunner
 
 import agentgym
+from agentgym.cli import app as cli_app
 from agentgym.credit import build_pipeline
 from agentgym.registry import UnknownEnvError
+from agentgym.store import read_jsonl
 from agentgym.trainers.cli import make_tiny_model, train
-from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict
+from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict, recipe_reference
 from agentgym.trainers.trainer import Trainer
 from agentgym.trajectory import Trajectory
 
@@ -125,6 +128,9 @@ def test_cli_commands(tmp_path):
     assert "eval success rate" in result.output and (tmp_path / "run" / "learning_curve.png").exists()
     result = runner.invoke(app, ["train", "demo_bifurcation", "optim.nope=1"])
     assert result.exit_code == 2 and "unknown key" in result.output
+    result = runner.invoke(app, ["train", "demo_bifurcation", "env.kwargs.sise=4", f"train.out_dir={tmp_path / 'x'}"])
+    assert result.exit_code == 2 and "error:" in result.output and "sise" in result.output, result.output
+    assert not isinstance(result.exception, TypeError)  # a line, not a traceback
 
 
 def test_igpo_iteration_scores_gold_answers_on_search(tiny_model_dir, tmp_path):
@@ -156,3 +162,51 @@ def test_generation_engine_gets_the_weights_after_warm_start_updates_and_resume(
     assert len(synced) == 2  # after the SFT warm start, after iteration 1
     Trainer(small_recipe(tiny_model_dir, tmp_path, train={"iterations": 1}))
     assert len(synced) == 3  # a resumed engine starts from the checkpoint's weights
+
+
+def test_same_recipe_and_seed_give_identical_runs(tiny_model_dir, tmp_path):
+    # Env steps of random duration in threads: only a deterministic rollout survives them.
+    agentgym.register("tests/JitteryBifurcation-v0", "support:JitteryBifurcationEnv", force=True)
+    runs, phases = [], []
+    for name in ("a", "b"):
+        recipe = small_recipe(tiny_model_dir, tmp_path / name, env={"id": "tests/JitteryBifurcation-v0"},
+                              rollout={"concurrency": 8}, sft={"epsilon": 0.5},
+                              train={"iterations": 2, "samples_per_iter": 3})
+        rows = Trainer(recipe).fit(on_phase=phases.append)
+        runs.append([{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows])
+    assert len(runs[0]) == 3 and "sft/loss_first" in runs[0][0] and "loss/policy" in runs[0][-1]
+    assert runs[0] == runs[1]
+    assert phases[:7] == ["SFT warm start", "rollout", "credit", "update", "rollout", "credit", "update"]
+    # A few trajectories of each iteration are kept, in the store's format, for reading later.
+    samples = list(read_jsonl(tmp_path / "a" / "samples" / "trajectories.jsonl"))
+    assert [s["traj_id"][:7] for s in samples] == ["it00000"] * 3 + ["it00001"] * 3
+    assert all(s["turns"] and s["turns"][0]["action_token_ids"] for s in samples)
+
+
+def test_rollout_cli_runs_a_training_checkpoint(tiny_model_dir, tmp_path):
+    Trainer(small_recipe(tiny_model_dir, tmp_path / "run", sft={"steps": 0}, train={"iterations": 1})).fit()
+    out = tmp_path / "rollout"
+    result = CliRunner().invoke(cli_app, [
+        "rollout", "--env", "agentgym/Bifurcation-v0", "--env-kwarg", "horizon=2", "--policy", "transformers",
+        "--model", str(tmp_path / "run" / "checkpoints" / "iter_000001"), "--policy-kwarg", "max_new_tokens=4",
+        "--policy-kwarg", "device=cpu", "--tasks", "3", "--group-size", "2", "--out", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    trajs = list(read_jsonl(out / "trajectories.jsonl"))
+    assert len(trajs) == 6 and not any(t["failure"] for t in trajs)
+    turn = trajs[0]["turns"][0]  # token-in/token-out, as in training: ids and log-probs are recorded
+    assert 1 <= len(turn["action_token_ids"]) <= 4 and len(turn["action_logprobs"]) == len(turn["action_token_ids"])
+    missing = CliRunner().invoke(cli_app, ["rollout", "--env", "agentgym/Bifurcation-v0", "--policy", "transformers",
+                                           "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "error:" in missing.output and not (tmp_path / "x" / "run.json").exists()
+
+
+def test_recipe_key_reference_is_generated_and_up_to_date():
+    text = recipe_reference()
+    for row in ("| `optim.lr` | `float` | `1e-06` |", "| `rollout.deterministic` | `bool` | `True` |",
+                "| `generation.sampling.temperature` | `float` | `1.0` |", "| `model.lora.r` | `int` | `16` |",
+                "| `train.samples_per_iter` | `int` | `4` |"):
+        assert row in text, row
+    docs = Path(__file__).resolve().parents[2] / "docs" / "RECIPES.md"
+    assert docs.read_text() == text + "\n", "regenerate: agentgym recipe-keys > docs/RECIPES.md"
+    assert CliRunner().invoke(cli_app, ["recipe-keys"]).output == text + "\n"
