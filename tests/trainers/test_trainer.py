@@ -126,6 +126,8 @@ def test_cli_commands(tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "eval success rate" in result.output and (tmp_path / "run" / "learning_curve.png").exists()
+    # Whole lines, never cut to a terminal's width; iteration 0 says what it is.
+    assert "iter 0 (after the warm start, before RL): eval " in result.output and "iter 1/1: success " in result.output
     result = runner.invoke(app, ["train", "demo_bifurcation", "optim.nope=1"])
     assert result.exit_code == 2 and "unknown key" in result.output
     result = runner.invoke(app, ["train", "demo_bifurcation", "env.kwargs.sise=4", f"train.out_dir={tmp_path / 'x'}"])
