@@ -2,8 +2,9 @@
 
 A spec is JSON-serialisable so a worker process (or a Ray actor) can rebuild the env from it
 without sharing this process's registry. Third-party packages register through the entry-point
-group ``agentgym.envs``, looked up lazily when an id is missing; envs can also be declared in
-YAML. Every registered id is also registered with Gymnasium, so ``gymnasium.make`` works too.
+group ``agentgym.envs``, loaded by ``import agentgym`` (and again when an id is missing, for
+plugins installed since); envs can also be declared in YAML. Every registered id is also
+registered with Gymnasium, so ``gymnasium.make`` works too, plugin ids included.
 """
 
 from __future__ import annotations
