@@ -16,6 +16,7 @@ returned document's ``contents`` equals its stored row byte for byte.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -69,18 +70,21 @@ def bench(size: int, n_queries: int, k: int) -> None:
     )
 
 
-_WORDS = ("river stone castle harbor meadow violin comet lantern orchard falcon glacier canyon ember "
-          "quartz willow beacon summit prairie tundra atlas marble cedar delta fjord").split()
+_SYLLABLES = "ka ren tho vel mar dus qui bri zan lo fen gor ath ish mel tav kor van sel rud pim dra yo nes".split()
 
 
 def wiki_rows(size: int, seed: int = 0) -> list[dict[str, str]]:
-    """wiki-18-shaped rows: ``"Title"`` (every 5th with quotes inside) then 1-4 lines of text."""
+    """wiki-18-shaped rows: ``"Title"`` (every 5th with quotes inside) then 1-4 lines of text over
+    a 20,000-word vocabulary drawn with Zipf-like frequencies, as natural text is."""
     rng = random.Random(seed)
+    vocab = sorted({"".join(rng.choices(_SYLLABLES, k=rng.randint(2, 4))) for _ in range(25_000)})[:20_000]
+    rng.shuffle(vocab)
+    cum = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(vocab))))  # cumulative: bisect per draw
     rows = []
     for i in range(size):
-        a, b = rng.sample(_WORDS, 2)
+        a, b = rng.choices(vocab, cum_weights=cum, k=2)
         title = f'""{a.title()}" {b.title()} {i}"' if i % 5 == 0 else f'"{a.title()} {b} {i}"'
-        lines = [" ".join(rng.choices(_WORDS, k=rng.randint(6, 20))) + "." for _ in range(rng.randint(1, 4))]
+        lines = [" ".join(rng.choices(vocab, cum_weights=cum, k=rng.randint(8, 30))) + "." for _ in range(rng.randint(1, 4))]
         rows.append({"id": str(i), "contents": title + "\n" + "\n".join(lines)})
     return rows
 

@@ -230,7 +230,7 @@ class SearchEnv(TextEnv):
         ids = [d.id for d in docs]
         self.state_key = f"{' '.join(sorted(ids))} | {' '.join(sorted(set(tokenize(query))))}"
         info = {
-            "tool_calls": [{"name": "search", "arguments": {"query": query}}],
+            **call,
             "role": "tool",
             "retrieved_spans": [[2, 2 + block_len]],
             "retrieved_ids": ids,

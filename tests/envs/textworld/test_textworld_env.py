@@ -10,7 +10,7 @@ from support import hide_package
 
 import agentgym
 from agentgym.envs.textworld.env import TextWorldEnv, clean_text, parse_command
-from agentgym.envs.textworld.games import DIFFICULTIES, game_file, games_dir, import_textworld
+from agentgym.envs.textworld.games import DIFFICULTIES, game_file, games_dir, generate_games, import_textworld
 
 pytest.importorskip("textworld")
 
@@ -45,6 +45,13 @@ def test_game_is_generated_once_and_cached(cache: Path) -> None:
     assert f"tw{textworld.__version__}" in str(path)
     assert games_dir("treasure_hunter", "easy", cache) != games_dir("treasure_hunter", "hard", cache)
     assert not list(path.parent.glob(".tmp-*"))  # the temporary build directory is gone
+
+
+def test_generate_games_in_worker_processes_finds_the_cache(cache: Path) -> None:
+    paths = [game_file("treasure_hunter", "easy", seed, cache) for seed in (0, 1)]
+    mtimes = [p.stat().st_mtime_ns for p in paths]
+    assert generate_games("treasure_hunter", "easy", [0, 1], cache_dir=cache, workers=2) == paths
+    assert [p.stat().st_mtime_ns for p in paths] == mtimes
 
 
 def test_bad_names_and_options_raise(cache: Path) -> None:
