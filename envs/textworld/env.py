@@ -28,7 +28,9 @@ TextWorld varies its prose, and two rollouts that reach the same world by differ
 (or that look around in between) are the same decision situation for GiGPO.
 
 **Expert.** ``expert_action()`` replays the game's walkthrough while the episode has followed
-it; after a deviation it follows TextWorld's winning policy from the current state.
+it, skipping walkthrough commands that are not admissible when their turn comes (TextWorld's
+cooking walkthroughs repeat, e.g., ``open fridge`` for a fridge that is already open: a no-op
+in the world); after a deviation it follows TextWorld's winning policy from the current state.
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class TextWorldEnv(TextEnv):
         self.game_seed = first_game
         self.history: list[str] = []
         self.walkthrough: list[str] = []
+        self._next_step: int | None = 0  # walkthrough position while the episode follows it, else None
         self._actions: list[Any] = []  # TextWorld actions of the episode (None: no world change)
         self._planner: Any = None  # quest-tracking GameProgression, built when the expert needs it
         self._planned = 0  # how many of self._actions the planner has applied
@@ -210,6 +213,7 @@ class TextWorldEnv(TextEnv):
         self._key, self._lookup = self._state_key(), command_lookup(self.admissible)
         self.history, self._actions, self._planner, self._planned = [], [], None, 0
         self.walkthrough = list(self._state["game"].walkthrough or [])
+        self._next_step = 0
         info = {**self._info(), "task_id": f"{self.game}-{self.difficulty}-{self.game_seed}",
                 "objective": self._state["objective"]}
         return self._observation(clean_text(self._state.feedback)), info
@@ -220,6 +224,9 @@ class TextWorldEnv(TextEnv):
             assert error is not None
             obs = self._observation(f"Invalid action: {error}. Reply with one admissible command.")
             return obs, 0.0, False, False, {**self._info(), "parse_error": error, "void": True}
+        if self._next_step is not None:  # still on the walkthrough after this command?
+            expected = self._walkthrough_index()
+            self._next_step = expected + 1 if expected is not None and self.walkthrough[expected] == command else None
         before = int(self._state["score"])
         self._state, _, _ = self._env.step(command)
         self._key, self._lookup = self._state_key(), command_lookup(self.admissible)
@@ -233,10 +240,18 @@ class TextWorldEnv(TextEnv):
         terminated = info["won"] or info["lost"]
         return self._observation(clean_text(self._state.feedback)), reward, terminated, False, info
 
+    def _walkthrough_index(self) -> int | None:
+        """Index of the walkthrough's next admissible command, or None when it is used up."""
+        admissible = set(self._lookup.values())
+        for index in range(self._next_step or 0, len(self.walkthrough)):
+            if self.walkthrough[index] in admissible:
+                return index
+        return None
+
     def expert_action(self) -> str:
         """The walkthrough's next command, or TextWorld's winning policy after a deviation."""
-        if self.history == self.walkthrough[: len(self.history)] and len(self.history) < len(self.walkthrough):
-            return self.walkthrough[len(self.history)]
+        if self._next_step is not None and (index := self._walkthrough_index()) is not None:
+            return self.walkthrough[index]
         policy = self._winning_commands()
         return policy[0] if policy else "look"
 
