@@ -112,6 +112,22 @@ def test_expert_recovers_after_a_deviation(cache: Path) -> None:
     assert env.history[0] == detour and steps <= len(env.walkthrough) + 2
 
 
+def test_expert_skips_walkthrough_steps_that_are_not_admissible(cache: Path) -> None:
+    """Cooking walkthroughs repeat steps (a second 'open fridge'); such a step is skipped."""
+    env = _env(cache)
+    env.reset(options={"game": 0})
+    first, *rest = env.walkthrough
+    env.walkthrough = [first, first, "open the pod bay doors", *rest]  # neither admissible after step 1 here
+    played = []
+    while True:
+        played.append(env.expert_action())
+        _, _, terminated, truncated, info = env.step(played[-1])
+        assert not info["parse_error"]
+        if terminated or truncated:
+            break
+    assert info["won"] and played == [first, *rest]
+
+
 def test_win_reward_mode(cache: Path) -> None:
     env = _env(cache, reward="win")
     env.reset(options={"game": 0})
