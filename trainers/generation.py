@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy
 
 from .chat import ChatTokenizer
 
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "StopOnStrings", "TransformersPolicy",
-           "load_local_policy"]
+__all__ = ["CONTEXT_LENGTH", "GenerationBackend", "HFGenerator", "Sample", "SamplingParams", "StopOnStrings",
+           "TransformersPolicy", "load_local_policy"]
 
 
 @dataclass
@@ -47,13 +47,18 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
 
+CONTEXT_LENGTH = "context_length"  # a Sample's finish_reason: the prompt left no room to generate
+
+
 @dataclass
 class Sample:
-    """One completion: sampled ids (ending with EOS unless cut off) and their log-probs."""
+    """One completion: sampled ids (ending with EOS unless cut off) and their log-probs.
+    ``finish_reason`` :data:`CONTEXT_LENGTH` (no tokens): the prompt already fills the model's
+    context; :class:`TransformersPolicy` raises ``ContextLengthExceeded`` for that episode only."""
 
     token_ids: list[int]
     logprobs: list[float]
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | CONTEXT_LENGTH
 
 
 class GenerationBackend(Protocol):
@@ -210,6 +215,8 @@ class TransformersPolicy(Policy):
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         sample = await future
+        if sample.finish_reason == CONTEXT_LENGTH:
+            raise ContextLengthExceeded(f"a prompt of {len(prompt)} tokens leaves no room in the model's context")
         text = self.chat.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
         self._contexts[id(env)] = (len(messages), text, prompt + sample.token_ids)
         return Completion(text=text, token_ids=sample.token_ids, logprobs=sample.logprobs,

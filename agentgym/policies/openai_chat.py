@@ -64,9 +64,18 @@ _TOKEN_ID_PREFIX = "token_id:"  # vLLM's return_tokens_as_token_ids spelling of 
 
 
 # In the message: vLLM's and OpenAI's "This model's maximum context length is 4096 tokens. ...";
-# older servers' "context length exceeded". OpenAI also sets ``error.code`` (whatever the wording).
-_CONTEXT_LENGTH = re.compile(r"maximum context length|context[ _]length[ _]exceeded", re.IGNORECASE)
+# older servers' "context length exceeded"; vLLM >= 0.33 clamps max_tokens to the room left and
+# then says "max_tokens must be at least 1, got 0" (or a negative count) for a full context, and
+# its engine "... is longer than the maximum model length of 4096".
+# OpenAI also sets ``error.code`` (whatever the wording).
+_CONTEXT_LENGTH = re.compile(r"maximum (?:context|model) length|context[ _]length[ _]exceeded"
+                             r"|max_tokens must be at least 1, got (?:0|-\d+)", re.IGNORECASE)
 _CONTEXT_LENGTH_CODE = "context_length_exceeded"
+
+
+def says_context_length(message: str) -> bool:
+    """Whether a server's 400 message means the prompt does not fit the model's context."""
+    return _CONTEXT_LENGTH.search(message) is not None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -283,7 +292,7 @@ class OpenAIChatPolicy(Policy):
             raise_for_transient(response, _error_message(response))
         if status >= 400:
             message = _error_message(response)
-            too_long = _CONTEXT_LENGTH.search(message) or _error_code(response) == _CONTEXT_LENGTH_CODE
+            too_long = says_context_length(message) or _error_code(response) == _CONTEXT_LENGTH_CODE
             raise (PromptTooLongError if status == 400 and too_long else RequestRejectedError)(status, message)
         try:
             return response.json()

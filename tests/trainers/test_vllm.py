@@ -1,61 +1,189 @@
-"""vLLM backends. The server client is checked here against a fake server speaking vLLM's
-documented HTTP schema; the in-process engine needs a GPU and vLLM (``-m gpu``)."""
+"""vLLM backends. The server client is checked against a loopback stand-in that answers as
+``vllm serve`` 0.33.0 does (tests/trainers/vllm_server.py); the in-process engine needs a GPU and
+vLLM (``-m gpu``) and has never run in this project."""
 
-import json
+import asyncio
+import logging
 
 import httpx
 import pytest
 import torch
+from vllm_server import FakeVLLMServer
 
-from agentgym.trainers.generation import SamplingParams
+from agentgym.errors import ConfigError, ContextLengthExceeded, PromptTooLongError
+from agentgym.policies.openai_chat import says_context_length
+from agentgym.trainers.chat import ChatTokenizer
+from agentgym.trainers.generation import CONTEXT_LENGTH, SamplingParams, TransformersPolicy
 from agentgym.trainers.models import LoraConfig, load_policy
-from agentgym.trainers.vllm_backend import VLLMServer
+from agentgym.trainers.vllm_backend import SUPPORTED_VLLM, VLLMServer, check_vllm_version
+
+
+def completions(server: FakeVLLMServer) -> list[dict]:
+    return [body for method, path, body in server.requests if path == "/v1/completions"]
 
 
 def test_server_client_speaks_token_ids_and_hot_loads_adapters(tiny_model_dir, tmp_path):
-    calls = []
+    with FakeVLLMServer(dev_mode=True) as fake:
+        server = VLLMServer(fake.url, adapter_dir=str(tmp_path))
+        assert server.model == "base" and server.max_model_len == 32
+        samples = server.generate([[1, 2, 3], [4, 5]], SamplingParams(max_new_tokens=9, temperature=0.7, top_k=0))
+        assert [s.token_ids for s in samples] == [[10, 11, 12]] * 2 and samples[0].logprobs == [-0.5, -1.0, -1.5]
+        assert [s.finish_reason for s in samples] == ["stop", "stop"]
+        (request,) = completions(fake)
+        assert request["prompt"] == [[1, 2, 3], [4, 5]] and request["model"] == "base" and request["top_k"] == -1
+        assert request["return_tokens_as_token_ids"] and request["logprobs"] == 0 and request["max_tokens"] == 9
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        calls.append((request.url.path, body))
-        if request.url.path == "/v1/models":
-            return httpx.Response(200, json={"data": [{"id": "base"}]})
-        if request.url.path == "/v1/completions":
-            choices = [{"index": i, "finish_reason": "stop" if i == 0 else "length",
-                        "logprobs": {"tokens": ["token_id:7", f"token_id:{len(p)}"], "token_logprobs": [-0.5, -1.0]}}
-                       for i, p in enumerate(body["prompt"])]
-            return httpx.Response(200, json={"choices": choices[::-1]})  # order comes from "index"
-        return httpx.Response(200, json={})
+        pm = load_policy(tiny_model_dir, device="cpu", lora=LoraConfig(r=2))
+        fake.requests.clear()
+        server.sync_weights(pm.model)
+        server.sync_weights(pm.model)
+        paths = [(p, b) for _, p, b in fake.requests]
+        assert paths[0] == ("/v1/load_lora_adapter", {"lora_name": "policy-v1", "lora_path": str(tmp_path / "v1")})
+        assert ("/v1/unload_lora_adapter", {"lora_name": "policy-v1"}) in paths  # the old adapter is dropped
+        assert fake.adapters == {"policy-v2": str(tmp_path / "v2")}
+        assert [p for p, _ in paths].count("/reset_prefix_cache") == 2
+        server.generate([[1]], SamplingParams())
+        assert completions(fake)[-1]["model"] == "policy-v2" and "stop" not in completions(fake)[-1]
+        server.generate([[1]], SamplingParams(stop=("\n```\n",)))  # the env's stop strings, kept in the output
+        assert completions(fake)[-1]["stop"] == ["\n```\n"] and completions(fake)[-1]["include_stop_str_in_output"]
 
-    server = VLLMServer(adapter_dir=str(tmp_path), transport=httpx.MockTransport(handler))
-    samples = server.generate([[1, 2, 3], [4, 5]], SamplingParams(max_new_tokens=9, temperature=0.7, top_k=0))
-    assert [s.token_ids for s in samples] == [[7, 3], [7, 2]] and samples[0].logprobs == [-0.5, -1.0]
-    assert [s.finish_reason for s in samples] == ["stop", "length"]
-    request = calls[1][1]
-    assert request["prompt"] == [[1, 2, 3], [4, 5]] and request["model"] == "base" and request["top_k"] == -1
-    assert request["return_tokens_as_token_ids"] and request["logprobs"] == 0 and request["max_tokens"] == 9
 
+def test_reset_prefix_cache_is_a_404_without_dev_mode_and_is_reported_once(tiny_model_dir, tmp_path, caplog):
     pm = load_policy(tiny_model_dir, device="cpu", lora=LoraConfig(r=2))
-    calls.clear()
-    server.sync_weights(pm.model)
-    server.sync_weights(pm.model)
-    paths = [(p, b) for p, b in calls]
-    assert paths[0] == ("/v1/load_lora_adapter", {"lora_name": "policy-v1", "lora_path": str(tmp_path / "v1")})
-    assert ("/v1/unload_lora_adapter", {"lora_name": "policy-v1"}) in paths  # the old adapter is dropped
-    assert paths[-1][0] == "/reset_prefix_cache" and (tmp_path / "v2" / "adapter_config.json").exists()
-    server.generate([[1]], SamplingParams())
-    assert calls[-1][1]["model"] == "policy-v2" and "stop" not in calls[-1][1]
-    server.generate([[1]], SamplingParams(stop=("\n```\n",)))  # the env's stop strings, kept in the output
-    assert calls[-1][1]["stop"] == ["\n```\n"] and calls[-1][1]["include_stop_str_in_output"] is True
+    with FakeVLLMServer() as fake, caplog.at_level(logging.WARNING, "agentgym.trainers.vllm_backend"):
+        server = VLLMServer(fake.url, adapter_dir=str(tmp_path))
+        server.sync_weights(pm.model)
+        server.sync_weights(pm.model)
+        assert [p for _, p, _ in fake.requests].count("/reset_prefix_cache") == 2  # tried each time
+        warned = [r.getMessage() for r in caplog.records if "reset_prefix_cache" in r.getMessage()]
+        assert len(warned) == 1 and "VLLM_SERVER_DEV_MODE" in warned[0]
+        assert fake.adapters == {"policy-v2": str(tmp_path / "v2")}  # the update itself went through
+    caplog.clear()
+    with FakeVLLMServer(dev_mode=True, reset_succeeds=False) as fake, caplog.at_level(logging.WARNING):
+        VLLMServer(fake.url, adapter_dir=str(tmp_path / "b")).sync_weights(pm.model)
+        assert any("did not reset its prefix cache" in r.getMessage() for r in caplog.records)
+
+
+def test_lora_routes_missing_without_runtime_updating_raise(tiny_model_dir, tmp_path):
+    """A server started without VLLM_ALLOW_RUNTIME_LORA_UPDATING has no load route: a 404 raises."""
+    pm = load_policy(tiny_model_dir, device="cpu", lora=LoraConfig(r=2))
+    with FakeVLLMServer(runtime_lora=False) as fake:
+        with pytest.raises(httpx.HTTPStatusError, match="404"):
+            VLLMServer(fake.url, adapter_dir=str(tmp_path)).sync_weights(pm.model)
+
+
+def test_stop_strings_over_the_servers_limit_are_refused_before_sending():
+    five = SamplingParams(stop=("a", "b", "c", "d", "e"))
+    with FakeVLLMServer() as fake:
+        server = VLLMServer(fake.url)
+        with pytest.raises(ConfigError, match="at most 4 stop strings.*VLLM_MAX_STOP_STRINGS"):
+            server.generate([[1]], five)
+        assert completions(fake) == []
+        assert server.generate([[1]], SamplingParams(stop=("a", "b", "c", "d")))[0].token_ids == [10, 11, 12]
+        server.max_stop_strings = 5  # told a limit the server does not have: the server's own 400
+        with pytest.raises(httpx.HTTPStatusError, match="400"):
+            server.generate([[1]], five)
+    with FakeVLLMServer(max_stop_strings=5) as fake:  # started with VLLM_MAX_STOP_STRINGS=5
+        assert VLLMServer(fake.url, max_stop_strings=5).generate([[1]], five)[0].finish_reason == "stop"
+
+
+def test_context_limit_full_prompt_has_no_room_and_a_near_full_one_is_clamped():
+    """max_model_len 32: a 32-token prompt is not sent (vLLM 0.33 would answer "max_tokens must be
+    at least 1, got 0"), a 30-token one gets max_tokens 2 and finishes "length"; others are untouched."""
+    with FakeVLLMServer(max_model_len=32, reply_len=3) as fake:
+        server = VLLMServer(fake.url)
+        full, near, short = list(range(32)), list(range(30)), [1, 2]
+        samples = server.generate([full, near, short, full], SamplingParams(max_new_tokens=8))
+        assert [s.finish_reason for s in samples] == [CONTEXT_LENGTH, "length", "stop", CONTEXT_LENGTH]
+        assert samples[0].token_ids == [] and samples[1].token_ids == [10, 11] and samples[2].token_ids == [10, 11, 12]
+        sent = sorted((b["max_tokens"], b["prompt"]) for b in completions(fake))
+        assert sent == [(2, [near]), (8, [short])]
+
+
+def test_server_context_errors_are_prompt_too_long(caplog):
+    """Without a known limit the server's own answers are classified: exactly full (0.33's
+    "max_tokens must be at least 1, got 0") and over the limit are both PromptTooLongError."""
+    with FakeVLLMServer(max_model_len=32) as fake:
+        server = VLLMServer(fake.url)
+        server.max_model_len = None
+        with pytest.raises(PromptTooLongError, match="max_tokens must be at least 1, got 0"):
+            server.generate([list(range(32))], SamplingParams(max_new_tokens=8))
+        with pytest.raises(PromptTooLongError, match="maximum context length"):
+            server.generate([list(range(33))], SamplingParams(max_new_tokens=8))
+        clamped = server.generate([list(range(30))], SamplingParams(max_new_tokens=8))[0]  # 0.33 clamps
+        assert clamped.finish_reason == "length" and len(clamped.token_ids) == 2
+    for message in ("max_tokens must be at least 1, got 0.", "max_tokens must be at least 1, got -12.",
+                    "Input length (33) exceeds model's maximum context length (32).",
+                    "The decoder prompt (length 33) is longer than the maximum model length of 32."):
+        assert says_context_length(message)
+    assert not says_context_length("max_tokens must be at least 1, got 5.")
+
+
+def test_policy_truncates_only_the_episode_whose_prompt_fills_the_context(tiny_model_dir):
+    """Two episodes batched into one generate: the one with no room raises ContextLengthExceeded
+    (the rollout engine ends it as truncated), the other gets its completion."""
+    from transformers import AutoTokenizer
+
+    chat = ChatTokenizer(AutoTokenizer.from_pretrained(tiny_model_dir))
+
+    class Env:
+        stop_sequences: tuple[str, ...] = ()
+
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "user", "content": "word " * 60}]
+    limit = len(chat.prompt_ids(short)) + 8
+    assert len(chat.prompt_ids(long)) > limit
+    with FakeVLLMServer(max_model_len=limit) as fake:
+        policy = TransformersPolicy(VLLMServer(fake.url), chat, SamplingParams(max_new_tokens=4))
+
+        async def both():
+            return await asyncio.gather(policy.act(short, Env()), policy.act(long, Env()), return_exceptions=True)
+
+        ok, too_long = asyncio.run(both())
+        assert ok.token_ids == [10, 11, 12] and isinstance(too_long, ContextLengthExceeded)
+        assert len(completions(fake)) == 1
+
+
+def test_version_range_is_checked_for_the_package_and_the_server():
+    check_vllm_version("0.33.0")
+    check_vllm_version("0.10.2")
+    for bad in ("0.10.1", "0.34.0", "not-a-version"):
+        with pytest.raises(ImportError, match=f"vllm{SUPPORTED_VLLM}.*pip install 'agentgym\\[vllm\\]'"):
+            check_vllm_version(bad)
+    with FakeVLLMServer(version="0.9.2") as fake:
+        with pytest.raises(ImportError, match="server's .* vLLM is '0.9.2'"):
+            VLLMServer(fake.url)
+    with FakeVLLMServer() as fake:
+        with pytest.raises(ConfigError, match="does not serve 'other'"):
+            VLLMServer(fake.url, model="other")
+
+
+def test_in_process_backend_without_vllm_names_the_extra(monkeypatch):
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vLLM is installed")
+    from agentgym.trainers.vllm_backend import VLLMColocated
+
+    with pytest.raises(ImportError, match=r"pip install 'agentgym\[vllm\]'"):
+        VLLMColocated("unused")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # weights could not be handed over in process
+    with pytest.raises(ConfigError, match="VLLM_ENABLE_V1_MULTIPROCESSING"):
+        VLLMColocated("unused")
 
 
 @pytest.mark.gpu
 def test_colocated_vllm_generates_syncs_and_sleeps(tiny_model_dir):
+    """Weight sync through LLM.apply_model, post-temperature log-probs (logprobs_mode
+    "processed_logprobs"), and a prompt filling max_model_len gets a CONTEXT_LENGTH sample."""
     pytest.importorskip("vllm")
     from agentgym.trainers.vllm_backend import VLLMColocated
 
     pm = load_policy(tiny_model_dir, device="cuda", dtype="fp32")
-    engine = VLLMColocated(str(tiny_model_dir), dtype="float32", gpu_memory_utilization=0.2)
+    engine = VLLMColocated(str(tiny_model_dir), dtype="float32", gpu_memory_utilization=0.2, max_model_len=64)
     prompt = pm.chat.prompt_ids([{"role": "user", "content": "Stage 1 of 3."}])
     greedy = SamplingParams(max_new_tokens=8, temperature=0)
     before = engine.generate([prompt], greedy)[0]
@@ -66,29 +194,37 @@ def test_colocated_vllm_generates_syncs_and_sleeps(tiny_model_dir):
     engine.wake()
     engine.sync_weights(pm.model)
     after = engine.generate([prompt], greedy)[0]
-    ids = torch.tensor([prompt + after.token_ids], device="cuda")
-    logp = torch.log_softmax(pm.model(ids).logits[0, len(prompt) - 1 : -1].float(), -1)
+    assert after.token_ids != before.token_ids  # the engine now runs the new weights
+    sampled = engine.generate([prompt], SamplingParams(max_new_tokens=8, temperature=0.7))[0]
+    ids = torch.tensor([prompt + sampled.token_ids], device="cuda")
+    with torch.no_grad():
+        logp = torch.log_softmax(pm.model(ids).logits[0, len(prompt) - 1 : -1].float() / 0.7, -1)
     expected = logp.gather(-1, ids[0, len(prompt):, None]).squeeze(-1).tolist()
-    assert after.token_ids != before.token_ids
-    assert max(abs(a - b) for a, b in zip(after.logprobs, expected, strict=True)) < 1e-2
+    assert max(abs(a - b) for a, b in zip(sampled.logprobs, expected, strict=True)) < 1e-2
+    edge = engine.generate([list(range(64)), list(range(60))], SamplingParams(max_new_tokens=8))
+    assert edge[0].finish_reason == CONTEXT_LENGTH and edge[1].finish_reason == "length"
+    assert len(edge[1].token_ids) == 4
 
 
 def test_server_client_retries_transient_failures_then_raises_infra_error():
-    """The shared retry policy (agentgym.retry): 503 and 429 are retried, a dead server is an InfraError."""
+    """The shared retry policy (agentgym.retry): 503 and 429 are retried, a dead server is an
+    InfraError. (A fake transport: a server that fails on cue is the fault under test.)"""
     from agentgym.errors import InfraError
     from agentgym.retry import HTTPRetry
 
     answers = [httpx.Response(503, text="loading"), httpx.Response(429, headers={"Retry-After": "0"}),
-               httpx.Response(200, json={"data": [{"id": "base"}]})]
+               httpx.Response(200, json={"data": [{"id": "base", "max_model_len": 32}]})]
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.path)
+        if request.url.path == "/version":
+            return httpx.Response(200, json={"version": "0.33.0"})
         return answers.pop(0) if answers else httpx.Response(500, text="gone")
 
     fast = HTTPRetry(max_retries=2, wait_min=0.001, wait_max=0.01)
     server = VLLMServer(transport=httpx.MockTransport(handler), retry=fast)
-    assert server.model == "base" and seen == ["/v1/models"] * 3
+    assert server.model == "base" and seen == ["/version"] + ["/v1/models"] * 3
     with pytest.raises(InfraError, match="3 attempts.*HTTP 500"):
         server.generate([[1]], SamplingParams())
     assert seen.count("/v1/completions") == 3
