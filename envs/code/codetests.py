@@ -35,7 +35,7 @@ from agentgym.parsers import PythonBlockParser
 from agentgym.sandboxes import DEFAULT_IMAGE, SandboxSpec
 
 from .datasets import CodeProblem, from_builtin, load_code_dataset
-from .judge import STARTUP_S, judge
+from .judge import STARTUP_S, VERDICT_BYTES, judge
 from .problems import PROBLEMS
 from .sandbox import LazySandbox
 
@@ -93,7 +93,8 @@ class CodeTestsEnv(TextEnv):
         self.partial_credit = partial_credit
         self.max_attempts, self.timeout, self.test_timeout = max_attempts, float(timeout), float(test_timeout)
         self.parser = PythonBlockParser(max_chars=max_action_chars)
-        spec = SandboxSpec(image=image, timeout=self.timeout + self.test_timeout + STARTUP_S, memory_mb=memory_mb, max_output=1 << 16)
+        spec = SandboxSpec(image=image, timeout=self.timeout + self.test_timeout + STARTUP_S, memory_mb=memory_mb,
+                           max_output=VERDICT_BYTES)
         self.sandbox = LazySandbox(self, spec, backend=backend, pool="codetests", labels=sandbox_labels)
         self.problem: CodeProblem = self.problems[0]
         self.attempts = 0

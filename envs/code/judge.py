@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 STARTUP_S = 5.0  # sandbox time beyond the tests' limits: the harness and worker start, the verdict
+VERDICT_BYTES = 1 << 22  # stdout a sandbox must keep for a verdict line (up to ~13,000 failed tests' reasons)
 MARK = "\x1eagentgym-verdict "  # the verdict line is MARK + nonce + " " + JSON
 Kind = Literal["assert", "call", "stdio"]
 Case = Any  # assert: a statement (str); call: [args, expected]; stdio: [stdin, expected stdout]
@@ -145,7 +146,7 @@ def judge_many(problems: Sequence[CodeProblem], codes: Sequence[str], *, backend
 
     if len(problems) != len(codes):
         raise ValueError("give one code per problem")
-    spec = SandboxSpec(image=image or DEFAULT_IMAGE, timeout=total_limit + test_limit + STARTUP_S)
+    spec = SandboxSpec(image=image or DEFAULT_IMAGE, timeout=total_limit + test_limit + STARTUP_S, max_output=VERDICT_BYTES)
 
     def run(lane: int) -> list[tuple[int, Verdict]]:
         with make_sandbox(spec, backend=backend, pool="judge", labels=labels) as box:
@@ -555,6 +556,7 @@ def check_statements(source):
 workdir = tempfile.mkdtemp(prefix="judge-", dir=os.getcwd())
 os.chmod(workdir, 0o755)
 load_error = None
+setup_error = "not run: the judge stopped"
 cases = spec["cases"]
 try:
     namespace = None
@@ -611,10 +613,15 @@ try:
                 reasons.append({"assert": "assertion failed", "call": "wrong answer", "stdio": "wrong output"}[spec["kind"]])
             else:
                 reasons.append(describe(exc))
+except BaseException as exc:  # the dataset's own setup code failed: every test fails, saying so
+    setup_error = "the tests could not be set up: %s" % describe(exc)
 finally:
     if worker is not None:
         worker.kill()
     shutil.rmtree(workdir, ignore_errors=True)
+    while len(results) < len(cases):
+        results.append(False)
+        reasons.append(setup_error)
     report = {"results": results, "reasons": reasons, "load_error": load_error}
     os.write(verdict_fd, (spec["mark"] + nonce + " " + json.dumps(report) + "\n").encode())
 os._exit(0)

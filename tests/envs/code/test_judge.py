@@ -189,6 +189,24 @@ def test_time_limits_per_test_and_in_total(make_env: MakeEnv) -> None:
     assert 1 <= verdict.passed <= 3 and verdict.reasons[-1] == "not run: the time limit for all tests (1 s) ran out"
 
 
+def test_a_verdict_on_thousands_of_failed_tests_fits(make_env: MakeEnv) -> None:
+    env = make_env("agentgym/CodeTests-v0", dataset=PROBLEMS, backend="local")
+    suite = Suite("call", tuple([[[i]], i] for i in range(2000)))
+    code = "def f(i):\n    raise ValueError('x' * 1000)"
+    verdict = judge(env.sandbox, code=code, suite=suite, entry_point="f", test_limit=1.0, total_limit=60.0)
+    assert len(verdict.results) == 2000 and verdict.passed == 0
+    assert verdict.reasons[-1].startswith("ValueError: xxx") and len(verdict.reasons[-1]) == 300
+
+
+def test_a_broken_test_setup_fails_every_test_saying_so(make_env: MakeEnv) -> None:
+    broken = [{**PROBLEMS[0], "tests": {**PROBLEMS[0]["tests"], "setup": "import no_such_module_here"}}]
+    env = make_env("agentgym/CodeTests-v0", dataset=broken, backend="local")
+    env.reset(options={"task": "add"})
+    obs, reward, _, _, info = env.step(env.expert_action())
+    assert (reward, info["total"]) == (0.0, 5)
+    assert "the tests could not be set up: ModuleNotFoundError" in obs
+
+
 def test_comparisons() -> None:
     assert outputs_match("6  \n\n", "6") and outputs_match("a\r\nb\n", "a\nb") and not outputs_match("6 7", "6\n7")
     assert not outputs_match(" 6", "6") and not outputs_match("0.3333", "0.33333")
