@@ -101,4 +101,6 @@ def test_cli_rollout_with_the_scripted_expert_on_docker(cli_run_dir: Path, sandb
     ])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (cli_run_dir / "trajectories.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 and all(row["outcome"] == 1.0 and row["failure"] is None for row in rows), result.output
+    summary = [(row["task_id"], row["outcome"], row["failure"], row["failure_detail"], row["final_observation"])
+               for row in rows]
+    assert len(rows) == 4 and all(row["outcome"] == 1.0 and row["failure"] is None for row in rows), summary
