@@ -260,7 +260,8 @@ class VLLMServer:
                 self._warned_prefix_cache = True
             return
         response.raise_for_status()
-        if response.json().get("success") is False:  # blocks still held (requests running)
+        # 0.33 answers {"success": bool} (false while blocks are held); before, an empty 200
+        if response.content and response.json().get("success") is False:
             logger.warning("%s did not reset its prefix cache (blocks still in use)", self.client.base_url)
 
     def _request(self, method: str, path: str, *, check: bool = True, **kwargs: Any) -> httpx.Response:

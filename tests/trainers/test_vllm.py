@@ -62,6 +62,10 @@ def test_reset_prefix_cache_is_a_404_without_dev_mode_and_is_reported_once(tiny_
     with FakeVLLMServer(dev_mode=True, reset_succeeds=False) as fake, caplog.at_level(logging.WARNING):
         VLLMServer(fake.url, adapter_dir=str(tmp_path / "b")).sync_weights(pm.model)
         assert any("did not reset its prefix cache" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with FakeVLLMServer(dev_mode=True, empty_reset=True) as fake, caplog.at_level(logging.WARNING):
+        VLLMServer(fake.url, adapter_dir=str(tmp_path / "c")).sync_weights(pm.model)
+        assert not caplog.records  # an older server's empty 200 is a success
 
 
 def test_lora_routes_missing_without_runtime_updating_raise(tiny_model_dir, tmp_path):

@@ -43,10 +43,11 @@ class FakeVLLMServer:
 
     def __init__(self, *, model: str = "base", max_model_len: int = 32, reply_len: int = 3,
                  runtime_lora: bool = True, dev_mode: bool = False, reset_succeeds: bool = True,
-                 max_stop_strings: int = 4, version: str = "0.33.0"):
+                 max_stop_strings: int = 4, version: str = "0.33.0", empty_reset: bool = False):
         self.model, self.max_model_len, self.reply_len = model, max_model_len, reply_len
         self.runtime_lora, self.dev_mode, self.reset_succeeds = runtime_lora, dev_mode, reset_succeeds
         self.max_stop_strings, self.version = max_stop_strings, version
+        self.empty_reset = empty_reset  # vLLM < 0.33 answered the reset with an empty 200
         self.adapters: dict[str, str] = {}
         self.requests: list[tuple[str, str, Any]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -79,7 +80,7 @@ class FakeVLLMServer:
         if path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter") and self.runtime_lora and method == "POST":
             return self.lora(path, body)
         if (method, path) == ("POST", "/reset_prefix_cache") and self.dev_mode:
-            return 200, {"success": self.reset_succeeds}
+            return 200, "" if self.empty_reset else {"success": self.reset_succeeds}
         return 404, NOT_FOUND
 
     def completions(self, body: dict[str, Any]) -> tuple[int, Any]:
