@@ -33,9 +33,10 @@ against the server's ``GET /version``). Used APIs, the same across that range:
 The context limit is handled here, the same on every version: vLLM < 0.33 rejects a request whose
 prompt + ``max_tokens`` is over ``max_model_len`` (a 400 / ``ValueError``), vLLM 0.33 clamps
 ``max_tokens`` to the room left (the sample finishes ``"length"``) and rejects a prompt of exactly
-``max_model_len`` with "max_tokens must be at least 1, got 0". So each prompt's ``max_tokens`` is
-clamped to its room here (a clamped sample finishes ``"length"``), and a prompt with no room at
-all gets a :data:`~agentgym.trainers.generation.CONTEXT_LENGTH` sample, on which the policy raises
+``max_model_len`` (the server: a 400 "max_tokens must be at least 1, got 0"; the engine: "... plus
+the number of requested output tokens (at least 1) is longer than the maximum model length").
+So each prompt's ``max_tokens`` is clamped to its room here (a clamped sample finishes
+``"length"``), and a prompt with no room at all gets a :data:`~agentgym.trainers.generation.CONTEXT_LENGTH` sample, on which the policy raises
 :class:`~agentgym.errors.ContextLengthExceeded` and the rollout engine truncates that episode only.
 """
 
