@@ -19,7 +19,7 @@ import asyncio
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +43,19 @@ class WorkItem:
     traj_id: str
 
 
-def plan(run_id: str, *, tasks: int, group_size: int, seed: int = 0) -> list[WorkItem]:
-    """All work items of a run, in order; ids are deterministic so resume can diff them."""
+def plan(run_id: str, *, tasks: int | None = None, group_size: int, seed: int = 0,
+         seeds: Sequence[int] | None = None) -> list[WorkItem]:
+    """All work items of a run, in order; ids are deterministic so resume can diff them.
+
+    Task i uses seed ``seed + i``, or ``seeds[i]`` when the caller chooses the seeds (the trainer
+    cycles over a task pool)."""
+    if seeds is None:
+        if tasks is None:
+            raise TypeError("plan() needs tasks or seeds")
+        seeds = range(seed, seed + tasks)
     return [
-        WorkItem(i, k, seed + i, f"{run_id}-t{i:05d}", f"{run_id}-t{i:05d}-{k:03d}")
-        for i in range(tasks)
+        WorkItem(i, k, task_seed, f"{run_id}-t{i:05d}", f"{run_id}-t{i:05d}-{k:03d}")
+        for i, task_seed in enumerate(seeds)
         for k in range(group_size)
     ]
 

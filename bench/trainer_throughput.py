@@ -3,9 +3,16 @@ the same batch when TRL is installed.
 
 The model is built from a Qwen2-0.5B-sized config (random weights, nothing downloaded); on CPU
 use ``--small`` for a config that finishes in seconds. One update = PPO-clip loss over the
-batch in micro-batches with gradient accumulation, backward, clip, AdamW step.
+batch in micro-batches with gradient accumulation, backward, clip, AdamW step. agentgym's update
+is the trainer's on-policy one: log-probs only at loss positions, no separate old-log-prob pass.
+
+``--memory-proxy`` is the CPU stand-in for the GPU memory comparison: one micro-batch of
+1×1024 tokens at Qwen2's vocabulary (151,936) on a 2-layer body, forward + backward, each
+variant in a fresh process; it prints the peak resident memory the update added, for
+agentgym, for the full-vocabulary fp32 log-softmax it replaced, and for TRL, as ratios.
 
     python bench/trainer_throughput.py --small               # CPU
+    python bench/trainer_throughput.py --memory-proxy        # CPU, peak memory vs TRL
     python bench/trainer_throughput.py --device cuda --batch 16 --seq-len 2048   # GPU
 """
 
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -44,20 +53,28 @@ def peak_memory(device: torch.device) -> str:
 
 
 def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int) -> None:
+    """The trainer's on-policy update: log-probs at loss positions, θ_old = the same forward, detached."""
     cfg = LossConfig()
-    with torch.no_grad():
-        old = torch.cat([sequence_logprobs(model, b["input_ids"][i : i + micro], b["attention_mask"][i : i + micro])[0]
-                         for i in range(0, len(b["input_ids"]), micro)])
     denom = loss_denominator(b["loss_mask"], cfg)
     opt.zero_grad(set_to_none=True)
     for i in range(0, len(b["input_ids"]), micro):
         rows = slice(i, i + micro)
-        logp, _ = sequence_logprobs(model, b["input_ids"][rows], b["attention_mask"][rows])
-        turns = torch.where(b["loss_mask"][rows] > 0, 0, -1)
-        pg, _ = policy_loss(logp, old[rows], b["advantages"][rows], turns, torch.ones_like(logp), cfg)
-        aggregate(pg, b["loss_mask"][rows], denom).backward()
+        mask = b["loss_mask"][rows]
+        logp, _ = sequence_logprobs(model, b["input_ids"][rows], b["attention_mask"][rows], positions=mask > 0)
+        turns = torch.where(mask > 0, 0, -1)
+        pg, _ = policy_loss(logp, logp.detach(), b["advantages"][rows], turns, torch.ones_like(logp), cfg)
+        aggregate(pg, mask, denom).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
+
+
+def full_vocab_loss(model: torch.nn.Module, b: dict[str, torch.Tensor]) -> None:
+    """The loss as agentgym computed it before: fp32 log-softmax over the whole vocabulary at
+    every position (the baseline of the memory proxy)."""
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, b["input_ids"][:, 1:, None]).squeeze(-1)
+    mask = b["loss_mask"][:, 1:]
+    (-(logp - logp.detach()).exp() * b["advantages"][:, 1:] * mask).sum().div(mask.sum()).backward()
 
 
 def trl_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int):
@@ -71,7 +88,7 @@ def trl_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, 
     model.config._name_or_path = "bench/qwen2"  # TRL names the run after the model
     trainer = GRPOTrainer(
         model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions),
-        args=GRPOConfig(output_dir="/tmp/trl-bench", per_device_train_batch_size=micro, num_generations=2,
+        args=GRPOConfig(output_dir="/tmp/trl-bench", per_device_train_batch_size=max(micro, 2), num_generations=2,
                         report_to=[], use_cpu=b["input_ids"].device.type == "cpu",
                         bf16=b["input_ids"].device.type == "cuda"),
         train_dataset=Dataset.from_dict({"prompt": ["x"] * 4}),
@@ -108,9 +125,56 @@ def timed(fn, steps: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / steps
 
 
+PROXY = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+
+
+def rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def measure_proxy(variant: str) -> None:
+    """In this (fresh) process: peak RSS added by one forward + backward of ``variant``."""
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(**PROXY))
+    model.config.use_cache = False
+    b = make_batch(1, 1024, PROXY["vocab_size"], torch.device("cpu"))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no optimiser state: the loss's memory only
+    if variant == "agentgym":
+        run = lambda: agentgym_update(model, opt, b, 1)  # noqa: E731
+    elif variant == "full-vocab":
+        run = lambda: full_vocab_loss(model, b)  # noqa: E731
+    else:
+        run = trl_update(model, opt, b, 1)
+    before = rss_gib()
+    run()
+    print(f"{(rss_gib() - before) * 1024:.1f}")
+
+
+def memory_proxy() -> None:
+    print(f"memory proxy: 1×1024 tokens, vocabulary {PROXY['vocab_size']:,}, 2-layer body, one micro-batch, "
+          "forward + backward; peak RSS added (fresh process each)")
+    results = {}
+    for variant in ("agentgym", "full-vocab", "trl"):
+        proc = subprocess.run([sys.executable, __file__, "--measure", variant], capture_output=True, text=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"  {variant:10s}  skipped ({tail[:120]})")
+            continue
+        results[variant] = float(lines[-1])
+        print(f"  {variant:10s}  {results[variant]:8.1f} MiB")
+    base = results.get("agentgym")
+    for other in ("full-vocab", "trl"):
+        if base and results.get(other):
+            print(f"  agentgym / {other}: {base / results[other]:.2f}×")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="small config for CPU")
+    p.add_argument("--memory-proxy", action="store_true", help="CPU peak-memory comparison at Qwen2's vocabulary")
+    p.add_argument("--measure", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq-len", type=int, default=256)
@@ -118,6 +182,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--no-trl", action="store_true")
     a = p.parse_args()
+    if a.measure:
+        return measure_proxy(a.measure)
+    if a.memory_proxy:
+        return memory_proxy()
     device = torch.device(a.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     config = Qwen2Config(**(SMALL if a.small else QWEN2_05B))

@@ -82,6 +82,7 @@ class RolloutConfig:
     change which episodes share a generation batch: a run then repeats exactly for its seed (on the
     same machine and device). Set it false for envs that block (sandboxes, servers), whose waits
     threads overlap.
+    ``dynamic_sampling``: see :meth:`agentgym.trainers.trainer.Trainer.collect_batch`.
     """
 
     tasks_per_iter: int = 8
@@ -92,6 +93,12 @@ class RolloutConfig:
     max_tokens: int | None = None
     step_timeout: float | None = None
     deterministic: bool = True
+    dynamic_sampling: bool = False  # drop groups whose outcomes are all equal, roll out more (DAPO)
+    max_sampling_rounds: int = 3  # with dynamic_sampling: rounds of tasks_per_iter tasks at most
+
+    def __post_init__(self) -> None:
+        if self.max_sampling_rounds < 1:
+            raise ValueError(f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}")
 
 
 @dataclass

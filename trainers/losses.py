@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 __all__ = [
     "LossConfig",
@@ -60,16 +61,78 @@ def sequence_logprobs(
     attention_mask: torch.Tensor,
     temperature: float = 1.0,
     entropy: bool = False,
+    positions: torch.Tensor | None = None,
+    chunk_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of every token given its prefix (and the policy's entropy there), at the
-    sampling temperature so they compare with the rollout's."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
-    logits = logits.float() / (temperature if temperature > 0 else 1.0)
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    ent = -(logp_all.exp() * logp_all).sum(-1) if entropy else None
-    pad = input_ids.new_zeros((input_ids.shape[0], 1), dtype=logp.dtype)
-    return torch.cat([pad, logp], 1), None if ent is None else torch.cat([pad, ent], 1)
+    sampling temperature so they compare with the rollout's.
+
+    ``positions`` (bool ``[B, T]``) names the tokens whose log-prob is needed (the loss mask);
+    every other position is returned as 0. Why: a policy-gradient batch needs log-probs only on
+    sampled tokens, and the vocabulary projection is the largest activation of a small model
+    (151,936 × fp32 per position for Qwen2). So the decoder's hidden states are gathered at those
+    positions only and projected ``chunk_size`` rows at a time under activation checkpointing:
+    no ``[B, T, V]`` tensor is ever built, and backward recomputes one chunk's logits at a time.
+    Models whose head is more than a linear map of the last hidden state (logit soft-capping,
+    scaling) take the plain full-logits path.
+    """
+    need = attention_mask.bool() if positions is None else positions.bool() & attention_mask.bool()
+    need = need[:, 1:]
+    head = _linear_head(model)
+    if head is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
+        hidden, weight, bias = logits[need], None, None
+    else:
+        out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        hidden, weight, bias = out.last_hidden_state[:, :-1][need], head.weight, head.bias
+    targets = input_ids[:, 1:][need]
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    parts = [_chunk_logprobs(hidden[i : i + chunk_size], targets[i : i + chunk_size], weight, bias, scale, entropy)
+             for i in range(0, len(targets), chunk_size)]
+    logp_flat = torch.cat([p[0] for p in parts]) if parts else hidden.new_zeros(0, dtype=torch.float32)
+    logp = logp_flat.new_zeros(need.shape).masked_scatter(need, logp_flat)
+    pad = logp.new_zeros((input_ids.shape[0], 1))
+    if not entropy:
+        return torch.cat([pad, logp], 1), None
+    ent_flat = torch.cat([p[1] for p in parts]) if parts else logp_flat
+    ent = logp_flat.new_zeros(need.shape).masked_scatter(need, ent_flat)
+    return torch.cat([pad, logp], 1), torch.cat([pad, ent], 1)
+
+
+def _linear_head(model: torch.nn.Module) -> torch.nn.Linear | None:
+    """The LM head when logits are exactly ``head(decoder(x).last_hidden_state)``, else None."""
+    config = getattr(model, "config", None)
+    if any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale", "output_multiplier")):
+        return None
+    get_head, get_decoder = getattr(model, "get_output_embeddings", None), getattr(model, "get_decoder", None)
+    if get_head is None or get_decoder is None:
+        return None
+    head = get_head()
+    return head if isinstance(head, torch.nn.Linear) and get_decoder() is not None else None
+
+
+def _chunk_logprobs(
+    hidden: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+    scale: float, entropy: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Target log-probs (and entropies) of one chunk of positions; ``weight=None`` means
+    ``hidden`` already holds logits. Checkpointed when it needs a gradient, so only the chunk's
+    inputs are kept for backward, never its fp32 logits."""
+
+    def compute(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = (h if weight is None else F.linear(h, weight, bias)).float() * scale
+        norm = torch.logsumexp(logits, dim=-1)
+        logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - norm
+        if not entropy:
+            return logp, logp
+        probs = torch.softmax(logits, dim=-1)
+        return logp, norm - (probs * logits).sum(-1)
+
+    if torch.is_grad_enabled() and (hidden.requires_grad or (weight is not None and weight.requires_grad)):
+        logp, ent = torch.utils.checkpoint.checkpoint(compute, hidden, use_reentrant=False)
+    else:
+        logp, ent = compute(hidden)
+    return logp, ent if entropy else None
 
 
 def turn_mean(values: torch.Tensor, turn_ids: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from agentgym import registry
 from agentgym.credit import build_pipeline
 from agentgym.policies.base import Policy
 from agentgym.policies.simple import ScriptedPolicy
-from agentgym.rollout import WorkItem, rollout
+from agentgym.rollout import plan, rollout
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
 
@@ -131,8 +131,7 @@ class Trainer:
 
     def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None) -> list[Trajectory]:
         """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed)."""
-        items = [WorkItem(i, k, seed, f"{tag}-t{i:03d}", f"{tag}-t{i:03d}-{k:03d}")
-                 for i, seed in enumerate(seeds) for k in range(group_size)]
+        items = plan(tag, seeds=seeds, group_size=group_size)
         r = self.recipe.rollout
         with self.pm.autocast():  # generation runs on this thread, inside the event loop
             trajs = asyncio.run(rollout(
@@ -161,20 +160,34 @@ class Trainer:
     # -- the update ---------------------------------------------------------------------
     @torch.no_grad()
     def _logprobs(self, model: Any, batch: Batch) -> torch.Tensor:
+        """Log-probs on the loss tokens only (the only ones any loss term or metric reads)."""
         out = torch.zeros_like(batch.rollout_logp)
         temperature = self.recipe.generation.sampling.temperature
         for start in range(0, len(batch), self.recipe.optim.micro_batch_size):
             rows = slice(start, start + self.recipe.optim.micro_batch_size)
             mb = batch.select(rows)
-            out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(model, mb.input_ids, mb.attention_mask, temperature)[0]
+            out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(
+                model, mb.input_ids, mb.attention_mask, temperature, positions=mb.loss_mask > 0)[0]
         return out
+
+    def on_policy(self, batch_size: int) -> bool:
+        """One epoch of one mini-batch: θ_old is the current θ, so no separate old forward."""
+        o = self.recipe.optim
+        return o.epochs == 1 and (o.mini_batch_size is None or o.mini_batch_size >= batch_size)
 
     def update(self, batch: Batch) -> dict[str, float]:
         """PPO epochs over mini-batches; each mini-batch is one optimiser step accumulated over
-        micro-batches (loss normalisers span the mini-batch, so accumulation is exact)."""
+        micro-batches (loss normalisers span the mini-batch, so accumulation is exact).
+
+        On-policy (see :meth:`on_policy`) the old log-probs are the update forward's own,
+        detached: the ratio is exactly 1 with the same gradient, and a whole no-grad forward
+        over the batch is saved."""
         cfg, o, model = self.recipe.loss, self.recipe.optim, self.pm.model
         batch = batch.to(self.pm.device)
-        batch.old_logp = self._logprobs(model, batch)  # θ_old: the weights that sampled
+        on_policy = self.on_policy(len(batch))
+        if not on_policy:
+            batch.old_logp = self._logprobs(model, batch)  # θ_old: the weights that sampled
+        is_log_ratios: list[torch.Tensor] = []  # θ_old vs the rollout engine, on sampled tokens
         if cfg.kl != "none":
             with self.pm.reference() as ref:
                 batch.ref_logp = self._logprobs(ref, batch)
@@ -190,8 +203,12 @@ class Trainer:
                 for micro in mb.split(o.micro_batch_size):
                     m = micro.loss_mask
                     logp, ent = sequence_logprobs(model, micro.input_ids, micro.attention_mask,
-                                                  self.recipe.generation.sampling.temperature, entropy=True)
-                    pg, clipped = policy_loss(logp, micro.old_logp, micro.advantages, micro.turn_ids,
+                                                  self.recipe.generation.sampling.temperature, entropy=True,
+                                                  positions=m > 0)
+                    old_logp = logp.detach() if on_policy else micro.old_logp
+                    if on_policy:
+                        is_log_ratios.append((old_logp - micro.rollout_logp)[m > 0])
+                    pg, clipped = policy_loss(logp, old_logp, micro.advantages, micro.turn_ids,
                                               micro.clip_scale, cfg)
                     per_token = pg - cfg.entropy_coef * ent
                     if cfg.kl != "none":
@@ -208,7 +225,8 @@ class Trainer:
                 for key, value in step.items():
                     stats[key].append(value)
         sampled = batch.loss_mask > 0
-        is_log_ratio = (batch.old_logp - batch.rollout_logp)[sampled]  # trainer vs rollout engine
+        is_log_ratio = (torch.cat([*is_log_ratios, batch.rollout_logp.new_zeros(0)]) if on_policy
+                        else (batch.old_logp - batch.rollout_logp)[sampled])  # trainer vs rollout engine
         out = {k: float(np.mean(v)) for k, v in stats.items()}
         out.update({
             "is/mean_abs_log_ratio": float(is_log_ratio.abs().mean()) if is_log_ratio.numel() else 0.0,
@@ -257,13 +275,45 @@ class Trainer:
             torch.set_rng_state(state)
         return sum(t.success for t in trajs) / max(len(trajs), 1)
 
+    def collect_batch(self) -> tuple[list[Trajectory], dict[str, float]]:
+        """This iteration's groups, and the dynamic-sampling metrics when it is on.
+
+        Dynamic sampling (DAPO; verl-agent's dynamic GiGPO): a group whose rollouts all got the
+        same outcome has zero group-relative advantage and only dilutes the batch, so such groups
+        are dropped and further rounds of ``tasks_per_iter`` new tasks are rolled out until
+        ``tasks_per_iter`` informative groups are kept or ``max_sampling_rounds`` rounds ran.
+        Infra-failed rollouts do not count as an outcome. When no group is informative the
+        last round is trained on as it is (its advantages are zero; nothing is gained by more).
+        """
+        r = self.recipe.rollout
+        kept: list[list[Trajectory]] = []
+        rounds = dropped = 0
+        while True:
+            tag = f"it{self.iteration:05d}" + (f"-r{rounds}" if rounds else "")
+            trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, tag)
+            self.task_cursor += r.tasks_per_iter
+            rounds += 1
+            if not r.dynamic_sampling:
+                return trajs, {}
+            for group in _groups(trajs):
+                outcomes = {t.outcome for t in group if t.failure != "infra"}
+                if len(outcomes) > 1 and len(kept) < r.tasks_per_iter:
+                    kept.append(group)
+                else:
+                    dropped += 1
+            if len(kept) >= r.tasks_per_iter or rounds >= r.max_sampling_rounds:
+                break
+        batch = [t for group in kept for t in group] or trajs
+        return batch, {"sampling/rounds": float(rounds), "sampling/kept_groups": float(len(kept)),
+                       "sampling/dropped_groups": float(dropped),
+                       "sampling/extra_rollouts": float((rounds - 1) * r.tasks_per_iter * r.group_size)}
+
     # -- the loop -----------------------------------------------------------------------
     def step(self) -> dict[str, Any]:
         """One RL iteration; returns its metrics."""
-        r = self.recipe.rollout
         t0 = time.perf_counter()
         self._on_phase("rollout")
-        trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, f"it{self.iteration:05d}")
+        trajs, sampling = self.collect_batch()
         self._save_samples(trajs)
         t1 = time.perf_counter()
         self._on_phase("credit")
@@ -276,9 +326,8 @@ class Trainer:
         self.backend.wake()
         self.backend.sync_weights(self.pm.model)
         t2 = time.perf_counter()
-        self.task_cursor += r.tasks_per_iter
         self.iteration += 1
-        return {**rollout_metrics(trajs), **credit.metrics, **stats,
+        return {**rollout_metrics(trajs), **sampling, **credit.metrics, **stats,
                 "time/rollout_s": t1 - t0, "time/update_s": t2 - t1}
 
     def _save_samples(self, trajs: list[Trajectory]) -> None:
@@ -366,6 +415,14 @@ class Trainer:
         rows = [r for r in self.logger.read() if r["iteration"] <= self.iteration]  # drop rows past the checkpoint
         self.logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         self.samples.remove(lambda d: int(d["traj_id"][2:7]) >= self.iteration)  # "itNNNNN-...": past it too
+
+
+def _groups(trajs: list[Trajectory]) -> list[list[Trajectory]]:
+    """Trajectories grouped by ``group_id``, in first-seen order."""
+    groups: dict[str, list[Trajectory]] = {}
+    for traj in trajs:
+        groups.setdefault(traj.group_id, []).append(traj)
+    return list(groups.values())
 
 
 def _seed_everything(seed: int, *, deterministic: bool) -> None:

@@ -136,3 +136,72 @@ def test_accumulated_micro_batch_grads_equal_full_batch(tiny_model_dir, agg):
         loss_of(rows).backward()
     for g_full, p in zip(full, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, g_full, rtol=1e-4, atol=1e-6)
+
+
+def _full_logits_logprobs(model, ids, attn, temperature=1.0):
+    """The reference: full-vocabulary fp32 log-softmax at every position."""
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    pad = torch.zeros(ids.shape[0], 1)
+    return torch.cat([pad, logp], 1), torch.cat([pad, ent], 1)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1024])
+def test_logprobs_at_loss_positions_equal_the_full_softmax_values_and_gradients(tiny_model_dir, chunk_size):
+    torch.manual_seed(0)
+    model = load_policy(tiny_model_dir, device="cpu").model
+    ids = torch.randint(3, 500, (3, 16))
+    attn = torch.ones_like(ids)
+    attn[2, 12:] = 0
+    positions = torch.zeros(3, 16, dtype=torch.bool)
+    positions[:, 9:] = True
+    positions[1, 3] = True
+    weights = torch.randn(3, 16)
+
+    ref_logp, ref_ent = _full_logits_logprobs(model, ids, attn, temperature=0.7)
+    kept = positions & attn.bool()
+    ((ref_logp + 0.1 * ref_ent) * weights * kept).sum().backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    logp, ent = sequence_logprobs(model, ids, attn, 0.7, entropy=True, positions=positions, chunk_size=chunk_size)
+    ((logp + 0.1 * ent) * weights).sum().backward()
+    torch.testing.assert_close(logp[kept], ref_logp[kept], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent[kept], ref_ent[kept], rtol=1e-5, atol=1e-5)
+    assert not logp[~kept].any() and not ent[~kept].any()  # nothing computed where no loss reads it
+    for p, g in zip(model.parameters(), ref_grads, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-3, atol=1e-5)  # summation order differs
+
+
+def test_logprobs_without_positions_cover_every_real_token(tiny_model_dir):
+    model = load_policy(tiny_model_dir, device="cpu").model
+    ids = torch.randint(3, 500, (2, 10))
+    attn = torch.ones_like(ids)
+    attn[1, 6:] = 0
+    with torch.no_grad():
+        logp, _ = sequence_logprobs(model, ids, attn)
+        ref, _ = _full_logits_logprobs(model, ids, attn)
+    real = attn.bool()
+    real[:, 0] = False
+    torch.testing.assert_close(logp[real], ref[real], rtol=1e-5, atol=1e-5)
+    assert (logp[real] < 0).all() and not logp[~real].any()
+
+
+def test_a_head_that_is_not_a_plain_linear_map_takes_the_full_logits_path(tiny_model_dir):
+    model = load_policy(tiny_model_dir, device="cpu").model
+    ids = torch.randint(3, 500, (2, 8))
+    attn = torch.ones_like(ids)
+    head_calls = []
+    model.get_output_embeddings().register_forward_hook(lambda *_: head_calls.append(1))
+    with torch.no_grad():
+        fast, _ = sequence_logprobs(model, ids, attn)
+        assert not head_calls  # the fast path projects only the gathered rows itself
+        model.config.final_logit_softcapping = 30.0  # Qwen2 ignores it, so the values must agree
+        try:
+            slow, _ = sequence_logprobs(model, ids, attn)
+        finally:
+            model.config.final_logit_softcapping = None
+    assert head_calls  # the model's own forward, head and all
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)

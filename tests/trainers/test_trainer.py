@@ -212,3 +212,64 @@ def test_recipe_key_reference_is_generated_and_up_to_date():
     docs = Path(__file__).resolve().parents[2] / "docs" / "RECIPES.md"
     assert docs.read_text() == text + "\n", "regenerate: agentgym recipe-keys > docs/RECIPES.md"
     assert CliRunner().invoke(cli_app, ["recipe-keys"]).output == text + "\n"
+
+
+def test_on_policy_update_reuses_its_own_log_probs_and_matches_the_separate_old_forward(tiny_model_dir, tmp_path):
+    one_step = {"epochs": 1, "mini_batch_size": None, "micro_batch_size": 3}
+    fast = Trainer(small_recipe(tiny_model_dir, tmp_path / "a", optim=one_step, loss={"kl": "none"}))
+    slow = Trainer(small_recipe(tiny_model_dir, tmp_path / "b", optim=one_step, loss={"kl": "none"}))
+    trajs = fast.collect(fast.task_seeds(0, 2), 4, "x")
+    credit = fast.credit_fn(trajs, fast.pipeline, None)
+    assert fast.on_policy(len(trajs))
+
+    def no_old_forward(*_):
+        raise AssertionError("an on-policy update must not run a separate old-log-prob forward")
+
+    fast._logprobs = no_old_forward
+    slow.on_policy = lambda n: False  # the general PPO path: θ_old from its own no-grad forward
+    a, b = fast.update(fast.to_batch(trajs, credit)), slow.update(slow.to_batch(trajs, credit))
+    for p, q in zip(fast.pm.model.parameters(), slow.pm.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for key in ("loss/policy", "is/mean_abs_log_ratio", "batch/loss_tokens"):
+        assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    two_epochs = Trainer(small_recipe(tiny_model_dir, tmp_path / "c"))  # epochs 2, mini-batches of 4
+    assert not two_epochs.on_policy(len(trajs))
+
+
+def _fake_rounds(trainer, outcomes_per_round):
+    """Make ``collect`` return groups with the given outcomes, one list of groups per call."""
+    rounds = iter(outcomes_per_round)
+
+    def collect(seeds, group_size, tag, policy=None):
+        groups = next(rounds)
+        return [Trajectory(f"{tag}-t{i}-{k}", f"{tag}-t{i}", f"task{seeds[i]}", "env", seeds[i], "p",
+                           outcome=float(o or 0), terminated=True, failure="infra" if o is None else None)
+                for i, group in enumerate(groups) for k, o in enumerate(group)]
+
+    trainer.collect = collect
+
+
+def test_dynamic_sampling_drops_uninformative_groups_and_rolls_out_more(tiny_model_dir, tmp_path):
+    trainer = Trainer(small_recipe(tiny_model_dir, tmp_path, rollout={"dynamic_sampling": True,
+                                                                      "max_sampling_rounds": 3}))
+    # tasks_per_iter = 2: round 1 has one informative group; a group that differs only by an
+    # infra failure is not informative; round 2 fills the batch.
+    _fake_rounds(trainer, [[[1, 1, 1, 1], [0, 1, 0, 0]], [[1, 1, None, 1], [1, 0, 1, 1]]])
+    trajs, metrics = trainer.collect_batch()
+    assert [t.group_id for t in trajs[::4]] == ["it00000-t1", "it00000-r1-t1"]
+    assert metrics == {"sampling/rounds": 2.0, "sampling/kept_groups": 2.0, "sampling/dropped_groups": 2.0,
+                       "sampling/extra_rollouts": 8.0}
+    assert trainer.task_cursor == 4  # the extra round consumed new tasks
+
+    _fake_rounds(trainer, [[[0] * 4, [1] * 4]] * 3)  # nothing informative: capped, the last round is kept
+    trajs, metrics = trainer.collect_batch()
+    assert metrics["sampling/rounds"] == 3 and metrics["sampling/kept_groups"] == 0 and len(trajs) == 8
+
+
+def test_dynamic_sampling_runs_in_a_real_iteration(tiny_model_dir, tmp_path):
+    recipe = small_recipe(tiny_model_dir, tmp_path, rollout={"dynamic_sampling": True, "max_sampling_rounds": 2},
+                          train={"iterations": 1}, sft={"steps": 0})
+    row = Trainer(recipe).fit()[-1]
+    assert 1 <= row["sampling/rounds"] <= 2 and row["sampling/kept_groups"] <= 2
+    with pytest.raises(RecipeError, match="max_sampling_rounds"):
+        small_recipe(tiny_model_dir, tmp_path, rollout={"max_sampling_rounds": 0})
