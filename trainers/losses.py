@@ -89,7 +89,9 @@ def sequence_logprobs(
     scale = 1.0 / temperature if temperature > 0 else 1.0
     parts = [_chunk_logprobs(hidden[i : i + chunk_size], targets[i : i + chunk_size], weight, bias, scale, entropy)
              for i in range(0, len(targets), chunk_size)]
-    logp_flat = torch.cat([p[0] for p in parts]) if parts else hidden.new_zeros(0, dtype=torch.float32)
+    # No position needed (every loss-mask entry 0): an empty tensor still tied to the graph, so a
+    # caller's backward() works and simply gives the decoder zero gradients.
+    logp_flat = torch.cat([p[0] for p in parts]) if parts else hidden.float().sum(-1)
     logp = logp_flat.new_zeros(need.shape).masked_scatter(need, logp_flat)
     pad = logp.new_zeros((input_ids.shape[0], 1))
     if not entropy:

@@ -205,3 +205,13 @@ def test_a_head_that_is_not_a_plain_linear_map_takes_the_full_logits_path(tiny_m
             model.config.final_logit_softcapping = None
     assert head_calls  # the model's own forward, head and all
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_a_micro_batch_without_loss_tokens_still_backpropagates(tiny_model_dir):
+    model = load_policy(tiny_model_dir, device="cpu").model
+    ids = torch.randint(3, 500, (2, 8))
+    attn = torch.ones_like(ids)
+    logp, ent = sequence_logprobs(model, ids, attn, entropy=True, positions=torch.zeros_like(ids, dtype=torch.bool))
+    assert not logp.any() and not ent.any()
+    (logp.sum() + ent.sum()).backward()  # e.g. every group filtered out: a zero update, not a crash
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
