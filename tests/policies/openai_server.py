@@ -33,8 +33,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from support import LoopbackHTTPServer
 
 CHAT_PATH = "/v1/chat/completions"
 OPENAI_FIELDS = {
@@ -74,7 +76,7 @@ def tokenize(text: str) -> list[int]:
     return [ord(c) for c in text]
 
 
-class ChatServer:
+class ChatServer(LoopbackHTTPServer):
     """``with ChatServer() as server:`` serves on ``server.url``; ``server.script(...)`` queues
     replies; ``server.requests`` and ``server.connections`` record what clients did."""
 
@@ -86,28 +88,14 @@ class ChatServer:
         self.connections: set[tuple[str, int]] = set()  # client (host, port): one per TCP connection
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        super().__init__()
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, client_address: None  # clients hang up on purpose
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
             self._script.extend(replies)
 
-    def __enter__(self) -> ChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
         self._thread.join(timeout=5)
 
     # -- serving --------------------------------------------------------------------------

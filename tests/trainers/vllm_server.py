@@ -24,10 +24,11 @@ cuts it first (``"length"``).
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from support import LoopbackHTTPServer
 
 NOT_FOUND = {"detail": "Not Found"}  # FastAPI's answer for a route that is not mounted
 
@@ -37,7 +38,7 @@ def error(status: int, kind: str, message: str, param: str | None = None) -> tup
     return status, {"error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
-class FakeVLLMServer:
+class FakeVLLMServer(LoopbackHTTPServer):
     """``with FakeVLLMServer() as server:`` serves on ``server.url``; ``server.requests`` records
     ``(method, path, body)``."""
 
@@ -50,22 +51,7 @@ class FakeVLLMServer:
         self.empty_reset = empty_reset  # vLLM < 0.33 answered the reset with an empty 200
         self.adapters: dict[str, str] = {}
         self.requests: list[tuple[str, str, Any]] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeVLLMServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__()
 
     # -- routes -----------------------------------------------------------------------------
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
