@@ -42,3 +42,12 @@ def make_box(backend: str) -> Iterator[Callable[..., BaseSandbox]]:
 @pytest.fixture
 def box(make_box: Callable[..., BaseSandbox]) -> BaseSandbox:
     return make_box(memory_mb=256, pids=64, workdir_mb=32, tmp_mb=16)
+
+
+@pytest.fixture
+def no_shared_pools() -> None:
+    """Close the process-wide warm pools first: the code-env tests earlier in a session leave idle
+    sandboxes with this run's label in them, which tests that count this run's containers would see."""
+    from agentgym.sandboxes.pool import close_shared_pools
+
+    close_shared_pools()

@@ -84,7 +84,7 @@ def test_killed_mid_call_pool_recovers(pool_for) -> None:  # noqa: ANN001
         assert fresh.run_python("print(1)").stdout == "1\n"
 
 
-def test_churn_with_random_kills_leaks_nothing(pool_for, backend: str) -> None:  # noqa: ANN001
+def test_churn_with_random_kills_leaks_nothing(pool_for, backend: str, no_shared_pools) -> None:  # noqa: ANN001
     make, client = pool_for
     rng = random.Random(7)
     pool = make(warm=4, max_size=8, refill_per_s=50, parallel_starts=2)
@@ -107,7 +107,8 @@ def test_churn_with_random_kills_leaks_nothing(pool_for, backend: str) -> None: 
 
 
 @pytest.mark.docker
-def test_reaper_removes_expired_and_orphaned(sandbox_image, docker_client, test_labels) -> None:  # noqa: ANN001
+def test_reaper_removes_expired_and_orphaned(sandbox_image, docker_client, test_labels,  # noqa: ANN001
+                                            no_shared_pools) -> None:  # noqa: ANN001
     from agentgym.sandboxes.docker_sandbox import DockerSandbox
 
     mine = f"{TEST_LABEL}={TEST_SESSION}"  # other test runs may share the engine
