@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import ast
 import base64
+import gc
 import gzip
 import json
 import pickle
+import threading
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ LEETCODE_IMPORTS = ("from typing import *\nfrom collections import *\nfrom funct
                     "from heapq import *\nfrom bisect import *\nimport math, string, re\n")
 PROGRAM_ASK = ("Write a complete Python program that reads the input from standard input and prints the answer "
                "to standard output. Reply with the program in one ```python block; hidden tests will run it.")
+_PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,33 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     raise ValueError(f"unknown dataset file type {path.name!r}: use .jsonl, .jsonl.gz, .json or .parquet")
 
 
+def _parse(source: str) -> ast.Module:
+    """``ast.parse`` that another thread's parse cannot break.
+
+    CPython before 3.11.8 keeps the AST builder's recursion depth in interpreter-wide state
+    (python/cpython#106905). The builder runs no Python code unless an allocation starts a garbage
+    collection, whose finalizers and callbacks can hand the GIL to a thread that parses too (a
+    rollout thread making an env, or formatting a traceback): that resets the depth and this parse
+    fails with ``SystemError: AST constructor recursion depth mismatch``. With collection held off,
+    nothing else runs until the tree is built.
+    """
+    with _PARSE_LOCK:
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return ast.parse(source)
+        finally:
+            if collecting:
+                gc.enable()
+
+
 # -- HumanEval ---------------------------------------------------------------------------------
 def split_check(test: str) -> tuple[str, ...]:
     """HumanEval's ``check(candidate)`` as separate tests: one per top-level statement holding an
     ``assert``, each with the statements before it. ``("check(candidate)",)`` when the body
     cannot run statement by statement (a ``return``, another parameter list, no asserts)."""
     whole = ("check(candidate)",)
-    check = next((node for node in ast.parse(test).body if isinstance(node, ast.FunctionDef) and node.name == "check"),
+    check = next((node for node in _parse(test).body if isinstance(node, ast.FunctionDef) and node.name == "check"),
                  None)
     if check is None:
         raise ValueError("the test defines no check(candidate) function")
@@ -214,7 +237,7 @@ def _humaneval(r: dict[str, Any], index: int, tolerance: float | None, challenge
 
 # -- MBPP -------------------------------------------------------------------------------------
 def _called_names(source: str) -> list[str]:
-    return [node.func.id for node in ast.walk(ast.parse(source))
+    return [node.func.id for node in ast.walk(_parse(source))
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
 
 
@@ -224,7 +247,7 @@ def _mbpp(r: dict[str, Any], index: int, tolerance: float | None, challenge: boo
         raise ValueError("test_list is empty")
     code = (r.get("code") or "").replace("\r\n", "\n") or None
     called = [name for t in tests for name in _called_names(t)]
-    defined = {node.name for node in ast.walk(ast.parse(code)) if isinstance(node, (ast.FunctionDef, ast.ClassDef))} \
+    defined = {node.name for node in ast.walk(_parse(code)) if isinstance(node, (ast.FunctionDef, ast.ClassDef))} \
         if code else set()
     entry = next((n for n in called if n in defined), called[0] if called else None)
     if entry is None:

@@ -4,7 +4,9 @@ then judged in a sandbox."""
 
 from __future__ import annotations
 
+import ast
 import base64
+import gc
 import gzip
 import json
 import pickle
@@ -175,3 +177,32 @@ def test_bad_paths_and_formats(tmp_path: Path) -> None:
         load_code_dataset(tmp_path / "data.csv")
     with pytest.raises(ValueError, match="format must be"):
         load_code_dataset(MBPP, "codecontests")
+
+
+def test_loading_survives_a_parse_from_another_thread_mid_tree() -> None:
+    """On CPython before 3.11.8 a parse started while another is building its tree (here from a gc
+    callback, as a traceback or another rollout thread's ``make`` does) resets the shared depth
+    counter and the first parse raises ``SystemError`` (python/cpython#106905; a HumanEval rollout
+    failed in CI with it). The loader holds collection off while it parses, so this loads."""
+    test = "def check(candidate):\n" + "".join(
+        f"    assert candidate({i}) == [{i}, ({i}, {{'a': [{i}]}})]\n" for i in range(200))
+    record = {"task_id": "deep/0", "prompt": "def f(x):\n", "entry_point": "f", "test": test,
+              "canonical_solution": "    return x\n"}
+    interfered: list[str] = []
+
+    def parse_during_collection(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            interfered.append(phase)
+            ast.parse("x = [1, (2, 3)]")
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(parse_during_collection)
+    gc.set_threshold(10)
+    try:
+        problems = load_code_dataset([record], "humaneval")
+        gc.collect()
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(parse_during_collection)
+    assert len(problems[0].tests.cases) == 200
+    assert interfered, "the callback never ran, so the test exercised nothing"
