@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agentgym.core import InfraError, StepResult, TextEnv
 from agentgym.envs.bifurcation import BifurcationEnv
 
@@ -21,6 +23,14 @@ TEST_LABEL = "agentgym.test"
 # One value per pytest process, so two test runs sharing an engine never prune each other's sandboxes.
 TEST_SESSION = os.environ.setdefault("AGENTGYM_TEST_SESSION", str(os.getpid()))  # children inherit it
 TEST_LABELS = {TEST_LABEL: TEST_SESSION}
+
+#: Both sandbox backends, for a test whose LocalSandbox half needs root: without it LocalSandbox's
+#: user namespace maps one uid, so user code and the executor share it (CI runs as root).
+BACKENDS_LOCAL_AS_ROOT = pytest.mark.parametrize("backend", [
+    pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("local", marks=pytest.mark.skipif(
+        os.geteuid() != 0, reason="without root, LocalSandbox's code and executor share its one mapped uid")),
+], indirect=True)
 
 
 class EchoEnv(TextEnv):
@@ -112,13 +122,13 @@ SOURCE_ROOTS = {"agentgym": "agentgym", "envs": "agentgym/envs", "sandboxes": "a
                 "trainers": "agentgym/trainers"}  # source folder -> where it lands in the wheel
 
 
-def source_files(root: Path) -> list[str] | None:
-    """The files a build sees: tracked plus untracked-but-not-ignored; None outside a git checkout."""
+def source_files(root: Path) -> list[str]:
+    """The files a build sees: tracked plus untracked-but-not-ignored (so the tests need a git checkout)."""
     try:
         out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, check=True,
                              capture_output=True, text=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RuntimeError(f"the packaging tests run from a git checkout of agentgym: {exc}") from exc
     return [f for f in out.split("\0") if f and (root / f).is_file()]
 
 

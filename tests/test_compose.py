@@ -24,14 +24,19 @@ def _compose() -> list[str]:
         return ["docker-compose"]
     if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
         return ["docker", "compose"]
-    if os.environ.get("AGENTGYM_REQUIRE_DOCKER") == "1":
-        pytest.fail("neither docker-compose nor `docker compose` is installed (CI installs docker-compose)")
-    pytest.skip("neither docker-compose nor `docker compose` is installed")
+    return []
+
+
+COMPOSE = _compose()
+# CI installs docker-compose and sets AGENTGYM_REQUIRE_DOCKER=1, so there a missing one fails.
+pytestmark = pytest.mark.skipif(not COMPOSE and os.environ.get("AGENTGYM_REQUIRE_DOCKER") != "1",
+                                reason="neither docker-compose nor `docker compose` is installed")
 
 
 def _config(path: Path, *args: str) -> subprocess.CompletedProcess:
+    assert COMPOSE, "neither docker-compose nor `docker compose` is installed (CI installs docker-compose)"
     env = {**os.environ, "RETRIEVER_PORT": "18001"}
-    return subprocess.run([*_compose(), "-f", str(path), "--profile", "build", "--profile", "gpu", "config", *args],
+    return subprocess.run([*COMPOSE, "-f", str(path), "--profile", "build", "--profile", "gpu", "config", *args],
                           cwd=path.parent, env=env, capture_output=True, text=True)
 
 
@@ -112,16 +117,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11),
+                    reason="the offline image runs Debian bookworm's Python 3.11; dependencies are copied from this one")
 @pytest.mark.docker
 def test_compose_starts_the_retriever_service_healthy(docker_client, sandbox_image: str, tmp_path: Path) -> None:
     """`docker-compose up retriever` exactly as compose.yaml declares it (command, cache volume,
     healthcheck, port), on an image built here without a registry; then a real search over HTTP."""
-    compose = _compose()
-    if sys.version_info[:2] != (3, 11):
-        pytest.skip("the offline image runs Debian bookworm's Python 3.11; dependencies are copied from this one")
+    assert COMPOSE, "neither docker-compose nor `docker compose` is installed (CI installs docker-compose)"
     files = source_files(ROOT)
-    if files is None:
-        pytest.skip("needs a git checkout to build the wheel")
     context = tmp_path / "image"
     _site(build_wheel(ROOT, files, tmp_path / "wheel"), context / "site")
     (context / "Dockerfile").write_text(RETRIEVER_DOCKERFILE.format(base=sandbox_image))
@@ -130,7 +133,7 @@ def test_compose_starts_the_retriever_service_healthy(docker_client, sandbox_ima
     port = _free_port()
     env = {**os.environ, "AGENTGYM_IMAGE": tag, "RETRIEVER_PORT": str(port), "RETRIEVER_KB_DOCS": "300",
            "RETRIEVER_DATA": str(tmp_path)}
-    base = [*compose, "-p", project, "-f", str(ROOT / "compose.yaml")]
+    base = [*COMPOSE, "-p", project, "-f", str(ROOT / "compose.yaml")]
     docker_client.images.build(path=str(context), tag=tag, rm=True, labels=TEST_LABELS)
     try:
         up = subprocess.run([*base, "up", "-d", "--no-build", "retriever"], env=env, capture_output=True, text=True)

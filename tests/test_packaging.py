@@ -13,19 +13,12 @@ ROOT = Path(__file__).parent.parent
 ROOTS = SOURCE_ROOTS
 
 
-def _source_files() -> list[str]:
-    files = source_files(ROOT)
-    if files is None:
-        pytest.skip("needs a git checkout to know which files are sources")
-    return files
-
-
 def test_every_folder_is_declared_as_a_package():
     """Data-only folders too: setuptools ships package-data of declared packages only."""
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = set()
-    for rel in _source_files():
+    for rel in source_files(ROOT):
         top, *parts = Path(rel).parent.parts or ("",)
         if top in ROOTS:
             for depth in range(len(parts) + 1):
@@ -54,13 +47,13 @@ def test_compose_builds_point_at_dockerfiles_and_names_the_services():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_wheel(ROOT, _source_files(), tmp_path_factory.mktemp("wheel"))
+    return build_wheel(ROOT, source_files(ROOT), tmp_path_factory.mktemp("wheel"))
 
 
 def test_the_wheel_ships_every_source_file(wheel: Path) -> None:
     """A data file (recipe, Dockerfile, template, ...) that package-data misses fails here, not on a user's machine."""
     expected = set()
-    for rel in _source_files():
+    for rel in source_files(ROOT):
         top, _, rest = rel.partition("/")
         if top in ROOTS and rest:
             expected.add(f"{ROOTS[top]}/{rest}")

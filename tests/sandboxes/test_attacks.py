@@ -5,9 +5,8 @@ inside the sandbox (a result, never an exception) and leave it, and its neighbou
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from support import BACKENDS_LOCAL_AS_ROOT
 
 from agentgym.sandboxes import BaseSandbox
 
@@ -95,14 +94,13 @@ def test_new_namespaces_die_with_the_call_and_reach_nothing(box: BaseSandbox) ->
     assert_usable(box)  # strays == 0: the processes in the nested namespaces were killed
 
 
+@BACKENDS_LOCAL_AS_ROOT
 @pytest.mark.parametrize("target", ["parent", "session"])
 def test_code_cannot_stop_or_trace_its_session_keeper(box: BaseSandbox, target: str) -> None:
     """The session process is the user's own (it may signal it: that ends the session); the
     executor is not, whatever the call tries from inside or outside the session."""
     code = ("import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGSTOP); print('stopped')\n"
             "except PermissionError:\n    print('denied')")
-    if box.backend == "local" and os.geteuid() != 0:
-        pytest.skip("without root, code and executor share LocalSandbox's one mapped uid")
     result = box.run_python(code, session=target == "session", timeout=3)
     assert result.stdout == "denied\n" and not result.timed_out, result
     assert_usable(box)

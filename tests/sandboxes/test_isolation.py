@@ -4,9 +4,9 @@ on both backends: each case was reproduced against the old code before it was fi
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
+from support import BACKENDS_LOCAL_AS_ROOT
 
 from agentgym.sandboxes import BaseSandbox, ExecResult
 
@@ -78,10 +78,9 @@ def test_session_threads_end_with_their_cell(box: BaseSandbox) -> None:
     assert third.stdout == "1\n"
 
 
+@BACKENDS_LOCAL_AS_ROOT
 def test_user_code_cannot_signal_trace_or_freeze_the_executor(box: BaseSandbox) -> None:
     """Failure 4: code and executor shared a uid, so SIGSTOP to the executor froze the sandbox."""
-    if box.backend == "local" and os.geteuid() != 0:
-        pytest.skip("without root, LocalSandbox's user namespace maps one uid: code and executor share it")
     code = ("import ctypes, os, signal\nppid = os.getppid()\n"
             "for sig in (signal.SIGSTOP, signal.SIGKILL, signal.SIGTERM):\n"
             "    try:\n        os.kill(ppid, sig); print('signalled')\n"

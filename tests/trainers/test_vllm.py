@@ -3,6 +3,7 @@
 vLLM (``-m gpu``) and has never run in this project."""
 
 import asyncio
+import importlib.util
 import logging
 
 import httpx
@@ -162,14 +163,9 @@ def test_version_range_is_checked_for_the_package_and_the_server():
             VLLMServer(fake.url, model="other")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_in_process_backend_without_vllm_names_the_extra(monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("vLLM is installed")
     from agentgym.trainers.vllm_backend import VLLMColocated
 
     with pytest.raises(ImportError, match=r"pip install 'agentgym\[vllm\]'"):
