@@ -363,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         seeds = range(2) if args.quick else (
             [int(x) for x in args.seeds.split(",") if x] if "," in args.seeds else range(int(args.seeds)))
+        if not seeds:
+            ap.error(f"--seeds {args.seeds!r} selects no seed: give a count N >= 1 or a list such as 0, or 0,3")
         out.mkdir(parents=True, exist_ok=True)
         deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
         rows = run_grid(cfg, cells, methods, list(seeds), workers=args.workers, model_dir=Path(args.model_dir),
