@@ -31,7 +31,8 @@ from tenacity import (
 
 from agentgym.errors import InfraError
 
-__all__ = ["RETRYABLE", "AsyncClientPerLoop", "HTTPRetry", "TransientHTTPError", "raise_for_transient", "retry_after"]
+__all__ = ["RETRYABLE", "AsyncClientPerLoop", "HTTPRetry", "TransientHTTPError", "error_message", "raise_for_transient",
+           "retry_after"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,28 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def raise_for_transient(response: httpx.Response, message: str | None = None) -> httpx.Response:
+def error_message(response: httpx.Response) -> str:
+    """The server's own words: OpenAI/new vLLM ``{"error": {"message"}}``, old vLLM
+    ``{"object": "error", "message"}``, FastAPI ``{"detail"}``, else the raw body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for key in ("message", "detail", "error"):
+            if data.get(key):
+                return str(data[key])
+    return response.text[:500]
+
+
+def raise_for_transient(response: httpx.Response) -> httpx.Response:
     """Raise :class:`TransientHTTPError` for a 429 or 5xx answer; return any other unchanged."""
     status = response.status_code
     if status == 429 or status >= 500:
-        raise TransientHTTPError(status, message if message is not None else response.text[:300], retry_after(response))
+        raise TransientHTTPError(status, error_message(response), retry_after(response))
     return response
 
 

@@ -43,12 +43,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from tenacity import AsyncRetrying, Retrying
 
 from agentgym.errors import InfraError, PromptTooLongError, RequestRejectedError
 from agentgym.policies.base import Completion, Message, Policy
-from agentgym.retry import RETRYABLE as _RETRYABLE
-from agentgym.retry import AsyncClientPerLoop, HTTPRetry, raise_for_transient
+from agentgym.retry import AsyncClientPerLoop, HTTPRetry, error_message
 from agentgym.tools import format_tool_calls
 
 if TYPE_CHECKING:
@@ -76,23 +74,6 @@ _CONTEXT_LENGTH_CODE = "context_length_exceeded"
 def says_context_length(message: str) -> bool:
     """Whether a server's 400 message means the prompt does not fit the model's context."""
     return _CONTEXT_LENGTH.search(message) is not None
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI/new vLLM ``{"error": {"message"}}``, old vLLM
-    ``{"object": "error", "message"}``, FastAPI ``{"detail"}``, else the raw body."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        for key in ("message", "detail", "error"):
-            if data.get(key):
-                return str(data[key])
-    return response.text[:500]
 
 
 def _error_code(response: httpx.Response) -> Any:
@@ -230,7 +211,6 @@ class OpenAIChatPolicy(Policy):
         self.return_token_ids = return_token_ids
         self.extra_body = dict(extra_body or {})
         self.send_tools = send_tools
-        self.max_retries = max_retries
         self.retry = HTTPRetry(max_retries, retry_wait_min, retry_wait_max)  # agentgym.retry: shared policy
         self._client_kwargs: dict[str, Any] = {
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
@@ -282,16 +262,13 @@ class OpenAIChatPolicy(Policy):
         self.send_tools = False
         return True
 
-    def _retry_kwargs(self) -> dict[str, Any]:
-        return self.retry.tenacity_kwargs(self.url)
-
     @staticmethod
     def _check(response: httpx.Response) -> dict[str, Any]:
+        """The body of a non-transient answer (:meth:`HTTPRetry.call` retried the rest); a 4xx
+        raises :class:`RequestRejectedError` (:class:`PromptTooLongError` for a full context)."""
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise_for_transient(response, _error_message(response))
         if status >= 400:
-            message = _error_message(response)
+            message = error_message(response)
             too_long = says_context_length(message) or _error_code(response) == _CONTEXT_LENGTH_CODE
             raise (PromptTooLongError if status == 400 and too_long else RequestRejectedError)(status, message)
         try:
@@ -299,24 +276,12 @@ class OpenAIChatPolicy(Policy):
         except ValueError as e:
             raise InfraError(f"HTTP {status} with a body that is not JSON: {response.text[:300]!r}") from e
 
-    def _gave_up(self, error: BaseException) -> InfraError:
-        return self.retry.gave_up(self.url, error)
-
-    def _async_client(self) -> httpx.AsyncClient:
-        return self._aclients.get()
-
     # -- the policy -------------------------------------------------------------------------
     async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:
-        stop, tools, client = self.stop_for(env), self.tools_for(env), self._async_client()
+        stop, tools, client = self.stop_for(env), self.tools_for(env), self._aclients.get()
 
         async def send(body: dict[str, Any]) -> dict[str, Any]:
-            async def attempt() -> dict[str, Any]:
-                return self._check(await client.post(self.url, json=body))
-
-            try:
-                return await AsyncRetrying(**self._retry_kwargs())(attempt)
-            except _RETRYABLE as e:
-                raise self._gave_up(e) from e
+            return self._check(await self.retry.acall(lambda: client.post(self.url, json=body), self.url))
 
         try:
             data = await send(self.request_body(messages, stop, tools))
@@ -336,10 +301,7 @@ class OpenAIChatPolicy(Policy):
         stop, tools = self.stop_for(env), self.tools_for(env)
 
         def send(body: dict[str, Any]) -> dict[str, Any]:
-            try:
-                return Retrying(**self._retry_kwargs())(lambda: self._check(client.post(self.url, json=body)))
-            except _RETRYABLE as e:
-                raise self._gave_up(e) from e
+            return self._check(self.retry.call(lambda: client.post(self.url, json=body), self.url))
 
         try:
             data = send(self.request_body(messages, stop, tools))
