@@ -76,14 +76,14 @@ def check_vllm_version(version: str, where: str = "installed") -> None:
         ok = False
     if not ok:
         raise ImportError(f"agentgym's vLLM backends support vllm{SUPPORTED_VLLM}; the {where} vLLM is "
-                          f"{version!r}. Install a supported one: pip install 'agentgym[vllm]'")
+                          f"{version!r}. Install a supported one: pip install 'agentgym-rl[vllm]'")
 
 
 def _import_vllm() -> Any:
     try:
         version = metadata.version("vllm")
     except metadata.PackageNotFoundError:
-        raise ImportError("the in-process vLLM backend needs vLLM: pip install 'agentgym[vllm]' "
+        raise ImportError("the in-process vLLM backend needs vLLM: pip install 'agentgym-rl[vllm]' "
                           "(Linux with a CUDA GPU)") from None
     check_vllm_version(version)
     import vllm

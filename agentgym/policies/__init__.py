@@ -46,7 +46,7 @@ def make_policy(name: str, /, **kwargs: Any) -> Policy:
         try:
             from agentgym.trainers.generation import load_local_policy
         except ImportError as e:
-            raise ValueError(f"policy 'transformers' needs the train extra (pip install 'agentgym[train]'): {e}") from None
+            raise ValueError(f"policy 'transformers' needs the train extra (pip install 'agentgym-rl[train]'): {e}") from None
         return load_local_policy(**kwargs)
     try:
         cls = POLICIES[name]

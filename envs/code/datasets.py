@@ -152,7 +152,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise ImportError("reading parquet needs pyarrow: pip install pyarrow") from exc
+            raise ImportError("reading parquet needs pyarrow: pip install 'agentgym-rl[parquet]'") from exc
         return pq.read_table(path).to_pylist()
     opener = gzip.open if name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
