@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentgym.core import InfraError
-from agentgym.tools import Tool, ToolEnv, ToolError
+from agentgym.tools import Tool, ToolEnv, ToolError, format_tool_calls
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -372,7 +372,7 @@ class MCPToolEnv(ToolEnv):
         server, options = self._connect_args
         self.client = MCPClient(server, **options)
         listed = {t.name: t for t in self.client.list_tools()}
-        missing = (self.hidden_tools - set(listed)) - {None}
+        missing = self.hidden_tools - set(listed)
         if missing:
             raise ValueError(f"MCP server {self.client.describe()} has no tool(s) {sorted(missing)}")
         self.tools = {}
@@ -436,8 +436,6 @@ class MCPToolEnv(ToolEnv):
 
     def expert_action(self) -> str:
         """The task's ``solution``, one call per turn, then its ``answer`` (for the scripted policy)."""
-        from agentgym.tools import format_tool_calls
-
         solution = self.task.get("solution")
         if not solution:
             raise NotImplementedError("this task has no 'solution' to replay")
