@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentgym.core import InfraError
+from agentgym.records import read_rows
 from agentgym.tools import Tool, ToolEnv, ToolError, format_tool_calls
 
 if TYPE_CHECKING:
@@ -296,14 +297,7 @@ def load_tasks(tasks: str | Path | Sequence[Mapping[str, Any]]) -> list[dict[str
     """Tasks from a JSONL file (one object per line) or a list; each needs a ``prompt`` and gets
     an ``id`` (its index unless given)."""
     if isinstance(tasks, (str, Path)):
-        path = Path(tasks)
-        items = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append(json.loads(line))
-                except ValueError as e:
-                    raise ValueError(f"{path}:{n}: not JSON: {e}") from None
+        items = [row for _, row in read_rows(tasks)]
     else:
         items = [dict(t) for t in tasks]
     if not items:

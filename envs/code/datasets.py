@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentgym.records import read_rows
+
 from .judge import TestSuite
 from .problems import Problem
 
@@ -148,21 +150,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"no dataset file at {path}")
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ImportError("reading parquet needs pyarrow: pip install 'agentgym-rl[parquet]'") from exc
-        return pq.read_table(path).to_pylist()
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        if name.endswith((".jsonl", ".jsonl.gz")):
-            return [json.loads(line) for line in f if line.strip()]
-        if name.endswith((".json", ".json.gz")):
+    if name.endswith((".json", ".json.gz")):
+        with (gzip.open if name.endswith(".gz") else open)(path, "rt", encoding="utf-8") as f:
             data = json.load(f)
-            if not isinstance(data, list):
-                raise ValueError(f"{path} must hold a JSON list of problems")
-            return data
+        if not isinstance(data, list):
+            raise ValueError(f"{path} must hold a JSON list of problems")
+        return data
+    if name.endswith((".jsonl", ".jsonl.gz", ".parquet")):
+        return [row for _, row in read_rows(path)]
     raise ValueError(f"unknown dataset file type {path.name!r}: use .jsonl, .jsonl.gz, .json or .parquet")
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
-import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PARQUET_HINT", "Doc", "Hop", "KnowledgeBase", "Task", "generate_kb", "load_corpus", "load_qa"]
+from agentgym.records import read_rows
+
+__all__ = ["Doc", "Hop", "KnowledgeBase", "Task", "generate_kb", "load_corpus", "load_qa"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,49 +257,6 @@ def generate_kb(num_docs: int = 3000, seed: int = 0, hops: Sequence[int] = (1, 2
 
 
 # -- loaders ----------------------------------------------------------------------------------
-PARQUET_HINT = "pip install 'agentgym-rl[parquet]'"
-
-
-def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise ValueError(f"{path}:{lineno}: not JSON: {e}") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{lineno}: expected a JSON object")
-                yield lineno, row
-        except UnicodeDecodeError as e:  # decoding runs ahead of the lines: no line number
-            raise ValueError(f"{path}: not UTF-8 text ({e.reason}); "
-                             "expected JSONL, JSONL.gz or parquet") from None
-
-
-def _read_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ImportError(f"{path} is a parquet file; reading it needs pyarrow: {PARQUET_HINT}") from e
-    number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, row
-
-
-def _read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line or row number, row)`` from JSONL, JSONL.gz or parquet (recognised by its
-    ``PAR1`` magic bytes, whatever the file is called)."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        is_parquet = f.read(4) == b"PAR1"
-    yield from (_read_parquet(path) if is_parquet else _read_jsonl(path))
-
-
 def _row_question(row: dict[str, Any]) -> Any:
     """``question``, else the last user message of verl's ``prompt`` (chat messages), cut after
     its last ``Question:`` when Search-R1's prompt template wrote one."""
@@ -331,7 +288,7 @@ def load_qa(path: str | Path) -> tuple[Task, ...]:
     The id is ``id``, ``_id`` or ``extra_info.index``, else the row's position.
     """
     tasks = []
-    for number, row in _read_rows(path):
+    for number, row in read_rows(path):
         question, answers = _row_question(row), _row_answers(row)
         if isinstance(answers, str):
             answers = [answers]
@@ -349,7 +306,7 @@ def load_corpus(path: str | Path) -> tuple[Doc, ...]:
     ``"title"\\ntext`` contents, kept verbatim (``{"id", "title", "text"}`` also works).
     JSONL, JSONL.gz or parquet."""
     docs = []
-    for number, row in _read_rows(path):
+    for number, row in read_rows(path):
         doc_id = str(row.get("id", len(docs)))
         if isinstance(row.get("contents"), str):
             docs.append(Doc.from_contents(doc_id, row["contents"]))
