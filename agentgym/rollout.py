@@ -19,7 +19,7 @@ import asyncio
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,6 +226,7 @@ async def rollout(
     env_kwargs: dict[str, Any] | None = None,
     on_done: Callable[[Trajectory], None] | None = None,
     threads: bool = True,
+    make_env: Callable[..., Awaitable[TextEnv]] | None = None,
 ) -> list[Trajectory]:
     """Run ``items`` with at most ``concurrency`` episodes in flight; return the trajectories.
 
@@ -236,6 +237,10 @@ async def rollout(
     switched off): envs that block then overlap nothing, but no step's timing can change which
     requests a batching policy serves together or in what order, so with a seeded policy the run
     is reproducible bit for bit (the trainer's ``rollout.deterministic``).
+
+    ``make_env(**env_kwargs)`` builds each worker's env instead of ``env_spec.make`` (the spec
+    still names the trajectories' env): :class:`agentgym.ray_rollout.RayEnvPool` hands out envs
+    that live in Ray actors while this engine, and the policy, stay in this process.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -247,6 +252,13 @@ async def rollout(
         queue.put_nowait(item)
     results: list[Trajectory] = []
 
+    async def make_local(**kwargs: Any) -> TextEnv:
+        if threads:
+            return await asyncio.to_thread(env_spec.make, **kwargs)
+        env = env_spec.make(**kwargs)
+        env.threaded_async = False
+        return env
+
     async def worker() -> None:
         env: TextEnv | None = None
         try:
@@ -254,9 +266,7 @@ async def rollout(
                 item = queue.get_nowait()
                 if env is None:
                     try:
-                        env = await asyncio.to_thread(env_spec.make, **overrides) if threads else env_spec.make(**overrides)
-                        if not threads:
-                            env.threaded_async = False
+                        env = await (make_env or make_local)(**overrides)
                     except Exception as e:  # noqa: BLE001 — a broken env is an infra failure
                         traj = Trajectory(
                             item.traj_id, item.group_id, "", env_spec.id, item.seed, policy.name,

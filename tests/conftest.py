@@ -83,6 +83,15 @@ def no_leaked_test_containers() -> Iterator[None]:
     assert not leaked, f"sandbox containers left behind by the tests: {leaked}"
 
 
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A local 2-CPU Ray cluster for one test module (the ray extra)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Each sandbox backend in turn; the Docker one needs the engine and the image."""

@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import agentgym
@@ -19,14 +17,6 @@ from agentgym.rollout import plan, rollout
 from agentgym.store import TrajectoryStore
 
 BIF = "agentgym/Bifurcation-v0"
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _episodes(trajs) -> dict[str, tuple]:
@@ -70,3 +60,49 @@ def test_cli_resumes_a_killed_run_on_ray_exactly(ray_cluster: None, tmp_path: Pa
     assert sorted(ids) == sorted(i.traj_id for i in plan(manifest["run_id"], tasks=5, group_size=3))
     resumed = [json.loads(line) for line in path.read_text().splitlines()[5:]]
     assert len(resumed) == 10 and all("rollout_worker" in t["info"] for t in resumed)
+
+
+def test_env_pool_steps_envs_in_actors_for_an_engine_here(ray_cluster: None) -> None:
+    """The trainer's split: envs in Ray actors, the engine and the policy in this process (the
+    scripted policy's expert_action() is a call into the actor)."""
+    from agentgym.ray_rollout import RayEnvPool
+
+    spec = agentgym.spec(BIF)
+    items = plan("r2", tasks=4, group_size=3)
+    pool = RayEnvPool(spec, workers=2)
+    try:
+        remote = asyncio.run(rollout(spec, make_policy("scripted", epsilon=0.5, seed=1), items, concurrency=1,
+                                     make_env=pool.make, env_kwargs={"horizon": 3}))
+        envs = [asyncio.run(pool.make(max_turns=2)) for _ in range(2)]
+    finally:
+        pool.close()
+    local = asyncio.run(rollout(spec, make_policy("scripted", epsilon=0.5, seed=1), items, concurrency=1,
+                                env_kwargs={"horizon": 3}))
+    assert _episodes(remote) == _episodes(local) and not any(t.failure for t in remote)
+    # Round-robin: the rollout's one env (concurrency 1) went to actor 0, the next two to actors 1 and 0.
+    assert {t.info["rollout_worker"] for t in remote} == {envs[1].host}
+    assert envs[0].host != envs[1].host and os.getpid() not in {int(e.host.rsplit(":", 1)[1]) for e in envs}
+    assert envs[0].max_turns == 2 and envs[0].system_prompt == agentgym.make(BIF).system_prompt
+    assert callable(envs[0].expert_action) and not hasattr(envs[0], "no_such_method")
+
+
+def test_env_pool_drops_a_dead_actor(ray_cluster: None) -> None:
+    import ray
+
+    from agentgym.ray_rollout import RayEnvPool
+
+    spec = agentgym.spec(BIF)
+    pool = RayEnvPool(spec, workers=2)
+    try:
+        live = [asyncio.run(pool.make()).host for _ in pool.hosts][1]  # slots 0 and 1: actors 0 and 1
+        ray.kill(pool.hosts[0])  # a real actor death (as when its node goes away)
+        trajs = asyncio.run(rollout(spec, make_policy("scripted"), plan("r3", tasks=3, group_size=2), concurrency=2,
+                                    make_env=pool.make))
+        assert not any(t.failure for t in trajs) and {t.info["rollout_worker"] for t in trajs} == {live}
+        assert len(pool.hosts) == 1
+        ray.kill(pool.hosts[0])
+        trajs = asyncio.run(rollout(spec, make_policy("scripted"), plan("r4", tasks=1, group_size=2),
+                                    make_env=pool.make))
+        assert [t.failure for t in trajs] == ["infra", "infra"] and "actor" in trajs[0].failure_detail
+    finally:
+        pool.close()
