@@ -98,6 +98,36 @@ def test_user_code_cannot_signal_trace_or_freeze_the_executor(box: BaseSandbox) 
     assert_usable(box)
 
 
+SPARE_ATTACK = (
+    "import ctypes, os, signal\nlibc = ctypes.CDLL(None, use_errno=True)\nppid = os.getppid()\n"
+    "def parent(pid):\n    with open(f'/proc/{pid}/stat') as f:\n        return int(f.read().rsplit(')', 1)[1].split()[1])\n"
+    "spares = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid() and parent(p) == ppid]\n"
+    "print(len(spares))\n"
+    "for pid in spares:\n"
+    "    for sig in (signal.SIGSTOP, signal.SIGKILL):\n"
+    "        try:\n            os.kill(pid, sig); print('signalled')\n"
+    "        except PermissionError:\n            print('denied')\n"
+    "    print('ptrace', libc.ptrace(16, pid, 0, 0), ctypes.get_errno())\n"
+    "    try:\n        os.listdir(f'/proc/{pid}/fd'); print('fds listed')\n"
+    "    except PermissionError:\n        print('fds denied')\n")
+
+
+def test_the_process_forked_for_the_next_call_is_out_of_reach(box: BaseSandbox) -> None:
+    """The executor forks the next call's process ahead of the call. While it waits it keeps
+    the executor's uid and is not dumpable: a session cell (running beside it) can neither
+    stop, kill, trace nor read it, and the next call still runs in it, fresh."""
+    if box.backend == "local" and os.geteuid() != 0:
+        pytest.skip("without root, LocalSandbox's user namespace maps one uid: code and executor share it")
+    box.run_python("x = 1")  # the spare exists from the first call's end on
+    result = box.run_python(SPARE_ATTACK, session=True, timeout=5)
+    assert result.stdout == "1\ndenied\ndenied\nptrace -1 1\nfds denied\n", result
+    calls = [box.run_python("import os\nprint(os.getpid(), 'x' in globals())", timeout=5) for _ in range(3)]
+    assert all(call.ok and not call.timed_out for call in calls), calls
+    pids = [call.stdout.split()[0] for call in calls]
+    assert len(set(pids)) == 3 and {call.stdout.split()[1] for call in calls} == {"False"}  # one process per call
+    assert_usable(box)
+
+
 def test_filling_the_work_dir_leaves_the_executor_and_memory_alone(make_box) -> None:  # noqa: ANN001
     """Failure 5: the work dir's tmpfs counted against the memory limit, so filling it OOM-killed
     the executor. Now files have their own budget: the disk fills, then code still gets its RAM."""
