@@ -369,7 +369,8 @@ class _Capture:
         return True
 
     def pump(self, deadline: float, stop_fds: list[int]) -> int | None:
-        """Collect output until a stop fd is readable (returned) or the deadline (None)."""
+        """Collect output until a stop fd is readable (returned; the first in ``stop_fds`` order
+        when several are: a session's reply wins over its exit) or the deadline (None)."""
         poller = select.poll()
         for fd in self.open | set(stop_fds):
             poller.register(fd, select.POLLIN)
@@ -377,9 +378,11 @@ class _Capture:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            for fd, _ in poller.poll(left * 1000):
-                if fd in stop_fds:
+            ready = [fd for fd, _ in poller.poll(left * 1000)]
+            for fd in stop_fds:
+                if fd in ready:
                     return fd
+            for fd in ready:
                 if not self._read(fd) and fd not in self.open:
                     poller.unregister(fd)
 

@@ -25,6 +25,7 @@ def kill(box, docker_client) -> None:  # noqa: ANN001
         docker_client.api.kill(box.container_id)
     else:
         box._proc.kill()
+        box._proc.wait()  # unshare is gone, so its child's SIGKILL (--kill-child) is sent: no call races it
 
 
 @pytest.fixture
