@@ -112,12 +112,11 @@ SPARE_ATTACK = (
     "    except PermissionError:\n        print('fds denied')\n")
 
 
+@BACKENDS_LOCAL_AS_ROOT
 def test_the_process_forked_for_the_next_call_is_out_of_reach(box: BaseSandbox) -> None:
     """The executor forks the next call's process ahead of the call. While it waits it keeps
     the executor's uid and is not dumpable: a session cell (running beside it) can neither
     stop, kill, trace nor read it, and the next call still runs in it, fresh."""
-    if box.backend == "local" and os.geteuid() != 0:
-        pytest.skip("without root, LocalSandbox's user namespace maps one uid: code and executor share it")
     box.run_python("x = 1")  # the spare exists from the first call's end on
     result = box.run_python(SPARE_ATTACK, session=True, timeout=5)
     assert result.stdout == "1\ndenied\ndenied\nptrace -1 1\nfds denied\n", result
