@@ -6,12 +6,22 @@ use ``--small`` for a config that finishes in seconds. One update = PPO-clip los
 batch in micro-batches with gradient accumulation, backward, clip, AdamW step. agentgym's update
 is the trainer's on-policy one: log-probs only at loss positions, no separate old-log-prob pass.
 
+``--ragged`` draws each row's length uniformly from [seq_len/8, seq_len] (multi-turn batches are
+ragged) and runs the same update twice side by side: micro-batches cut in batch order (how the
+trainer cut them before) and grouped by length (``Batch.micro_batches``, what it does now); it
+prints the padded tokens each computes on and real (unpadded) tokens/s.
+
+On CUDA the bench prints MFU: model FLOPs (6 × non-embedding parameters + 12 × layers × hidden ×
+sequence length, per token, forward and backward) over ``--peak-tflops`` (default 989, an H100's
+dense bf16 peak).
+
 ``--memory-proxy`` is the CPU stand-in for the GPU memory comparison: one micro-batch of
 1×1024 tokens at Qwen2's vocabulary (151,936) on a 2-layer body, forward + backward, each
 variant in a fresh process; it prints the peak resident memory the update added, for
 agentgym, for the full-vocabulary fp32 log-softmax it replaced, and for TRL, as ratios.
 
     python bench/trainer_throughput.py --small               # CPU
+    python bench/trainer_throughput.py --small --ragged --no-trl --batch 32 --micro 4   # CPU, length grouping
     python bench/trainer_throughput.py --memory-proxy        # CPU, peak memory vs TRL
     python bench/trainer_throughput.py --device cuda --batch 16 --seq-len 2048   # GPU
 """
@@ -19,6 +29,7 @@ agentgym, for the full-vocabulary fp32 log-softmax it replaced, and for TRL, as 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -35,14 +46,37 @@ SMALL = dict(hidden_size=256, intermediate_size=704, num_hidden_layers=4, num_at
              num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True)
 
 
-def make_batch(batch: int, seq_len: int, vocab: int, device: torch.device) -> dict[str, torch.Tensor]:
+def make_batch(batch: int, seq_len: int, vocab: int, device: torch.device,
+               ragged: bool = False) -> dict[str, torch.Tensor]:
+    """Right-padded rows: the first half of each row is prompt, the second half carries loss."""
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (batch, seq_len), generator=g)
-    mask = torch.zeros(batch, seq_len)
-    mask[:, seq_len // 2 :] = 1  # prompt half, completion half
+    lengths = (torch.randint(seq_len // 8, seq_len + 1, (batch,), generator=g) if ragged
+               else torch.full((batch,), seq_len))
+    positions = torch.arange(seq_len)
+    attn = (positions < lengths[:, None]).long()
+    mask = ((positions >= lengths[:, None] // 2) & (attn > 0)).float()
     adv = torch.randn(batch, 1, generator=g).expand(batch, seq_len) * mask
-    return {k: v.to(device) for k, v in dict(input_ids=ids, attention_mask=torch.ones_like(ids), loss_mask=mask,
+    return {k: v.to(device) for k, v in dict(input_ids=ids * attn, attention_mask=attn, loss_mask=mask,
                                                  advantages=adv.contiguous()).items()}
+
+
+def in_order(b: dict[str, torch.Tensor], micro: int) -> list[slice]:
+    return [slice(i, i + micro) for i in range(0, len(b["input_ids"]), micro)]
+
+
+def by_length(b: dict[str, torch.Tensor], micro: int) -> list[torch.Tensor]:
+    """The trainer's micro-batches (grouped by length)."""
+    from agentgym.trainers.batch import Batch
+
+    zeros = torch.zeros_like(b["loss_mask"])
+    batch = Batch(b["input_ids"], b["attention_mask"], b["loss_mask"], b["attention_mask"], b["advantages"],
+                  zeros, zeros, zeros, zeros)
+    return [rows for rows, _ in batch.micro_batches(micro)]
+
+
+def padded_tokens(b: dict[str, torch.Tensor], micro_rows: list) -> int:
+    return sum(len(b["input_ids"][rows]) * int(b["attention_mask"][rows].sum(1).max()) for rows in micro_rows)
 
 
 def peak_memory(device: torch.device) -> str:
@@ -52,17 +86,20 @@ def peak_memory(device: torch.device) -> str:
     return f"process peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
 
 
-def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor], micro: int) -> None:
-    """The trainer's on-policy update: log-probs at loss positions, θ_old = the same forward, detached."""
+def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor],
+                    micro_rows: list) -> None:
+    """The trainer's on-policy update: log-probs at loss positions, θ_old = the same forward,
+    detached; each micro-batch is cut to its longest row."""
     cfg = LossConfig()
     denom = loss_denominator(b["loss_mask"], cfg)
     opt.zero_grad(set_to_none=True)
-    for i in range(0, len(b["input_ids"]), micro):
-        rows = slice(i, i + micro)
-        mask = b["loss_mask"][rows]
-        logp, _ = sequence_logprobs(model, b["input_ids"][rows], b["attention_mask"][rows], positions=mask > 0)
+    for rows in micro_rows:
+        width = int(b["attention_mask"][rows].sum(1).max())
+        mb = {k: v[rows, :width] for k, v in b.items()}
+        mask = mb["loss_mask"]
+        logp, _ = sequence_logprobs(model, mb["input_ids"], mb["attention_mask"], positions=mask > 0)
         turns = torch.where(mask > 0, 0, -1)
-        pg, _ = policy_loss(logp, logp.detach(), b["advantages"][rows], turns, torch.ones_like(logp), cfg)
+        pg, _ = policy_loss(logp, logp.detach(), mb["advantages"], turns, torch.ones_like(logp), cfg)
         aggregate(pg, mask, denom).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -141,7 +178,7 @@ def measure_proxy(variant: str) -> None:
     b = make_batch(1, 1024, PROXY["vocab_size"], torch.device("cpu"))
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no optimiser state: the loss's memory only
     if variant == "agentgym":
-        run = lambda: agentgym_update(model, opt, b, 1)  # noqa: E731
+        run = lambda: agentgym_update(model, opt, b, in_order(b, 1))  # noqa: E731
     elif variant == "full-vocab":
         run = lambda: full_vocab_loss(model, b)  # noqa: E731
     else:
@@ -181,6 +218,8 @@ def main() -> None:
     p.add_argument("--micro", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--no-trl", action="store_true")
+    p.add_argument("--ragged", action="store_true", help="rows of varied length: in-order vs length-grouped")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="the device's peak, for MFU (CUDA only)")
     a = p.parse_args()
     if a.measure:
         return measure_proxy(a.measure)
@@ -193,16 +232,30 @@ def main() -> None:
     model = Qwen2ForCausalLM(config).to(device=device, dtype=dtype)
     model.config.use_cache = False
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    b = make_batch(a.batch, a.seq_len, config.vocab_size, device)
+    b = make_batch(a.batch, a.seq_len, config.vocab_size, device, ragged=a.ragged)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    tokens = a.batch * a.seq_len
+    tokens = int(b["attention_mask"].sum())
+    body = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name)
+    flops_per_token = 6 * body + 12 * config.num_hidden_layers * config.hidden_size * a.seq_len
     print(f"model {n_params:.1f}M params ({'small' if a.small else 'Qwen2-0.5B-sized'}), {device}, {dtype}; "
-          f"batch {a.batch}×{a.seq_len} tokens, micro-batch {a.micro}")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    seconds = timed(lambda: agentgym_update(model, opt, b, a.micro), a.steps, device)
-    print(f"agentgym update: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s, {peak_memory(device)}")
-    if a.no_trl:
+          f"batch {a.batch}×{a.seq_len} ({tokens:,} real tokens), micro-batch {a.micro}; load {os.getloadavg()[0]:.1f}")
+    cuts = {"in batch order": in_order(b, a.micro), "grouped by length": by_length(b, a.micro)} if a.ragged else {
+        "": in_order(b, a.micro)}
+    results = {}
+    for label, micro_rows in cuts.items():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = timed(lambda rows=micro_rows: agentgym_update(model, opt, b, rows), a.steps, device)
+        results[label] = seconds
+        mfu = (f", MFU {tokens * flops_per_token / seconds / (a.peak_tflops * 1e12):.1%}"
+               if device.type == "cuda" else "")
+        print(f"agentgym update {label}: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s{mfu}, "
+              f"{padded_tokens(b, micro_rows):,} padded tokens computed, {peak_memory(device)}")
+    if a.ragged:
+        first, second = results.values()
+        print(f"grouped by length / in batch order: {first / second:.2f}× tokens/s, "
+              f"{padded_tokens(b, cuts['grouped by length']) / padded_tokens(b, cuts['in batch order']):.2f}× padded tokens")
+    if a.no_trl or a.ragged:  # TRL's inputs are split at one prompt length for every row
         return
     try:
         run = trl_update(model, opt, b, a.micro)

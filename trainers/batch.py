@@ -41,9 +41,25 @@ class Batch:
         width = int(rows["attention_mask"].sum(1).max().item()) if len(rows["input_ids"]) else 0
         return Batch(**{k: v[:, :width] for k, v in rows.items()})
 
-    def split(self, size: int) -> Iterator[Batch]:
-        for start in range(0, len(self), size):
-            yield self.select(slice(start, start + size))
+    def micro_batches(self, size: int, token_budget: int | None = None) -> Iterator[tuple[torch.Tensor, Batch]]:
+        """``(rows, micro-batch)`` pairs that cover every row once, of rows of similar length.
+
+        Rows go longest first and a micro-batch ends after ``size`` rows, or earlier where
+        rows × its longest row would pass ``token_budget`` (a row longer than the budget goes
+        alone). A micro-batch is padded to its longest row, so grouping similar lengths cuts the
+        padding a random split computes on. The order is free for the update: every loss
+        normaliser spans the mini-batch, so accumulation order changes only float rounding.
+        """
+        lengths = self.attention_mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        start = 0
+        while start < len(order):
+            longest, end = int(lengths[order[start]]), start + 1
+            while end < min(start + size, len(order)) and (token_budget is None or (end - start + 1) * longest <= token_budget):
+                end += 1
+            rows = order[start:end]
+            yield rows, self.select(rows)
+            start = end
 
     def to(self, device: torch.device) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

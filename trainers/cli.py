@@ -14,7 +14,7 @@ __all__ = ["make_tiny_model", "recipe_keys", "train"]
 console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be copied
 _SHOWN = (("rollout/success_rate", "success"), ("eval/success_rate", "eval"), ("collapse/entropy", "entropy"),
           ("collapse/group_reward_std", "group std"), ("collapse/clip_fraction", "clip"),
-          ("collapse/grad_norm", "|g|"), ("collapse/void_ratio", "void"))
+          ("collapse/grad_norm", "|g|"), ("collapse/void_ratio", "void"), ("collapse/truncated_turns", "cut"))
 
 
 def train(

@@ -112,10 +112,15 @@ class OptimConfig:
     epochs: int = 1
     mini_batch_size: int | None = None  # trajectories per optimiser step (None: the whole batch)
     micro_batch_size: int = 8  # trajectories per forward/backward (gradient accumulation)
+    # padded tokens per forward/backward (rows × longest row); None: micro_batch_size rows always.
+    # Rows are grouped by length either way, so a budget mostly matters when lengths vary widely.
+    micro_batch_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be constant or cosine, got {self.schedule!r}")
+        if self.micro_batch_size < 1 or (self.micro_batch_tokens is not None and self.micro_batch_tokens < 1):
+            raise ValueError("micro_batch_size and micro_batch_tokens must be at least 1")
 
 
 @dataclass

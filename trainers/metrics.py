@@ -51,12 +51,14 @@ class MetricsLogger:
 
 def rollout_metrics(trajs: list[Trajectory]) -> dict[str, float]:
     """Success, reward and length, and the collapse signals: per-group reward std (mean, and the
-    fraction of groups with no signal at all) and the void-trajectory ratio."""
+    fraction of groups with no signal at all), the void-trajectory ratio and the share of turns
+    cut at the token limit."""
     groups: dict[str, list[float]] = defaultdict(list)
     for t in trajs:
         groups[t.group_id].append(t.outcome)
     stds = [float(np.std(v)) for v in groups.values()]
     n = max(len(trajs), 1)
+    turns = [u for t in trajs for u in t.turns]
     return {
         "rollout/success_rate": sum(t.success for t in trajs) / n,
         "rollout/outcome_mean": sum(t.outcome for t in trajs) / n,
@@ -67,6 +69,8 @@ def rollout_metrics(trajs: list[Trajectory]) -> dict[str, float]:
         "collapse/group_reward_std": float(np.mean(stds)) if stds else 0.0,
         "collapse/zero_std_groups": float(np.mean([s < 1e-6 for s in stds])) if stds else 0.0,
         "collapse/void_ratio": sum(any(u.void for u in t.turns) for t in trajs) / n,
+        # turns cut at max_new_tokens: a policy that stops emitting end-of-turn fails every turn
+        "collapse/truncated_turns": sum(u.finish_reason == "length" for u in turns) / max(len(turns), 1),
     }
 
 

@@ -14,6 +14,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -162,10 +163,8 @@ class Trainer:
     def _logprobs(self, model: Any, batch: Batch) -> torch.Tensor:
         """Log-probs on the loss tokens only (the only ones any loss term or metric reads)."""
         out = torch.zeros_like(batch.rollout_logp)
-        temperature = self.recipe.generation.sampling.temperature
-        for start in range(0, len(batch), self.recipe.optim.micro_batch_size):
-            rows = slice(start, start + self.recipe.optim.micro_batch_size)
-            mb = batch.select(rows)
+        temperature, o = self.recipe.generation.sampling.temperature, self.recipe.optim
+        for rows, mb in batch.micro_batches(o.micro_batch_size, o.micro_batch_tokens):
             out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(
                 model, mb.input_ids, mb.attention_mask, temperature, positions=mb.loss_mask > 0)[0]
         return out
@@ -200,7 +199,7 @@ class Trainer:
                 denom, n_tokens = loss_denominator(mb.loss_mask, cfg), max(float(mb.loss_mask.sum()), 1.0)
                 step: dict[str, float] = defaultdict(float)  # this optimiser step's mini-batch totals
                 self.optimizer.zero_grad(set_to_none=True)
-                for micro in mb.split(o.micro_batch_size):
+                for _, micro in mb.micro_batches(o.micro_batch_size, o.micro_batch_tokens):
                     m = micro.loss_mask
                     logp, ent = sequence_logprobs(model, micro.input_ids, micro.attention_mask,
                                                   self.recipe.generation.sampling.temperature, entropy=True,
@@ -319,6 +318,8 @@ class Trainer:
         self._on_phase("credit")
         with self.pm.autocast():
             credit = self.credit_fn(trajs, self.pipeline, self.scorer)
+        if not any(a for row in credit.advantages for a in row):
+            warnings.warn(NO_SIGNAL, RuntimeWarning, stacklevel=2)
         self._on_phase("update")
         self.backend.sleep()
         with self.pm.autocast():
@@ -415,6 +416,13 @@ class Trainer:
         rows = [r for r in self.logger.read() if r["iteration"] <= self.iteration]  # drop rows past the checkpoint
         self.logger.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         self.samples.remove(lambda d: int(d["traj_id"][2:7]) >= self.iteration)  # "itNNNNN-...": past it too
+
+
+NO_SIGNAL = (
+    "every advantage in this iteration's batch is 0 (no group's rewards differ), so its update has no "
+    "policy-gradient term (only the KL and entropy terms move the weights). If every rollout fails the same way, for example the policy stopped ending its turns "
+    "(see collapse/truncated_turns), training cannot leave that state by itself: give invalid turns a "
+    "cost (credit.invalid_turn_penalty), anchor the policy (loss.kl) or lower optim.lr")
 
 
 def _groups(trajs: list[Trajectory]) -> list[list[Trajectory]]:

@@ -276,3 +276,26 @@ def test_dynamic_sampling_runs_in_a_real_iteration(tiny_model_dir, tmp_path):
     assert 1 <= row["sampling/rounds"] <= 2 and row["sampling/kept_groups"] <= 2
     with pytest.raises(RecipeError, match="max_sampling_rounds"):
         small_recipe(tiny_model_dir, tmp_path, rollout={"max_sampling_rounds": 0})
+
+
+def test_an_iteration_with_no_reward_spread_warns_that_its_update_has_no_policy_gradient(tiny_model_dir, tmp_path):
+    """Every rollout fails (no option ever leads home), so every GiGPO advantage is 0: the user is
+    told the update has no policy gradient and what gets a run out of that state
+    (bench/credit_lm.py's collapsed runs sat there silently: the policy had stopped ending its turns)."""
+    recipe = small_recipe(tiny_model_dir, tmp_path, env={"kwargs": {"horizon": 2, "p_good": 0.0, "p_bad": 0.0}},
+                          loss={"kl": "none", "entropy_coef": 0.0}, train={"iterations": 1})
+    with pytest.warns(RuntimeWarning, match="every advantage in this iteration's batch is 0"):
+        rows = Trainer(recipe).fit()
+    assert rows[-1]["collapse/zero_std_groups"] == 1.0 and rows[-1]["collapse/grad_norm"] == 0.0
+
+
+def test_truncated_turns_share_counts_turns_cut_at_the_token_limit():
+    from agentgym.trainers.metrics import rollout_metrics
+    from agentgym.trajectory import Turn
+
+    def traj(reasons):
+        turns = [Turn(index=i, observation="o", action="a", finish_reason=r) for i, r in enumerate(reasons)]
+        return Trajectory("t", "g", "task", "env", 0, "p", turns=turns)
+
+    metrics = rollout_metrics([traj(["length", "stop", "length"]), traj(["stop"]), traj([])])
+    assert metrics["collapse/truncated_turns"] == 0.5
