@@ -54,7 +54,10 @@ def train(
             progress.console.print(f"{label}: {text or 'no eval'}")
             progress.update(task, completed=i, phase="")
 
-        rows = trainer.fit(on_iteration, on_phase=on_phase)
+        try:
+            rows = trainer.fit(on_iteration, on_phase=on_phase)
+        finally:
+            trainer.close()
     trainer.logger.close()
     evals = [r["eval/success_rate"] for r in rows if "eval/success_rate" in r]
     if len(evals) >= 2:

@@ -83,6 +83,10 @@ class RolloutConfig:
     same machine and device). Set it false for envs that block (sandboxes, servers), whose waits
     threads overlap.
     ``dynamic_sampling``: see :meth:`agentgym.trainers.trainer.Trainer.collect_batch`.
+    ``ray``: step the envs in ``ray_workers`` Ray actors (extra ``ray``; ``ray_address`` as
+    ``agentgym rollout --ray-address``, None: a local cluster) while generation stays on the
+    trainer's model; see :mod:`agentgym.ray_rollout`. Actors answer in their own time, so it
+    needs ``deterministic: false``.
     """
 
     tasks_per_iter: int = 8
@@ -95,10 +99,18 @@ class RolloutConfig:
     deterministic: bool = True
     dynamic_sampling: bool = False  # drop groups whose outcomes are all equal, roll out more (DAPO)
     max_sampling_rounds: int = 3  # with dynamic_sampling: rounds of tasks_per_iter tasks at most
+    ray: bool = False
+    ray_workers: int = 2
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_sampling_rounds < 1:
             raise ValueError(f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}")
+        if self.ray_workers < 1:
+            raise ValueError(f"ray_workers must be >= 1, got {self.ray_workers}")
+        if self.ray and self.deterministic:
+            raise ValueError("ray: true needs deterministic: false (env steps come back from the Ray actors "
+                             "in their own time, which decides which episodes share a generation batch)")
 
 
 @dataclass

@@ -110,6 +110,7 @@ class Trainer:
         self.logger = MetricsLogger(self.out, tensorboard=recipe.train.tensorboard)
         self.samples = TrajectoryStore(self.out / "samples")
         self._on_phase: Callable[[str], None] = lambda phase: None
+        self._ray_envs: Any = None  # agentgym.ray_rollout.RayEnvPool, started at the first rollout
         if ckpt is not None:
             self._load_state(ckpt)
 
@@ -131,14 +132,20 @@ class Trainer:
         return [r.seed_start + ((start + i) % r.task_pool if r.task_pool else start + i) for i in range(count)]
 
     def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None) -> list[Trajectory]:
-        """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed)."""
+        """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed).
+
+        With ``rollout.ray`` the envs step in Ray actors; the engine and the policy stay here."""
         items = plan(tag, seeds=seeds, group_size=group_size)
         r = self.recipe.rollout
+        if r.ray and self._ray_envs is None:
+            from agentgym.ray_rollout import RayEnvPool
+
+            self._ray_envs = RayEnvPool(self.env_spec, workers=r.ray_workers, address=r.ray_address)
         with self.pm.autocast():  # generation runs on this thread, inside the event loop
             trajs = asyncio.run(rollout(
                 self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
                 env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
-                threads=not r.deterministic,
+                threads=not r.deterministic, make_env=self._ray_envs and self._ray_envs.make,
             ))
         order = {item.traj_id: n for n, item in enumerate(items)}
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
@@ -381,6 +388,12 @@ class Trainer:
         if rec.train.plot:
             plot_learning_curve(rows, self.out / "learning_curve.png", rec.name)
         return rows
+
+    def close(self) -> None:
+        """Stop the Ray env actors, if any (the next rollout starts new ones)."""
+        if self._ray_envs is not None:
+            self._ray_envs.close()
+            self._ray_envs = None
 
     # -- checkpoints ----------------------------------------------------------------------
     def latest_checkpoint(self) -> Path | None:
