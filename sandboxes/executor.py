@@ -48,10 +48,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
-from typing import TypeVar
 
-T = TypeVar("T")
 HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 MAX_READ_FILE = 64 << 20
@@ -561,11 +558,11 @@ class Executor:
             except OSError:
                 pass
 
-    def _without_spare(self, fork: Callable[[], T]) -> T:
-        """``fork()``; if the sandbox's process limit leaves it no room, the process forked for
-        the next call gives its slot back and ``fork`` is tried once more."""
+    def _new_session(self) -> _Session:
+        """A session process; if the sandbox's process limit leaves it no room, the process
+        forked for the next call gives its slot back and the fork is tried once more."""
         try:
-            return fork()
+            return _Session(self.config)
         except OSError as exc:
             if exc.errno != errno.EAGAIN or self.ready is None:
                 raise
@@ -573,7 +570,7 @@ class Executor:
         ready.close()
         os.kill(ready.pid, signal.SIGKILL)
         self._wait(ready.pid)
-        return fork()
+        return _Session(self.config)
 
     def _hand_over(self, request: dict) -> _Ready:
         """The process that runs this call, request in hand: the one forked ahead, or a new one
@@ -617,7 +614,7 @@ class Executor:
         oom_before = _oom_kills()
         if self.session is None:
             try:
-                self.session = self._without_spare(lambda: _Session(self.config))
+                self.session = self._new_session()
             except OSError as exc:
                 return self._refused(exc, start)
         session = self.session
