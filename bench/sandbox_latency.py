@@ -4,14 +4,14 @@
 attach stream through dockerd, (b) ``docker exec`` per call,
 (c) ``docker run --rm`` per call; each at concurrency 1, 8 and 32 (one container per concurrent
 caller for (a) and (b)); plus warm-pool acquire latency. The executor is also timed at c=1 with
-calls spaced 5 ms apart, as in a rollout (the model's turn comes between two calls: the executor
+calls spaced 20 ms apart, as in a rollout (the model's turn comes between two calls: the executor
 forks the next call's process in that gap), and its CPU is split by process (host client,
 executor, call processes, dockerd + containerd) from /proc, which is where 2 cores run out.
 ``--baseline-executor FILE`` adds the same rows for another executor version (same host code,
 e.g. ``git show main~3:sandboxes/executor.py > /tmp/old.py``), interleaved with the current one.
 Needs a Docker engine on this host and the python sandbox image (``agentgym sandbox build python``).
 
-    .venv/bin/python bench/sandbox_latency.py [--quick] [--executor-only] [--baseline-executor FILE]
+    .venv/bin/python bench/sandbox_latency.py [--quick] [--executor-only] [--baseline-executor FILE] [--rounds N]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from agentgym.sandboxes.reaper import prune
 
 CODE = "x = sum(range(100))"
 LABELS = {"agentgym.bench": "1"}
-SPACED_S = 0.005
+SPACED_S = 0.02
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -91,8 +91,8 @@ class CpuMeter:
                 sum(_cpu_seconds(pid) for pid in self.engine))
 
     @staticmethod
-    def per_call(before: tuple[float, ...], after: tuple[float, ...], calls: int) -> str:
-        parts = [(after[i] - before[i]) * 1000 / calls for i in range(4)]
+    def per_call(used: list[float], calls: int) -> str:
+        parts = [seconds * 1000 / calls for seconds in used]
         return (f"{sum(parts):.2f} ms CPU per call: host client {parts[0]:.2f}, executor {parts[1]:.2f}, "
                 f"call processes {parts[2]:.2f}, engine {parts[3]:.2f}")
 
@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--executor-only", action="store_true", help="only the executor's two links")
     parser.add_argument("--baseline-executor", type=Path, help="another executor.py to time beside ours")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations of the modes per concurrency")
     args = parser.parse_args()
     scale = 0.25 if args.quick else 1.0
     client = docker_client()
@@ -167,13 +168,21 @@ def main() -> None:
                 box.run_python(CODE)
         meters = {mode: CpuMeter(group) for mode, group in groups.items()}
         plan = [(1, 400, 0.0), (1, 150, SPACED_S), (8, 150, 0.0), (32, 60, 0.0)]
-        for conc, per, gap in plan:  # interleaved, so every mode sees the same load
-            for mode, group in groups.items():
-                before = meters[mode].sample()
-                samples, wall = asyncio.run(executor_calls(group[:conc], max(5, int(per * scale)), gap))
-                label = mode + (f", {SPACED_S * 1000:.0f} ms apart" if gap else "")
-                rows.append((label, conc, samples, wall))
-                cpu.append(f"{label}, c={conc}: " + meters[mode].per_call(before, meters[mode].sample(), len(samples)))
+        for conc, per, gap in plan:  # modes interleaved, in rounds, so all see the same (drifting) load
+            label = f", {SPACED_S * 1000:.0f} ms apart" if gap else ""
+            runs: dict[str, list] = {mode: [[], 0.0, [0.0] * 4] for mode in groups}
+            for _ in range(args.rounds):
+                for mode, group in groups.items():
+                    before = meters[mode].sample()
+                    samples, wall = asyncio.run(executor_calls(group[:conc], max(2, int(per * scale / args.rounds)), gap))
+                    after = meters[mode].sample()
+                    run = runs[mode]
+                    run[0] += samples
+                    run[1] += wall
+                    run[2] = [total + b - a for total, a, b in zip(run[2], before, after, strict=True)]
+            for mode, (samples, wall, used) in runs.items():
+                rows.append((mode + label, conc, samples, wall))
+                cpu.append(f"{mode}{label}, c={conc}: " + CpuMeter.per_call(used, len(samples)))
         for conc, per in ((1, 40), (8, 8), (32, 3)) if not args.executor_only else ():
             def exec_call(index: int) -> None:
                 exec_id = client.api.exec_create(boxes[index].container_id, ["python3", "-c", CODE], user="1000:1000")
