@@ -4,6 +4,9 @@ on both backends: each case was reproduced against the old code before it was fi
 from __future__ import annotations
 
 import errno
+import os
+import signal
+import time
 
 import pytest
 from support import BACKENDS_LOCAL_AS_ROOT
@@ -124,6 +127,32 @@ def test_the_process_forked_for_the_next_call_is_out_of_reach(box: BaseSandbox) 
     assert all(call.ok and not call.timed_out for call in calls), calls
     pids = [call.stdout.split()[0] for call in calls]
     assert len(set(pids)) == 3 and {call.stdout.split()[1] for call in calls} == {"False"}  # one process per call
+    assert_usable(box)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return [int(child) for child in listing.read().split()]
+
+
+@BACKENDS_LOCAL_AS_ROOT
+def test_a_spare_that_died_while_waiting_is_replaced(box: BaseSandbox) -> None:
+    """The spare is the OOM killer's first choice even while it waits: if it is gone when its
+    call comes, the call forks a process of its own instead of failing."""
+    box.run_python("x = 1")
+    if box.backend == "docker":
+        outer = box.client.api.inspect_container(box.container_id)["State"]["Pid"]  # docker-init
+    else:
+        outer = box._proc.pid  # unshare
+    (executor,) = _children(outer)
+    (spare,) = _children(executor)  # no session: the executor's only child is the spare
+    os.kill(spare, signal.SIGKILL)
+    for _ in range(200):
+        if spare not in _children(executor) or open(f"/proc/{spare}/stat").read().split(") ")[1][0] == "Z":
+            break
+        time.sleep(0.01)
+    result = box.run_python("print(6 * 7)")
+    assert result.ok and result.stdout == "42\n", result
     assert_usable(box)
 
 
