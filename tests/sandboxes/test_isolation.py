@@ -145,11 +145,17 @@ def test_a_spare_that_died_while_waiting_is_replaced(box: BaseSandbox) -> None:
     else:
         outer = box._proc.pid  # unshare
     (executor,) = _children(outer)
-    (spare,) = _children(executor)  # no session: the executor's only child is the spare
-    os.kill(spare, signal.SIGKILL)
-    for _ in range(200):
-        if spare not in _children(executor) or open(f"/proc/{spare}/stat").read().split(") ")[1][0] == "Z":
+    for _ in range(500):  # the spare is forked just after the answer: wait for it
+        spares = _children(executor)  # no session: the executor's only child is the spare
+        if spares:
             break
+        time.sleep(0.01)
+    (spare,) = spares
+    os.kill(spare, signal.SIGKILL)
+    for _ in range(500):  # dead: a zombie until the executor's next sweep
+        with open(f"/proc/{spare}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
         time.sleep(0.01)
     result = box.run_python("print(6 * 7)")
     assert result.ok and result.stdout == "42\n", result
