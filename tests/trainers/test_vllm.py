@@ -153,7 +153,7 @@ def test_version_range_is_checked_for_the_package_and_the_server():
     check_vllm_version("0.33.0")
     check_vllm_version("0.10.2")
     for bad in ("0.10.1", "0.34.0", "not-a-version"):
-        with pytest.raises(ImportError, match=f"vllm{SUPPORTED_VLLM}.*pip install 'agentgym\\[vllm\\]'"):
+        with pytest.raises(ImportError, match=f"vllm{SUPPORTED_VLLM}.*pip install 'agentgym-rl\\[vllm\\]'"):
             check_vllm_version(bad)
     with FakeVLLMServer(version="0.9.2") as fake:
         with pytest.raises(ImportError, match="server's .* vLLM is '0.9.2'"):
@@ -168,7 +168,7 @@ def test_in_process_backend_without_vllm_names_the_extra(monkeypatch):
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from agentgym.trainers.vllm_backend import VLLMColocated
 
-    with pytest.raises(ImportError, match=r"pip install 'agentgym\[vllm\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'agentgym-rl\[vllm\]'"):
         VLLMColocated("unused")
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # weights could not be handed over in process
     with pytest.raises(ConfigError, match="VLLM_ENABLE_V1_MULTIPROCESSING"):
