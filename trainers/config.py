@@ -137,13 +137,19 @@ class OptimConfig:
 
 @dataclass
 class SFTConfig:
-    """Warm start by imitating the env's ε-greedy scripted expert before RL (0 steps: none)."""
+    """Warm start by imitating the env's ε-greedy scripted expert before RL (0 steps: none).
+
+    ``epsilon``: the share of random moves in the demonstrations (they visit states off the expert's
+    path). ``imitate_exploration``: learn those random moves too (a deliberately imperfect start,
+    as the Bifurcation demo wants) instead of only the expert's moves.
+    """
 
     steps: int = 0
     episodes: int = 64
     epsilon: float = 0.3
     lr: float = 1e-3
     batch_size: int = 16
+    imitate_exploration: bool = False
 
 
 @dataclass

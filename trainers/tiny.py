@@ -1,24 +1,28 @@
 """A tiny Qwen2-architecture causal LM and a byte-level BPE tokenizer, built with no download.
 
 The tokenizer is trained here with the ``tokenizers`` library on text the built-in envs produce
-(system prompts and observations from scripted and random episodes), so env text is short in
-tokens. Its ChatML template follows Qwen2.5's layout, tool calls and tool results included
+(system prompts and observations from scripted and random episodes), plus the text of any env
+passed as ``env_ids`` (the trainer passes its recipe's env), so env text is short in tokens.
+Punctuation is one token per character (markup tags such as ``<answer>`` stay whole): text grids
+(``#..G.``) then have one token per cell, so a cell's column is its token's offset in the row;
+merged runs (``.#``, ``##.``) hid it from a tiny model. Its ChatML template follows Qwen2.5's layout, tool calls and tool results included
 (:data:`CHATML_TEMPLATE`), and is prefix-preserving, which
 :class:`agentgym.trainers.chat.ChatTokenizer` checks on load.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 import agentgym
 from agentgym.policies.simple import RandomPolicy, ScriptedPolicy
 
-__all__ = ["CHATML_TEMPLATE", "env_corpus", "make_tiny_model", "train_tokenizer"]
+__all__ = ["CHATML_TEMPLATE", "env_corpus", "make_tiny_model", "tiny_corpus_envs", "train_tokenizer"]
 
 # Qwen2.5's layout (written here, not copied): ChatML turns; ``tools=[...]`` adds a "# Tools" block
 # to the system turn; an assistant message's structured ``tool_calls`` render as Hermes
@@ -60,6 +64,10 @@ CHATML_TEMPLATE = (
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS_ENVS = ("agentgym/Bifurcation-v0", "agentgym/Sokoban-v0")
+INFO_FILE = "agentgym_tiny.json"  # what a tiny model's tokenizer was trained on
+# Pre-tokens, as GPT-2's byte-level split except that a markup tag stays whole (<answer>,
+# </tool_call>) and punctuation is one mark per pre-token (BPE cannot merge ".#" or "##.").
+_PRE_TOKENS = Regex(r"</?[A-Za-z_|]+>|'(?:s|t|re|ve|m|ll|d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]|\s+(?!\S)|\s+")
 
 
 def env_corpus(env_ids: tuple[str, ...] = CORPUS_ENVS, episodes: int = 40, seed: int = 0) -> list[str]:
@@ -84,7 +92,9 @@ def env_corpus(env_ids: tuple[str, ...] = CORPUS_ENVS, episodes: int = 40, seed:
 def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     """Byte-level BPE (any string encodes) with ChatML special tokens and template."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(_PRE_TOKENS, behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
@@ -108,11 +118,16 @@ def make_tiny_model(
     vocab_size: int = 1024,
     max_positions: int = 2048,
     seed: int = 0,
+    env_ids: tuple[str, ...] = (),
 ) -> Path:
-    """Write a randomly initialised Qwen2 causal LM + tokenizer to ``out_dir``; return it."""
+    """Write a randomly initialised Qwen2 causal LM + tokenizer to ``out_dir``; return it.
+
+    ``env_ids``: envs whose text the tokenizer also learns, besides :data:`CORPUS_ENVS` (a user's
+    env: its prompt and observations then get tokens of their own)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(env_corpus(seed=seed), vocab_size=vocab_size)
+    corpus_envs = tuple(dict.fromkeys((*CORPUS_ENVS, *env_ids)))
+    tokenizer = train_tokenizer(env_corpus(corpus_envs, seed=seed), vocab_size=vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads,
@@ -126,4 +141,11 @@ def make_tiny_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    (out / INFO_FILE).write_text(json.dumps({"corpus_envs": list(corpus_envs)}))
     return out
+
+
+def tiny_corpus_envs(model_dir: str | Path) -> list[str] | None:
+    """The envs a tiny model's tokenizer was trained on (None: not a tiny model, or an older one)."""
+    info = Path(model_dir) / INFO_FILE
+    return json.loads(info.read_text())["corpus_envs"] if info.exists() else None

@@ -25,7 +25,7 @@ import torch
 
 from agentgym import registry
 from agentgym.credit import build_pipeline
-from agentgym.policies.base import Policy
+from agentgym.policies.base import Completion, Message, Policy
 from agentgym.policies.simple import ScriptedPolicy
 from agentgym.rollout import plan, rollout
 from agentgym.store import TrajectoryStore
@@ -40,7 +40,7 @@ from .info_gain import TransformersGoldScorer
 from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
 from .metrics import MetricsLogger, plot_learning_curve, rollout_metrics
 from .models import PolicyModel, load_policy
-from .tiny import make_tiny_model
+from .tiny import make_tiny_model, tiny_corpus_envs
 
 __all__ = ["Trainer", "make_backend"]
 
@@ -85,8 +85,14 @@ class Trainer:
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         ckpt = self.latest_checkpoint()
         m = recipe.model
-        if m.make_tiny and not Path(m.path).exists():
-            make_tiny_model(m.path, seed=recipe.seed)
+        if m.make_tiny and not Path(m.path).exists():  # its tokenizer learns this env's text too
+            make_tiny_model(m.path, seed=recipe.seed, env_ids=(recipe.env.id,))
+        corpus = tiny_corpus_envs(m.path)
+        if corpus is not None and recipe.env.id not in corpus:
+            warnings.warn(f"the tiny model at {m.path} has a tokenizer trained without {recipe.env.id}'s text "
+                          f"(only {', '.join(corpus)}), so its observations cost more tokens and a tiny model reads "
+                          "them worse; point model.path at a new directory (with model.make_tiny: true) to build "
+                          "one for this env", stacklevel=2)
         resumed = None if ckpt is None else ckpt / "model"
         self.pm = load_policy(
             m.path, device=m.device, dtype=m.dtype, lora=m.lora,
@@ -244,18 +250,32 @@ class Trainer:
 
     # -- warm start and evaluation --------------------------------------------------------
     def sft(self) -> dict[str, float]:
-        """Imitate the ε-greedy scripted expert (its text is tokenised: it is not policy output)."""
+        """Imitate the ε-greedy scripted expert (its text is tokenised: it is not policy output).
+
+        The ε-random turns stay in the demonstrations (they reach states the expert alone never
+        shows, and the expert's recovery from them is imitated) but with ``sft.imitate_exploration``
+        off they are not imitated: otherwise a fraction ε of the labels is noise, and a small model
+        learns the expert's state-dependent choice far more slowly (see the gridworld benchmark).
+        """
         s = self.recipe.sft
-        expert = ScriptedPolicy(epsilon=s.epsilon, seed=self.recipe.seed)
+        expert = _ExplorationRecorder(epsilon=s.epsilon, seed=self.recipe.seed)
         demos = self.collect(self.task_seeds(0, s.episodes), 1, "sft", policy=expert)
         chat = self.pm.chat
+        masks = []
         for traj in demos:
+            history: list[tuple[str, str]] = []
+            mask = []
             for turn in traj.turns:
+                history.append((turn.role, turn.observation))
+                explored = (tuple(history), turn.action) in expert.exploration
+                mask.append(1.0 if s.imitate_exploration or not explored else 0.0)
+                history.append(("assistant", turn.action))
                 turn.action_token_ids = chat.encode(turn.action) + [chat.eos_id]
                 turn.action_logprobs = None
+            masks.append(mask)
         seqs = [to_sequence(annotate_tokens(t, chat, self.system_prompt)) for t in demos]
         ones = [[1.0] * t.num_turns for t in demos]
-        batch = make_batch(seqs, ones, ones, ones, chat.pad_id).to(self.pm.device)
+        batch = make_batch(seqs, ones, masks, ones, chat.pad_id).to(self.pm.device)
         opt = torch.optim.AdamW(self.params, lr=s.lr)
         losses = []
         for _ in range(s.steps):
@@ -268,7 +288,8 @@ class Trainer:
             opt.step()
             losses.append(loss.item())
         return {"sft/loss_first": losses[0] if losses else 0.0, "sft/loss_last": losses[-1] if losses else 0.0,
-                "sft/demo_success_rate": sum(t.success for t in demos) / max(len(demos), 1)}
+                "sft/demo_success_rate": sum(t.success for t in demos) / max(len(demos), 1),
+                "sft/imitated_turn_share": sum(map(sum, masks)) / max(sum(map(len, masks)), 1)}
 
     def evaluate(self) -> float:
         """Success rate over the task pool, sampled as in training, from a fixed RNG stream."""
@@ -436,6 +457,22 @@ NO_SIGNAL = (
     "policy-gradient term (only the KL and entropy terms move the weights). If every rollout fails the same way, for example the policy stopped ending its turns "
     "(see collapse/truncated_turns), training cannot leave that state by itself: give invalid turns a "
     "cost (credit.invalid_turn_penalty), anchor the policy (loss.kl) or lower optim.lr")
+
+
+class _ExplorationRecorder(ScriptedPolicy):
+    """The ε-greedy expert, remembering which of its turns were exploration (not the expert's move):
+    keyed by the history the turn answered (roles and texts, system prompt left out) and the action."""
+
+    def __init__(self, epsilon: float, seed: int):
+        super().__init__(epsilon=epsilon, seed=seed)
+        self.exploration: set[tuple[tuple[tuple[str, str], ...], str]] = set()
+
+    def act_sync(self, messages: list[Message], env: Any) -> Completion:
+        completion = super().act_sync(messages, env)
+        if self.explored:
+            history = tuple((m["role"], m["content"]) for m in messages if m["role"] != "system")
+            self.exploration.add((history, completion.text))
+        return completion
 
 
 def _groups(trajs: list[Trajectory]) -> list[list[Trajectory]]:

@@ -74,6 +74,7 @@ class ScriptedPolicy(Policy):
         self.epsilon = float(epsilon)
         self.rng = random.Random(seed)
         self.name = f"scripted-eps{self.epsilon:g}" if self.epsilon else "scripted"
+        self.explored = False  # whether the last action was not the expert's (SFT need not imitate it)
 
     async def act(self, messages: list[Message], env: TextEnv) -> Completion:
         return self.act_sync(messages, env)
@@ -85,6 +86,8 @@ class ScriptedPolicy(Policy):
                 f"{type(env).__name__} has no expert_action(): ScriptedPolicy needs an env with a "
                 "scripted expert (use RandomPolicy or a model policy instead)"
             )
-        if self.epsilon and self.rng.random() < self.epsilon:
-            return Completion(text=_random_action(env, self.rng))
-        return Completion(text=str(expert_action()))
+        expert = str(expert_action())
+        explore = bool(self.epsilon) and self.rng.random() < self.epsilon
+        text = _random_action(env, self.rng) if explore else expert
+        self.explored = text != expert
+        return Completion(text=text)

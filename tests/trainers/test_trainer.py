@@ -299,3 +299,57 @@ def test_truncated_turns_share_counts_turns_cut_at_the_token_limit():
 
     metrics = rollout_metrics([traj(["length", "stop", "length"]), traj(["stop"]), traj([])])
     assert metrics["collapse/truncated_turns"] == 0.5
+
+
+@pytest.mark.parametrize(("epsilon", "imitate", "share"), [(0.0, False, 1.0), (1.0, False, 0.0), (1.0, True, 1.0)])
+def test_sft_imitates_the_expert_moves_not_its_random_exploration(tiny_model_dir, tmp_path, epsilon, imitate, share):
+    recipe = small_recipe(tiny_model_dir, tmp_path, sft={"epsilon": epsilon, "imitate_exploration": imitate})
+    assert Trainer(recipe).sft()["sft/imitated_turn_share"] == share
+
+
+def test_sft_masks_exactly_the_explored_turns(tiny_model_dir, tmp_path):
+    """ε = 0.5: the turns left out of the loss are those where the expert's move was not taken."""
+    recipe = small_recipe(tiny_model_dir, tmp_path, sft={"epsilon": 0.5, "episodes": 8})
+    trainer = Trainer(recipe)
+    explored = []
+    original = Trainer.collect
+
+    def collect(self, seeds, group_size, tag, policy=None):  # record which turns the expert explored on
+        if policy is not None:
+            act = policy.act_sync
+
+            def act_sync(messages, env):
+                completion = act(messages, env)
+                explored.append(policy.explored)
+                return completion
+
+            policy.act_sync = act_sync
+        return original(self, seeds, group_size, tag, policy)
+
+    Trainer.collect = collect
+    try:
+        share = trainer.sft()["sft/imitated_turn_share"]
+    finally:
+        Trainer.collect = original
+    assert 0 < sum(explored) < len(explored)
+    assert share == pytest.approx(1 - sum(explored) / len(explored))
+
+
+def test_tiny_tokenizer_reads_grids_cell_by_cell_and_learns_the_recipe_env(tmp_path):
+    from transformers import AutoTokenizer
+
+    from agentgym.trainers.tiny import make_tiny_model, tiny_corpus_envs
+
+    path = make_tiny_model(tmp_path / "m", hidden_size=32, env_ids=("agentgym/ToolWorld-v0",))
+    assert tiny_corpus_envs(path) == ["agentgym/Bifurcation-v0", "agentgym/Sokoban-v0", "agentgym/ToolWorld-v0"]
+    tok = AutoTokenizer.from_pretrained(path)
+    for row in ("#..G.", "##.$_", ".#.@#"):  # one token per cell: a column is a token offset
+        assert len(tok.encode(row)) == len(row), [tok.decode([i]) for i in tok.encode(row)]
+    text = "Reply with <answer>2</answer>, e.g. héllo 😀\n\n  x"
+    assert tok.decode(tok.encode(text)) == text  # byte-level: any string round-trips
+
+
+def test_a_tiny_model_without_the_recipe_envs_text_is_warned_about(tiny_model_dir, tmp_path):
+    recipe = small_recipe(tiny_model_dir, tmp_path, env={"id": "agentgym/ToolWorld-v0", "kwargs": {}})
+    with pytest.warns(UserWarning, match="tokenizer trained without agentgym/ToolWorld-v0's text"):
+        Trainer(recipe)
