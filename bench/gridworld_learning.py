@@ -36,6 +36,10 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _rate(trajs: list) -> float:
+    return sum(t.success for t in trajs) / max(len(trajs), 1)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="recipe overrides key=value")
@@ -67,14 +71,18 @@ def main(argv: list[str] | None = None) -> dict:
         r, e = recipe.rollout, recipe.eval
         seeds = trainer.task_seeds(0, r.task_pool or r.tasks_per_iter)  # the trainer's own eval episodes
         random_trajs = trainer.collect(seeds, e.episodes_per_task, "random", policy=RandomPolicy(seed=recipe.seed))
-    random_rate = sum(t.success for t in random_trajs) / len(random_trajs)
+        # Tasks never trained on (seeds past the pool): does the model read grids or recall layouts?
+        unseen = [r.seed_start + len(seeds) + 1000 + i for i in range(len(seeds))]
+        unseen_rates = [_rate(trainer.collect(unseen, e.episodes_per_task, tag, policy=policy))
+                        for tag, policy in (("unseen-random", RandomPolicy(seed=recipe.seed)), ("unseen", None))]
+    random_rate = _rate(random_trajs)
     evals = [(row["iteration"], row["eval/success_rate"]) for row in rows if "eval/success_rate" in row]
     after_sft, trained = evals[0][1], evals[-1][1]
     result = {
         "env": recipe.env.id, "overrides": args.overrides, "iterations": recipe.train.iterations,
         "eval_episodes": len(random_trajs), "random": random_rate, "after_sft": after_sft, "trained": trained,
         "trained_minus_random": trained - random_rate, "peak": max(v for _, v in evals),
-        "eval_curve": evals, "sft_imitated_turn_share": rows[0].get("sft/imitated_turn_share"),
+        "unseen_random": unseen_rates[0], "unseen_trained": unseen_rates[1], "eval_curve": evals, "sft_imitated_turn_share": rows[0].get("sft/imitated_turn_share"),
         "wall_s": wall, "cpu_s": cpu, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
     }
     print(f"{recipe.env.id}, {recipe.train.iterations} iterations, {len(random_trajs)} eval episodes "
@@ -84,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  {'after SFT warm start':<22}{after_sft:>12.3f}")
     print(f"  {'after RL':<22}{trained:>12.3f}   (peak {result['peak']:.3f})")
     print(f"  trained - random: {trained - random_rate:+.3f} (goal >= +0.25)")
+    print(f"  on {len(unseen)} tasks outside the pool: random {unseen_rates[0]:.3f}, trained {unseen_rates[1]:.3f}")
     print("  eval curve: " + ", ".join(f"{i}: {v:.3f}" for i, v in evals))
     print(f"  wall {wall:.0f} s, process CPU {cpu:.0f} s (model build, SFT, RL and evals; goal <= 600 s on 2 cores)")
     print(f"  load average at start {tuple(round(x, 2) for x in load_start)}, "
