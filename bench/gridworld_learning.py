@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="recipe overrides key=value")
     parser.add_argument("--recipe", default=str(RECIPE))
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the machine has 2 cores)")
+    # One thread: the tiny model's matrices are too small to gain from two, and on the shared machine
+    # two threads waited on each other (a run took over 30 minutes that takes 5 with one).
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also append the result as one JSON line here")
     args = parser.parse_args(argv)
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         "env": recipe.env.id, "overrides": args.overrides, "iterations": recipe.train.iterations,
         "eval_episodes": len(random_trajs), "random": random_rate, "after_sft": after_sft, "trained": trained,
         "trained_minus_random": trained - random_rate, "peak": max(v for _, v in evals),
+        "rollout_success": [round(row["rollout/success_rate"], 3) for row in rows if "rollout/success_rate" in row],
         "unseen_random": unseen_rates[0], "unseen_trained": unseen_rates[1], "eval_curve": evals, "sft_imitated_turn_share": rows[0].get("sft/imitated_turn_share"),
         "wall_s": wall, "cpu_s": cpu, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
     }
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  {'after RL':<22}{trained:>12.3f}   (peak {result['peak']:.3f})")
     print(f"  trained - random: {trained - random_rate:+.3f} (goal >= +0.25)")
     print(f"  on {len(unseen)} tasks outside the pool: random {unseen_rates[0]:.3f}, trained {unseen_rates[1]:.3f}")
+    print("  rollout success per iteration: " + ", ".join(f"{v:.2f}" for v in result["rollout_success"]))
     print("  eval curve: " + ", ".join(f"{i}: {v:.3f}" for i, v in evals))
     print(f"  wall {wall:.0f} s, process CPU {cpu:.0f} s (model build, SFT, RL and evals; goal <= 600 s on 2 cores)")
     print(f"  load average at start {tuple(round(x, 2) for x in load_start)}, "

@@ -76,7 +76,7 @@ def test_the_gridworld_recipe_and_its_benchmark_run_end_to_end(gridworld, tmp_pa
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     result = bench.main([
-        "--threads", "1", "train.iterations=2", "sft.steps=3", "sft.episodes=6", "sft.epsilon=0.5", "eval.episodes_per_task=1",
+        "train.iterations=2", "sft.steps=3", "sft.episodes=6", "sft.epsilon=0.5", "eval.episodes_per_task=1",
         "eval.every=1", "rollout.tasks_per_iter=2", "rollout.group_size=2", "rollout.task_pool=3",
     ])
     assert result["env"] == "gridworld/Grid3-v0" and result["eval_episodes"] == 3
