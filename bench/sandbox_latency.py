@@ -6,7 +6,8 @@ attach stream through dockerd, (b) ``docker exec`` per call,
 caller for (a) and (b)); plus warm-pool acquire latency. The executor is also timed at c=1 with
 calls spaced 20 ms apart, as in a rollout (the model's turn comes between two calls: the executor
 forks the next call's process in that gap), and its CPU is split by process (host client,
-executor, call processes, dockerd + containerd) from /proc, which is where 2 cores run out.
+executor, call processes, dockerd + containerd) from /proc's clock ticks and totalled exactly
+from each container's cgroup, which is where 2 cores run out.
 ``--baseline-executor FILE`` adds the same rows for another executor version (same host code,
 e.g. ``git show main~3:sandboxes/executor.py > /tmp/old.py``), interleaved with the current one.
 Needs a Docker engine on this host and the python sandbox image (``agentgym sandbox build python``).
@@ -61,6 +62,24 @@ def _cpu_seconds(pid: int, children: bool = False) -> float:
     return (int(fields[first]) + int(fields[first + 1])) / TICK
 
 
+def _cgroup_cpu(pid: int) -> Callable[[], float] | None:
+    """Exact CPU seconds of ``pid``'s cgroup so far (a container: its executor and every call
+    process, exited ones included), read from cgroup v1 cpuacct or v2 cpu.stat; None if neither.
+    /proc's per-process times are in clock ticks (10 ms), sampled: fine to split, not to total."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            for mount in ("cpuacct", "cpu,cpuacct"):
+                usage = Path("/sys/fs/cgroup", mount, path.lstrip("/"), "cpuacct.usage")
+                if usage.exists():
+                    return lambda usage=usage: int(usage.read_text()) / 1e9
+        if not controllers:
+            stat = Path("/sys/fs/cgroup", path.lstrip("/"), "cpu.stat")
+            if stat.exists():
+                return lambda stat=stat: int(stat.read_text().split()[1]) / 1e6  # usage_usec first
+    return None
+
+
 def _pids(name: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -84,17 +103,20 @@ class CpuMeter:
             init = box.client.api.inspect_container(box.container_id)["State"]["Pid"]  # docker-init
             self.executors.append(int(Path(f"/proc/{init}/task/{init}/children").read_text().split()[0]))
             self.engine.append(int(Path(f"/proc/{init}/stat").read_text().rsplit(")", 1)[1].split()[1]))  # its shim
+        self.cgroups = [_cgroup_cpu(pid) for pid in self.executors]
 
     def sample(self) -> tuple[float, ...]:
         return (time.process_time(), sum(_cpu_seconds(pid) for pid in self.executors),
                 sum(_cpu_seconds(pid, children=True) for pid in self.executors),
-                sum(_cpu_seconds(pid) for pid in self.engine))
+                sum(_cpu_seconds(pid) for pid in self.engine),
+                sum(read() for read in self.cgroups if read is not None) if all(self.cgroups) else float("nan"))
 
     @staticmethod
     def per_call(used: list[float], calls: int) -> str:
         parts = [seconds * 1000 / calls for seconds in used]
-        return (f"{sum(parts):.2f} ms CPU per call: host client {parts[0]:.2f}, executor {parts[1]:.2f}, "
-                f"call processes {parts[2]:.2f}, engine {parts[3]:.2f}")
+        return (f"{sum(parts[:4]):.2f} ms CPU per call: host client {parts[0]:.2f}, executor {parts[1]:.2f}, "
+                f"call processes {parts[2]:.2f}, engine {parts[3]:.2f}; "
+                f"containers exactly (cgroup) {parts[4]:.2f}, + host client = {parts[4] + parts[0]:.2f}")
 
 
 def threaded(conc: int, per_worker: int, call: Callable[[int], None]) -> tuple[list[float], float]:
@@ -170,7 +192,7 @@ def main() -> None:
         plan = [(1, 400, 0.0), (1, 150, SPACED_S), (8, 150, 0.0), (32, 60, 0.0)]
         for conc, per, gap in plan:  # modes interleaved, in rounds, so all see the same (drifting) load
             label = f", {SPACED_S * 1000:.0f} ms apart" if gap else ""
-            runs: dict[str, list] = {mode: [[], 0.0, [0.0] * 4] for mode in groups}
+            runs: dict[str, list] = {mode: [[], 0.0, [0.0] * 5] for mode in groups}
             for _ in range(args.rounds):
                 for mode, group in groups.items():
                     before = meters[mode].sample()

@@ -120,7 +120,8 @@ def test_the_process_forked_for_the_next_call_is_out_of_reach(box: BaseSandbox) 
     """The executor forks the next call's process ahead of the call. While it waits it keeps
     the executor's uid and is not dumpable: a session cell (running beside it) can neither
     stop, kill, trace nor read it, and the next call still runs in it, fresh."""
-    box.run_python("x = 1")  # the spare exists from the first call's end on
+    box.run_python("x = 1")
+    _wait_for_spare(box)
     result = box.run_python(SPARE_ATTACK, session=True, timeout=5)
     assert result.stdout == "1\ndenied\ndenied\nptrace -1 1\nfds denied\n", result
     calls = [box.run_python("import os\nprint(os.getpid(), 'x' in globals())", timeout=5) for _ in range(3)]
@@ -135,22 +136,28 @@ def _children(pid: int) -> list[int]:
         return [int(child) for child in listing.read().split()]
 
 
-@BACKENDS_LOCAL_AS_ROOT
-def test_a_spare_that_died_while_waiting_is_replaced(box: BaseSandbox) -> None:
-    """The spare is the OOM killer's first choice even while it waits: if it is gone when its
-    call comes, the call forks a process of its own instead of failing."""
-    box.run_python("x = 1")
+def _wait_for_spare(box: BaseSandbox) -> int:
+    """The spare's pid, once the executor (idle since its last answer) has forked it."""
     if box.backend == "docker":
         outer = box.client.api.inspect_container(box.container_id)["State"]["Pid"]  # docker-init
     else:
         outer = box._proc.pid  # unshare
     (executor,) = _children(outer)
-    for _ in range(500):  # the spare is forked just after the answer: wait for it
+    for _ in range(500):
         spares = _children(executor)  # no session: the executor's only child is the spare
         if spares:
             break
         time.sleep(0.01)
     (spare,) = spares
+    return spare
+
+
+@BACKENDS_LOCAL_AS_ROOT
+def test_a_spare_that_died_while_waiting_is_replaced(box: BaseSandbox) -> None:
+    """The spare is the OOM killer's first choice even while it waits: if it is gone when its
+    call comes, the call forks a process of its own instead of failing."""
+    box.run_python("x = 1")
+    spare = _wait_for_spare(box)
     os.kill(spare, signal.SIGKILL)
     for _ in range(500):  # dead: a zombie until the executor's next sweep
         with open(f"/proc/{spare}/stat") as stat:
