@@ -8,12 +8,15 @@ and nothing has to be copied in. The host imports this same module for the wire 
 Why a resident executor: ``docker exec`` costs ~80 ms and collapses under concurrency; a
 message to a process already in the container costs ~0.2 ms and a fork of a warm interpreter
 ~1 ms. Every call still gets a *fresh process* (one fork per call), so calls cannot see each
-other's state, except in the opt-in persistent session. The fork for the next call is made as
-soon as a call has answered: while it waits, that process keeps the executor's uid and is not
-dumpable (user code cannot touch it), and it has already paid for the copy-on-write faults of
-starting up and of compiling a cell (~1.5 of the ~2 ms of CPU a call's process costs), off the
-next call's critical path. (It costs the executor ~0.1 ms more per call: more of its writes are
-page copies while the spare shares its memory.)
+other's state, except in the opt-in persistent session. Once the host has left the executor
+idle for a few ms (a rollout's model turn), the next call's process is forked ahead of its call
+(a "spare"): while it waits it keeps the executor's uid and is not dumpable (user code cannot
+touch it), and the fork and part of its copy-on-write faults are off the call's critical path.
+A caller that sends calls back to back gets a fork on demand instead, which costs less CPU.
+Almost all of a call's CPU is page faults (~450 a call, ~4 us each on a VM): every page the
+executor or the call's process writes after a fork is copied or re-mapped first, so the
+executor compiles once before forking (``compile`` builds the AST types on its first use in a
+process) and hands a call to its process as a binary frame, not JSON.
 
 Containment of a call: the executor is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every
 process a call starts stays in its process tree even after ``setsid`` or a double fork. When the
@@ -458,9 +461,10 @@ class _Session:
 
 
 class _Ready:
-    """The next call's process, forked ahead of the call so that the fork, the interpreter's
-    after-fork work and :func:`_isolate` are off its critical path. It waits (with the
-    executor's uid, not dumpable) for the request on a pipe; one process serves one call."""
+    """A call's process: forked ahead of its call (a spare: the fork, the interpreter's
+    after-fork work and :func:`_isolate` are then off the call's critical path) or on demand.
+    It waits (with the executor's uid, not dumpable) for the call on a pipe; one process serves
+    one call."""
 
     def __init__(self, config: dict) -> None:
         pid, (out_r, out_w, err_r, err_w, req_r, req_w) = _spawn(3)
