@@ -184,18 +184,29 @@ def _live_descendants(root: int) -> list[int]:
 OOM_EVENTS = ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control")
 
 
-def _oom_kills() -> int:
-    """The cgroup's OOM-kill counter (v1 or v2), or -1 where it cannot be read."""
-    for path in OOM_EVENTS:
+class _OomKills:
+    """The cgroup's OOM-kill counter (v1 or v2), or -1 where it cannot be read. Read twice a
+    call: the file is opened once and re-read in place (one syscall, not three or five)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        for path in OOM_EVENTS:
+            try:
+                self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                return
+            except OSError:
+                continue
+
+    def __call__(self) -> int:
         try:
-            data = _read_small(path)
+            data = os.pread(self.fd, 4096, 0)
         except OSError:
-            continue
+            return -1
         for line in data.splitlines():
             key, _, value = line.partition(b" ")
             if key == b"oom_kill":
                 return int(value)
-    return -1
+        return -1
 
 
 # -- user code ---------------------------------------------------------------------------
@@ -520,6 +531,8 @@ class Executor:
         self.session: _Session | None = None
         self.ready: _Ready | None = None
         self.reaped: dict[int, int] = {}
+        self.oom_kills = _OomKills()
+        self.children_file = f"/proc/self/task/{os.getpid()}/children"
 
     def serve(self) -> None:
         while True:
@@ -630,7 +643,7 @@ class Executor:
 
     def run(self, request: dict) -> dict:
         start = time.monotonic()
-        oom_before = _oom_kills()
+        oom_before = self.oom_kills()
         try:
             call = self._hand_over(request)
         except OSError as exc:
@@ -641,7 +654,8 @@ class Executor:
             exited = capture.pump(start + float(request["timeout"]), [pidfd]) is not None
         finally:
             os.close(pidfd)
-        self.sweep(keep=self._kept())
+        if not (exited and self._only_children(call.pid)):
+            self.sweep(keep=self._kept())
         capture.drain(until_eof=True)
         capture.close()
         exit_code = os.waitstatus_to_exitcode(self._wait(call.pid))
@@ -649,7 +663,7 @@ class Executor:
 
     def run_in_session(self, request: dict) -> dict:
         start = time.monotonic()
-        oom_before = _oom_kills()
+        oom_before = self.oom_kills()
         if self.session is None:
             try:
                 self.session = self._new_session()
@@ -704,7 +718,7 @@ class Executor:
                 oom_before: int, note: str) -> dict:
         if timed_out:
             note = "\n[sandbox] timed out; every process of the call was killed" + note
-        if oom_before >= 0 and _oom_kills() > oom_before:
+        if oom_before >= 0 and self.oom_kills() > oom_before:
             note = "\n[sandbox] a process was killed: out of memory" + note
         stdout, out_cut = capture.text(0)
         stderr, err_cut = capture.text(1, reserve=len(note.encode()))
@@ -742,6 +756,19 @@ class Executor:
         if pid in self.reaped:
             return self.reaped.pop(pid)
         return os.waitpid(pid, 0)[1]
+
+    def _only_children(self, done: int) -> bool:
+        """Whether, with no session, this process's children are at most the spare and ``done``
+        (a call's process that has exited): then nothing of the call is left, since its orphans
+        are our children (we are their subreaper), and the /proc walk of a sweep can be skipped."""
+        if self.session is not None:
+            return False
+        try:
+            listing = _read_small(self.children_file)
+        except OSError:  # no CONFIG_PROC_CHILDREN
+            return False
+        allowed = {done, self.ready.pid if self.ready is not None else done}
+        return len(listing) < 4000 and all(int(pid) in allowed for pid in listing.split())
 
     def sweep(self, keep: tuple[int, ...]) -> None:
         """Kill every descendant not in ``keep``: freeze all, then kill all, until none is left."""
