@@ -7,9 +7,10 @@ batch in micro-batches with gradient accumulation, backward, clip, AdamW step. a
 is the trainer's on-policy one: log-probs only at loss positions, no separate old-log-prob pass.
 
 ``--ragged`` draws each row's length uniformly from [seq_len/8, seq_len] (multi-turn batches are
-ragged) and runs the same update twice side by side: micro-batches cut in batch order (how the
-trainer cut them before) and grouped by length (``Batch.micro_batches``, what it does now); it
-prints the padded tokens each computes on and real (unpadded) tokens/s.
+ragged) and runs the same update three times side by side: micro-batches cut in batch order (how
+the trainer cut them before), grouped by length (``Batch.micro_batches``, the default), and the
+same groups packed into one row without padding (``optim.packing``); it prints the tokens each
+computes on (padding included) and real (unpadded) tokens/s.
 
 On CUDA the bench prints MFU: model FLOPs (6 × non-embedding parameters + 12 × layers × hidden ×
 sequence length, per token, forward and backward) over ``--peak-tflops`` (default 989, an H100's
@@ -21,7 +22,7 @@ variant in a fresh process; it prints the peak resident memory the update added,
 agentgym, for the full-vocabulary fp32 log-softmax it replaced, and for TRL, as ratios.
 
     python bench/trainer_throughput.py --small               # CPU
-    python bench/trainer_throughput.py --small --ragged --no-trl --batch 32 --micro 4   # CPU, length grouping
+    python bench/trainer_throughput.py --small --ragged --batch 32 --micro 4   # CPU, grouping and packing
     python bench/trainer_throughput.py --memory-proxy        # CPU, peak memory vs TRL
     python bench/trainer_throughput.py --device cuda --batch 16 --seq-len 2048   # GPU
 """
@@ -66,7 +67,7 @@ def in_order(b: dict[str, torch.Tensor], micro: int) -> list[slice]:
 
 
 def by_length(b: dict[str, torch.Tensor], micro: int) -> list[torch.Tensor]:
-    """The trainer's micro-batches (grouped by length)."""
+    """The trainer's micro-batches (grouped by length; with no token budget packing cuts the same)."""
     from agentgym.trainers.batch import Batch
 
     zeros = torch.zeros_like(b["loss_mask"])
@@ -75,7 +76,10 @@ def by_length(b: dict[str, torch.Tensor], micro: int) -> list[torch.Tensor]:
     return [rows for rows, _ in batch.micro_batches(micro)]
 
 
-def padded_tokens(b: dict[str, torch.Tensor], micro_rows: list) -> int:
+def computed_tokens(b: dict[str, torch.Tensor], micro_rows: list, packed: bool = False) -> int:
+    """Positions the forward runs on: rows × the longest row per micro-batch, or the real tokens packed."""
+    if packed:
+        return int(b["attention_mask"].sum())
     return sum(len(b["input_ids"][rows]) * int(b["attention_mask"][rows].sum(1).max()) for rows in micro_rows)
 
 
@@ -87,9 +91,9 @@ def peak_memory(device: torch.device) -> str:
 
 
 def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[str, torch.Tensor],
-                    micro_rows: list) -> None:
+                    micro_rows: list, packed: bool = False) -> None:
     """The trainer's on-policy update: log-probs at loss positions, θ_old = the same forward,
-    detached; each micro-batch is cut to its longest row."""
+    detached; each micro-batch is cut to its longest row (or packed into one row)."""
     cfg = LossConfig()
     denom = loss_denominator(b["loss_mask"], cfg)
     opt.zero_grad(set_to_none=True)
@@ -97,7 +101,7 @@ def agentgym_update(model: torch.nn.Module, opt: torch.optim.Optimizer, b: dict[
         width = int(b["attention_mask"][rows].sum(1).max())
         mb = {k: v[rows, :width] for k, v in b.items()}
         mask = mb["loss_mask"]
-        logp, _ = sequence_logprobs(model, mb["input_ids"], mb["attention_mask"], positions=mask > 0)
+        logp, _ = sequence_logprobs(model, mb["input_ids"], mb["attention_mask"], positions=mask > 0, packed=packed)
         turns = torch.where(mask > 0, 0, -1)
         pg, _ = policy_loss(logp, logp.detach(), mb["advantages"], turns, torch.ones_like(logp), cfg)
         aggregate(pg, mask, denom).backward()
@@ -239,22 +243,26 @@ def main() -> None:
     flops_per_token = 6 * body + 12 * config.num_hidden_layers * config.hidden_size * a.seq_len
     print(f"model {n_params:.1f}M params ({'small' if a.small else 'Qwen2-0.5B-sized'}), {device}, {dtype}; "
           f"batch {a.batch}×{a.seq_len} ({tokens:,} real tokens), micro-batch {a.micro}; load {os.getloadavg()[0]:.1f}")
-    cuts = {"in batch order": in_order(b, a.micro), "grouped by length": by_length(b, a.micro)} if a.ragged else {
-        "": in_order(b, a.micro)}
-    results = {}
-    for label, micro_rows in cuts.items():
+    grouped = by_length(b, a.micro)
+    cuts = {"in batch order": (in_order(b, a.micro), False), "grouped by length": (grouped, False),
+            "packed": (grouped, True)} if a.ragged else {"": (in_order(b, a.micro), False)}
+    results, computed = {}, {}
+    for label, (micro_rows, packed) in cuts.items():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        seconds = timed(lambda rows=micro_rows: agentgym_update(model, opt, b, rows), a.steps, device)
-        results[label] = seconds
+        seconds = timed(lambda rows=micro_rows, p=packed: agentgym_update(model, opt, b, rows, p), a.steps, device)
+        results[label], computed[label] = seconds, computed_tokens(b, micro_rows, packed)
         mfu = (f", MFU {tokens * flops_per_token / seconds / (a.peak_tflops * 1e12):.1%}"
                if device.type == "cuda" else "")
         print(f"agentgym update {label}: {seconds:.3f} s/step, {tokens / seconds:,.0f} tokens/s{mfu}, "
-              f"{padded_tokens(b, micro_rows):,} padded tokens computed, {peak_memory(device)}")
+              f"{computed[label]:,} tokens computed ({computed[label] / tokens:.2f}× real), {peak_memory(device)}; "
+              f"load {os.getloadavg()[0]:.1f}")
     if a.ragged:
-        first, second = results.values()
-        print(f"grouped by length / in batch order: {first / second:.2f}× tokens/s, "
-              f"{padded_tokens(b, cuts['grouped by length']) / padded_tokens(b, cuts['in batch order']):.2f}× padded tokens")
+        base = "in batch order"
+        for label in ("grouped by length", "packed"):
+            print(f"{label} / {base}: {results[base] / results[label]:.2f}× tokens/s, "
+                  f"{computed[label] / computed[base]:.2f}× tokens computed")
+        print(f"packed / grouped by length: {results['grouped by length'] / results['packed']:.2f}× tokens/s")
     if a.no_trl or a.ragged:  # TRL's inputs are split at one prompt length for every row
         return
     try:

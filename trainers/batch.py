@@ -41,21 +41,28 @@ class Batch:
         width = int(rows["attention_mask"].sum(1).max().item()) if len(rows["input_ids"]) else 0
         return Batch(**{k: v[:, :width] for k, v in rows.items()})
 
-    def micro_batches(self, size: int, token_budget: int | None = None) -> Iterator[tuple[torch.Tensor, Batch]]:
+    def micro_batches(self, size: int, token_budget: int | None = None,
+                      packed: bool = False) -> Iterator[tuple[torch.Tensor, Batch]]:
         """``(rows, micro-batch)`` pairs that cover every row once, of rows of similar length.
 
-        Rows go longest first and a micro-batch ends after ``size`` rows, or earlier where
-        rows × its longest row would pass ``token_budget`` (a row longer than the budget goes
-        alone). A micro-batch is padded to its longest row, so grouping similar lengths cuts the
-        padding a random split computes on. The order is free for the update: every loss
-        normaliser spans the mini-batch, so accumulation order changes only float rounding.
+        Rows go longest first and a micro-batch ends after ``size`` rows, or earlier where its
+        tokens would pass ``token_budget`` (a row longer than the budget goes alone). Its tokens
+        are rows × its longest row when it is padded to that row, so grouping similar lengths cuts
+        the padding a random split computes on; ``packed`` (the forward runs on the rows' real
+        tokens concatenated, see :func:`~agentgym.trainers.losses.sequence_logprobs`) counts the
+        real tokens only. The order is free for the update: every loss normaliser spans the
+        mini-batch, so accumulation order changes only float rounding.
         """
         lengths = self.attention_mask.sum(1)
         order = torch.argsort(lengths, descending=True, stable=True)
+        sizes = lengths[order].tolist()
         start = 0
         while start < len(order):
-            longest, end = int(lengths[order[start]]), start + 1
-            while end < min(start + size, len(order)) and (token_budget is None or (end - start + 1) * longest <= token_budget):
+            end, tokens = start + 1, sizes[start]
+            while end < min(start + size, len(order)):
+                tokens += sizes[end]
+                if token_budget is not None and (tokens if packed else (end - start + 1) * sizes[start]) > token_budget:
+                    break
                 end += 1
             rows = order[start:end]
             yield rows, self.select(rows)

@@ -127,6 +127,10 @@ class OptimConfig:
     # padded tokens per forward/backward (rows × longest row); None: micro_batch_size rows always.
     # Rows are grouped by length either way, so a budget mostly matters when lengths vary widely.
     micro_batch_tokens: int | None = None
+    # run each micro-batch's rows concatenated into one row, no padding (position ids restart per
+    # row; attention stays within each, checked once per model). micro_batch_tokens then counts
+    # real tokens. Off by default: on CPU it was slower than padded micro-batches (README).
+    packing: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "cosine"):

@@ -8,6 +8,7 @@ full-batch loss exactly and gradient accumulation is exact.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ import torch.utils.checkpoint
 __all__ = [
     "LossConfig",
     "aggregate",
+    "check_packing",
     "kl_penalty",
     "loss_denominator",
     "policy_loss",
@@ -63,6 +65,7 @@ def sequence_logprobs(
     entropy: bool = False,
     positions: torch.Tensor | None = None,
     chunk_size: int = 256,
+    packed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of every token given its prefix (and the policy's entropy there), at the
     sampling temperature so they compare with the rollout's.
@@ -75,16 +78,32 @@ def sequence_logprobs(
     no ``[B, T, V]`` tensor is ever built, and backward recomputes one chunk's logits at a time.
     Models whose head is more than a linear map of the last hidden state (logit soft-capping,
     scaling) take the plain full-logits path.
+
+    ``packed``: run the model on the rows' real tokens concatenated into one row, with no
+    padding, position ids restarting at 0 for each row and no attention mask. transformers
+    (≥ 5) reads restarting position ids as packed sequences and keeps attention within each one
+    (a block-diagonal causal mask for sdpa/eager, varlen kernels for flash attention), so the
+    results equal the padded forward's while no compute goes to padding. That is checked once
+    per model (:func:`check_packing`) since a model or version that ignores it would silently
+    attend across rows. The results come back in the ``[B, T]`` layout either way.
     """
-    need = attention_mask.bool() if positions is None else positions.bool() & attention_mask.bool()
-    need = need[:, 1:]
+    real = attention_mask.bool()
+    need = real if positions is None else positions.bool() & real
+    need = need[:, 1:] & real[:, :-1]  # a target whose predecessor is real
     head = _linear_head(model)
-    if head is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
-        hidden, weight, bias = logits[need], None, None
+    if packed:
+        check_packing(model)
+        index = torch.full_like(input_ids, -1)
+        index[real] = torch.arange(int(real.sum()), device=input_ids.device)
+        at = index[:, :-1][need]  # where each needed target's predecessor sits in the packed row
+        kwargs = {"input_ids": input_ids[real][None], "position_ids": (real.cumsum(1) - 1)[real][None]}
     else:
-        out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        hidden, weight, bias = out.last_hidden_state[:, :-1][need], head.weight, head.bias
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if head is None:
+        out, weight, bias = model(**kwargs, use_cache=False).logits, None, None
+    else:
+        out, weight, bias = model.get_decoder()(**kwargs, use_cache=False).last_hidden_state, head.weight, head.bias
+    hidden = out[0][at] if packed else out[:, :-1][need]
     targets = input_ids[:, 1:][need]
     scale = 1.0 / temperature if temperature > 0 else 1.0
     parts = [_chunk_logprobs(hidden[i : i + chunk_size], targets[i : i + chunk_size], weight, bias, scale, entropy)
@@ -99,6 +118,45 @@ def sequence_logprobs(
     ent_flat = torch.cat([p[1] for p in parts]) if parts else logp_flat
     ent = logp_flat.new_zeros(need.shape).masked_scatter(need, ent_flat)
     return torch.cat([pad, logp], 1), torch.cat([pad, ent], 1)
+
+
+_PACKING_OK: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
+def check_packing(model: torch.nn.Module) -> None:
+    """Raise unless ``model`` keeps packed sequences apart (once per model: the result is cached).
+
+    Why a probe rather than a version check: whether restarting position ids isolate sequences
+    depends on the transformers release, the architecture's mask code and the attention
+    implementation, and where they do not, the forward runs fine and silently attends across
+    rows. The probe packs two short sequences and requires the second one's logits to equal those
+    of the same sequence run alone.
+    """
+    if model in _PACKING_OK:
+        return
+    vocab = int(model.config.vocab_size)
+    device = next(model.parameters()).device
+    first, second = torch.arange(1, 6, device=device) % vocab, torch.arange(7, 13, device=device) % vocab
+    position_ids = torch.cat([torch.arange(len(first)), torch.arange(len(second))]).to(device)[None]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            packed = model(input_ids=torch.cat([first, second])[None], position_ids=position_ids,
+                           use_cache=False).logits[0, len(first):].float()
+            alone = model(input_ids=second[None], use_cache=False).logits[0].float()
+    finally:
+        model.train(training)
+    tolerance = 1e-4 if next(model.parameters()).dtype == torch.float32 else 3e-2
+    error = float((packed - alone).abs().max() / alone.abs().max().clamp(min=1e-6))
+    if error > tolerance:
+        import transformers
+
+        raise RuntimeError(
+            f"optim.packing: this model ({type(model).__name__}, attention "
+            f"{getattr(model.config, '_attn_implementation', '?')}, transformers {transformers.__version__}) does not "
+            f"keep packed sequences apart (relative logit error {error:.2g}); set optim.packing=false")
+    _PACKING_OK.add(model)
 
 
 def _linear_head(model: torch.nn.Module) -> torch.nn.Linear | None:

@@ -177,9 +177,9 @@ class Trainer:
         """Log-probs on the loss tokens only (the only ones any loss term or metric reads)."""
         out = torch.zeros_like(batch.rollout_logp)
         temperature, o = self.recipe.generation.sampling.temperature, self.recipe.optim
-        for rows, mb in batch.micro_batches(o.micro_batch_size, o.micro_batch_tokens):
+        for rows, mb in batch.micro_batches(o.micro_batch_size, o.micro_batch_tokens, o.packing):
             out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(
-                model, mb.input_ids, mb.attention_mask, temperature, positions=mb.loss_mask > 0)[0]
+                model, mb.input_ids, mb.attention_mask, temperature, positions=mb.loss_mask > 0, packed=o.packing)[0]
         return out
 
     def on_policy(self, batch_size: int) -> bool:
@@ -212,11 +212,11 @@ class Trainer:
                 denom, n_tokens = loss_denominator(mb.loss_mask, cfg), max(float(mb.loss_mask.sum()), 1.0)
                 step: dict[str, float] = defaultdict(float)  # this optimiser step's mini-batch totals
                 self.optimizer.zero_grad(set_to_none=True)
-                for _, micro in mb.micro_batches(o.micro_batch_size, o.micro_batch_tokens):
+                for _, micro in mb.micro_batches(o.micro_batch_size, o.micro_batch_tokens, o.packing):
                     m = micro.loss_mask
                     logp, ent = sequence_logprobs(model, micro.input_ids, micro.attention_mask,
                                                   self.recipe.generation.sampling.temperature, entropy=True,
-                                                  positions=m > 0)
+                                                  positions=m > 0, packed=o.packing)
                     old_logp = logp.detach() if on_policy else micro.old_logp
                     if on_policy:
                         is_log_ratios.append((old_logp - micro.rollout_logp)[m > 0])
