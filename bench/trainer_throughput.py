@@ -10,7 +10,10 @@ is the trainer's on-policy one: log-probs only at loss positions, no separate ol
 ragged) and runs the same update three times side by side: micro-batches cut in batch order (how
 the trainer cut them before), grouped by length (``Batch.micro_batches``, the default), and the
 same groups packed into one row without padding (``optim.packing``); it prints the tokens each
-computes on (padding included) and real (unpadded) tokens/s.
+computes on (padding included) and real (unpadded) tokens/s. Without ``--ragged`` every row is
+``seq_len`` long: nothing to save on padding, so the packed run shows what packing costs there (one
+sequence of micro × seq_len tokens whose attention is masked to the rows' blocks: sdpa computes the
+whole square unless the attention implementation is varlen, e.g. flash attention).
 
 On CUDA the bench prints MFU: model FLOPs (6 × non-embedding parameters + 12 × layers × hidden ×
 sequence length, per token, forward and backward) over ``--peak-tflops`` (default 989, an H100's
@@ -245,7 +248,8 @@ def main() -> None:
           f"batch {a.batch}×{a.seq_len} ({tokens:,} real tokens), micro-batch {a.micro}; load {os.getloadavg()[0]:.1f}")
     grouped = by_length(b, a.micro)
     cuts = {"in batch order": (in_order(b, a.micro), False), "grouped by length": (grouped, False),
-            "packed": (grouped, True)} if a.ragged else {"": (in_order(b, a.micro), False)}
+            "packed": (grouped, True)} if a.ragged else {"padded": (in_order(b, a.micro), False),
+                                                         "packed": (in_order(b, a.micro), True)}
     results, computed = {}, {}
     for label, (micro_rows, packed) in cuts.items():
         if device.type == "cuda":
@@ -263,6 +267,8 @@ def main() -> None:
             print(f"{label} / {base}: {results[base] / results[label]:.2f}× tokens/s, "
                   f"{computed[label] / computed[base]:.2f}× tokens computed")
         print(f"packed / grouped by length: {results['grouped by length'] / results['packed']:.2f}× tokens/s")
+    else:
+        print(f"packed / padded: {results['padded'] / results['packed']:.2f}× tokens/s")
     if a.no_trl or a.ragged:  # TRL's inputs are split at one prompt length for every row
         return
     try:

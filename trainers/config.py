@@ -128,8 +128,9 @@ class OptimConfig:
     # Rows are grouped by length either way, so a budget mostly matters when lengths vary widely.
     micro_batch_tokens: int | None = None
     # run each micro-batch's rows concatenated into one row, no padding (position ids restart per
-    # row; attention stays within each, checked once per model). micro_batch_tokens then counts
-    # real tokens. Off by default: on CPU it was slower than padded micro-batches (README).
+    # row; attention stays within each, checked once per model); micro_batch_tokens then counts
+    # real tokens. Off by default: it pays off on widely ragged rows, but sdpa attends over the
+    # whole packed row (masked), so rows of similar length ran slower packed (README, Benchmarks).
     packing: bool = False
 
     def __post_init__(self) -> None:
