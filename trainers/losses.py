@@ -81,7 +81,7 @@ def sequence_logprobs(
 
     ``packed``: run the model on the rows' real tokens concatenated into one row, with no
     padding, position ids restarting at 0 for each row and no attention mask. transformers
-    (≥ 5) reads restarting position ids as packed sequences and keeps attention within each one
+    (5.24, for one) reads restarting position ids as packed sequences and keeps attention within each one
     (a block-diagonal causal mask for sdpa/eager, varlen kernels for flash attention), so the
     results equal the padded forward's while no compute goes to padding. That is checked once
     per model (:func:`check_packing`) since a model or version that ignores it would silently

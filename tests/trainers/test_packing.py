@@ -61,6 +61,18 @@ def test_packed_logprobs_entropies_gradients_and_loss_equal_the_padded_forward(m
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
 
 
+def test_packed_full_logits_path_equals_the_padded_one(model, monkeypatch):
+    """A head that is not a plain linear map (here: a config that declares a logit scale) takes
+    the full-logits path; packed, it is unpacked the same way."""
+    monkeypatch.setattr(model.config, "logit_scale", 1.0, raising=False)
+    ids, attn, positions = ragged([7, 3, 12])
+    with torch.no_grad():
+        padded, _ = sequence_logprobs(model, ids, attn, positions=positions)
+        packed, _ = sequence_logprobs(model, ids, attn, positions=positions, packed=True)
+    assert (padded[positions & attn.bool()] < 0).all()
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
+
+
 def test_packed_rows_do_not_attend_across_the_boundary(model):
     """Changing row 0's tokens leaves rows 1 and 2 alone when packed; the same change with the
     rows concatenated as one sequence (what a leak would be) does move them, so the test can fail."""
