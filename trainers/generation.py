@@ -239,9 +239,12 @@ class TransformersPolicy(Policy):
                     samples = self.backend.generate([p for p, _ in items], dataclasses.replace(self.params, stop=stop))
                     for (_, future), sample in zip(items, samples, strict=True):
                         future.set_result(sample)
-                except Exception as e:  # noqa: BLE001 — hand the error to every waiting episode
-                    for _, future in items:
-                        future.set_exception(e)
+                except BaseException as e:  # hand the error to every waiting episode; an interrupt
+                    for _, future in items:  # or a test timeout too, or the episodes would wait forever
+                        if not future.done():
+                            future.set_exception(e)
+                    if not isinstance(e, Exception):
+                        raise
         finally:
             self._flusher = asyncio.create_task(self._flush()) if self._pending else None
 

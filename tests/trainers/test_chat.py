@@ -90,6 +90,25 @@ def test_policy_passes_each_envs_stop_strings_to_the_backend(policy_model):
     assert sorted(calls) == [(1, ("STOP",)), (2, ("STOP", "\n```\n"))]  # one batch per set of strings
 
 
+class _Interrupted(BaseException):
+    """Not an Exception, like KeyboardInterrupt or pytest-timeout's Failed."""
+
+
+def test_an_interrupt_inside_generation_reaches_every_waiting_episode(policy_model):
+    class Interrupting:
+        def generate(self, prompts, params):
+            raise _Interrupted
+
+    policy = TransformersPolicy(Interrupting(), policy_model.chat, SamplingParams())
+
+    async def main():
+        acts = [policy.act([{"role": "user", "content": str(i)}], StopEnv(())) for i in range(3)]
+        return await asyncio.wait_for(asyncio.gather(*acts, return_exceptions=True), timeout=60)
+
+    results = asyncio.run(main())  # before the fix the futures were never resolved: TimeoutError
+    assert [type(r) for r in results] == [_Interrupted] * 3
+
+
 def test_policy_refuses_a_foreign_conversation(policy_model):
     gen = HFGenerator(policy_model.model, policy_model.chat.eos_id, policy_model.chat.pad_id)
     policy = TransformersPolicy(gen, policy_model.chat, SamplingParams(max_new_tokens=2))
