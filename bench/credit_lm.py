@@ -13,9 +13,9 @@ warm start on ε-greedy (ε = 0.5) expert episodes, then ``iterations`` RL itera
 ``group`` rollouts (the same rollout budget for every method), one PPO epoch, lr 1e-3; eval success
 over the pool every ``eval_every`` iterations from a fixed RNG stream. Seeds change the SFT data,
 sampling and update order; the tiny model's initial weights and tokenizer are built once (seed 0)
-and shared by every run. Credit configs: ``grpo``; ``gigpo`` γ 0.95, ω 1, F_norm 1 (no invalid-
-action penalty, for parity); ``igpo`` log-prob IG, separate normalisation, γ 1, with the
-zero-variance group filter the IGPO recipe pairs it with; ``a2tgpo`` α 0.3, β 0.3.
+and shared by every run. Credit configs: ``grpo``; ``gigpo`` γ 0.95, ω 1, F_norm 1; ``igpo`` log-prob IG, separate normalisation, γ 1, with the
+zero-variance group filter the IGPO recipe pairs it with; ``a2tgpo`` α 0.3, β 0.3; every method with
+the demo's ``invalid_turn_penalty`` 0.1 (see PENALTY).
 
 Information gain needs ℓ_t, the log-prob of "the gold answer" after turn t. Bifurcation has no
 answer the tiny LM could be teacher-forced on (it is never trained to predict success), so ℓ_t =
@@ -55,11 +55,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 RUNS_FILE = RESULTS / "credit_lm_runs.jsonl"
+ENV_ID = "agentgym/Bifurcation-v0"
+# Every method gets the demo's invalid_turn_penalty 0.1: without it one update that stops the policy
+# emitting end-of-turn makes every turn invalid, every reward 0 and every advantage 0 for good.
+PENALTY = {"invalid_turn_penalty": 0.1}
 METHODS: dict[str, tuple[dict[str, Any], bool]] = {  # name -> (credit config, needs the IG critic)
-    "grpo": ({"method": "grpo"}, False),
-    "gigpo": ({"method": "gigpo", "gamma": 0.95, "omega": 1.0}, False),
-    "igpo": ({"method": "igpo", "group_filter": {"zero_variance": True}}, True),
-    "a2tgpo": ({"method": "a2tgpo"}, True),
+    "grpo": ({"method": "grpo", **PENALTY}, False),
+    "gigpo": ({"method": "gigpo", "gamma": 0.95, "omega": 1.0, **PENALTY}, False),
+    "igpo": ({"method": "igpo", "group_filter": {"zero_variance": True}, **PENALTY}, True),
+    "a2tgpo": ({"method": "a2tgpo", **PENALTY}, True),
 }
 COLORS = {"grpo": "black", "gigpo": "tab:blue", "igpo": "tab:orange", "a2tgpo": "tab:green"}
 _STAGE = re.compile(r"stage=(\d+)\|")
@@ -175,7 +179,7 @@ def build_model(path: Path) -> Path:
     from agentgym.trainers.tiny import make_tiny_model
 
     if not (path / "config.json").exists():
-        make_tiny_model(path, seed=0)
+        make_tiny_model(path, seed=0, env_ids=(ENV_ID,))
     return path
 
 
