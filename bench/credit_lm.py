@@ -31,7 +31,7 @@ decisive stage, **ratio** = mean |A| on the decisive stage / mean |A| on the oth
 
     .venv/bin/python bench/credit_lm.py --quick          # one cell, two seeds, tiny budget (CI)
     .venv/bin/python bench/credit_lm.py --cells 4:early,4:late --seeds 5 --workers 2
-    .venv/bin/python bench/credit_lm.py --report-only    # tables + plot from the saved runs
+    .venv/bin/python bench/credit_lm.py --report-only --findings bench/results/credit_lm_reading.md
 """
 
 from __future__ import annotations
@@ -258,6 +258,19 @@ def _mean_or_dash(values: list[float]) -> str:
     return f"{np.mean(finite):.2f}" if finite else "—"
 
 
+def curve_mean(row: dict[str, Any]) -> float:
+    return float(np.mean([s for ep, s in row["curve"] if ep > 0]))
+
+
+def _paired_vs_grpo(rs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    if rs[0]["method"] == "grpo":
+        return "—"
+    base = {r["seed"]: r["final_success"] for r in rows
+            if (r["horizon"], r["position"], r["method"]) == (rs[0]["horizon"], rs[0]["position"], "grpo")}
+    diffs = [r["final_success"] - base[r["seed"]] for r in rs if r["seed"] in base]
+    return f"{np.mean(diffs):+.2f} ± {np.std(diffs):.2f} (n={len(diffs)})" if diffs else "—"
+
+
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path = RESULTS) -> str:
     cells = sorted({(r["horizon"], r["position"]) for r in rows}, key=lambda c: (c[0], c[1] != "early"))
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
@@ -275,10 +288,14 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
         "",
         "**to 90%** = training episodes until eval success ≥ 0.9: median [min–max] (runs that reached it / "
         "runs). **loc** = share of training groups whose mean |A| is strictly largest on the decisive stage; "
-        "**ratio** = mean |A| on the decisive stage / on the others (means over seeds).",
+        "**ratio** = mean |A| on the decisive stage / on the others (means over seeds). **curve** = mean "
+        "eval success over the evals after the start (the area under the learning curve, a speed measure "
+        "when no run reaches 90%). **Δ final vs GRPO** = final success minus GRPO's with the same seed "
+        "(mean ± std over the seeds both ran; a seed gives every method the same SFT start).",
         "",
-        "| H | t* | method | runs | start | to 90% | final success | loc | ratio | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| H | t* | method | runs | start | to 90% | final success | curve | Δ final vs GRPO | loc | ratio "
+        "| wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h, pos in cells:
         for m in methods:
@@ -289,6 +306,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
                 f"| {h} | {pos} ({rs[0]['t_star']}) | {m} | {len(rs)} | {np.mean([r['start_success'] for r in rs]):.2f} | "
                 f"{_median_spread([r['episodes_to_90'] for r in rs], rs[0]['budget'])} | "
                 f"{np.mean([r['final_success'] for r in rs]):.2f} ± {np.std([r['final_success'] for r in rs]):.2f} | "
+                f"{np.mean([curve_mean(r) for r in rs]):.2f} | {_paired_vs_grpo(rs, rows)} | "
                 f"{np.mean([r['loc'] for r in rs]):.2f} | {_mean_or_dash([r['ratio'] for r in rs])} | "
                 f"{np.mean([r['wall_s'] for r in rs]):.0f} |")
     lines += ["", *meta.get("findings", [])]
@@ -345,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the saved runs file")
     ap.add_argument("--note", default="", help="a sentence for the report (scope, what was not run)")
+    ap.add_argument("--findings", help="a markdown file appended to the report (the reading of the results)")
     args = ap.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.iterations:
@@ -374,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_grid(cfg, cells, methods, list(seeds), workers=args.workers, model_dir=Path(args.model_dir),
                         runs_file=None if args.quick else runs_file, deadline=deadline)
     meta = {**cfg, "command": command, "machine": f"{platform.machine()}, {platform.python_version()}, CPU",
-            "note": args.note or f"{len(rows)} runs, total wall {time.perf_counter() - t0:.0f} s."}
+            "note": args.note or f"{len(rows)} runs, total wall {time.perf_counter() - t0:.0f} s.",
+            "findings": Path(args.findings).read_text().splitlines() if args.findings else []}
     text = write_report(rows, meta, out)
     print(text)
     return 0
