@@ -246,10 +246,9 @@ def main() -> None:
     flops_per_token = 6 * body + 12 * config.num_hidden_layers * config.hidden_size * a.seq_len
     print(f"model {n_params:.1f}M params ({'small' if a.small else 'Qwen2-0.5B-sized'}), {device}, {dtype}; "
           f"batch {a.batch}×{a.seq_len} ({tokens:,} real tokens), micro-batch {a.micro}; load {os.getloadavg()[0]:.1f}")
-    grouped = by_length(b, a.micro)
-    cuts = {"in batch order": (in_order(b, a.micro), False), "grouped by length": (grouped, False),
-            "packed": (grouped, True)} if a.ragged else {"padded": (in_order(b, a.micro), False),
-                                                         "packed": (in_order(b, a.micro), True)}
+    ordered, grouped = in_order(b, a.micro), by_length(b, a.micro)
+    cuts = {"in batch order": (ordered, False), "grouped by length": (grouped, False), "packed": (grouped, True)
+            } if a.ragged else {"padded": (ordered, False), "packed": (ordered, True)}
     results, computed = {}, {}
     for label, (micro_rows, packed) in cuts.items():
         if device.type == "cuda":

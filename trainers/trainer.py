@@ -456,8 +456,9 @@ NO_SIGNAL = (
     "every advantage in this iteration's batch is 0 (no group's rewards differ), so its update has no "
     "policy-gradient term (only the KL and entropy terms move the weights). If every rollout fails the "
     "same way, for example the policy stopped ending its turns (see collapse/truncated_turns), training "
-    "cannot leave that state by itself: give invalid turns a cost (credit.invalid_turn_penalty), anchor "
-    "the policy (loss.kl) or lower optim.lr")
+    "cannot leave that state by itself (not even with an invalid-turn penalty: every rollout then pays "
+    "the same). Make it rarer from the start: give invalid turns a cost (credit.invalid_turn_penalty), "
+    "anchor the policy (loss.kl) or lower optim.lr")
 
 
 class _ExplorationRecorder(ScriptedPolicy):
