@@ -22,6 +22,11 @@ keeps the two apart:
   is not in the worker's memory, argv, environment or files, and the harness is not
   ptrace-able); its own output never reaches the run's stdout anyway. A run without that line
   (the submission killed the harness, say) fails every test. Exit codes count for nothing.
+* the harness imports nothing user code could have written: before its first import it drops
+  from ``sys.path`` every entry that is relative or writable by its uid (the sandboxes start
+  Python with ``-I`` as well), so a module an earlier submission planted in the work dir, /tmp
+  or the user site (``pickle.py`` patching ``json.dumps``) is never loaded by a later judge in
+  the same sandbox (CodeTests with ``max_attempts > 1``, ``judge_many``).
 
 Expected values live only in the harness process. Mutations of arguments by the function do
 not travel back (tests see return values only).
@@ -300,6 +305,23 @@ while True:
 # The judge (stdlib only, Python >= 3.8). __SPEC__ becomes a string literal.
 _HARNESS = r'''
 from __future__ import annotations
+import os, sys
+
+
+def user_writable(path):
+    """Whether code of this uid could put a module at ``path``: the path, or the nearest part
+    of it that exists, is writable (a read-only mount says no, even to root)."""
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.access(path, os.W_OK)
+
+
+# Before any other import: an earlier submission may have left modules wherever user code can
+# write (the work dir, /tmp, HOME's user site), and every name imported below would find them.
+sys.path[:] = [p for p in sys.path if os.path.isabs(p) and not user_writable(p)]
 from typing import Any
 import builtins, ctypes, json, math, os, pickle, resource, select, shutil, signal, struct, subprocess, sys, tempfile, time, types
 
