@@ -101,7 +101,7 @@ class DockerSandbox(BaseSandbox):
         )
         try:
             created = api.create_container(
-                spec.image, command=["python3", "-u", "-B", "-c", _executor_source(), json.dumps(config)],
+                spec.image, command=["python3", "-I", "-u", "-B", "-c", _executor_source(), json.dumps(config)],
                 user="0:0", stdin_open=not direct, detach=False, working_dir=self.workdir, hostname="sandbox",
                 name=f"agentgym-{pool or 'sb'}-{uuid.uuid4().hex[:10]}",
                 environment={"HOME": self.workdir, "LANG": "C.UTF-8", **dict(spec.env)},

@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import SandboxUnavailable
 
-__all__ = ["docker_client", "engine_runtimes"]
+__all__ = ["docker_client", "engine_runtimes", "engine_security"]
 
 
 def docker_client(timeout: float = 120.0) -> Any:
@@ -24,10 +24,16 @@ def docker_client(timeout: float = 120.0) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _runtimes(base_url: str, client: Any) -> frozenset[str]:
-    return frozenset((client.info().get("Runtimes") or {}).keys())
+def _info(base_url: str, client: Any) -> dict[str, Any]:
+    return client.info()
 
 
 def engine_runtimes(client: Any) -> frozenset[str]:
     """OCI runtimes the engine offers (cached per engine)."""
-    return _runtimes(client.api.base_url, client)
+    return frozenset((_info(client.api.base_url, client).get("Runtimes") or {}).keys())
+
+
+def engine_security(client: Any) -> frozenset[str]:
+    """The engine's security options by name (``userns``, ``rootless``, ``seccomp``...; cached)."""
+    options = _info(client.api.base_url, client).get("SecurityOptions") or []
+    return frozenset(part[len("name="):] for option in options for part in option.split(",") if part.startswith("name="))
