@@ -98,18 +98,30 @@ def dev_null_fds() -> int:
     return count
 
 
-def start_attacker(seconds: float) -> subprocess.Popen[str]:
+@pytest.fixture
+def own_tempdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A temp dir of this test's own for the sandboxes' sockets, so the attacker only ever races
+    for them (not for the sandboxes other test runs on this host are starting meanwhile)."""
+    path = tempfile.mkdtemp(prefix="agentgym-test-tmp-")
+    os.chmod(path, 0o755)
+    monkeypatch.setattr(tempfile, "tempdir", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start_attacker(tmp: str, seconds: float) -> subprocess.Popen[str]:
     if os.geteuid() != 0 or ATTACKER_PYTHON is None:
         pytest.skip("the attacker runs as nobody: needs root and a system python3")
-    attacker = subprocess.Popen([ATTACKER_PYTHON, "-c", ATTACKER, tempfile.gettempdir(), str(seconds)],
+    attacker = subprocess.Popen([ATTACKER_PYTHON, "-c", ATTACKER, tmp, str(seconds)],
                                 user="nobody", group="nogroup", stdout=subprocess.PIPE, text=True, cwd="/")
     time.sleep(0.3)  # it is polling before the sandbox makes its socket
     return attacker
 
 
 @pytest.mark.parametrize("kind", [DockerSandbox, SharedSocketSandbox], ids=["private-dir", "world-connectable"])
-def test_another_uid_racing_for_the_socket_cannot_become_the_executor(kind: type[DockerSandbox]) -> None:
-    attacker = start_attacker(seconds=6.0)
+def test_another_uid_racing_for_the_socket_cannot_become_the_executor(kind: type[DockerSandbox],
+                                                                      own_tempdir: str) -> None:
+    attacker = start_attacker(own_tempdir, seconds=6.0)
     null_fds = dev_null_fds()
     try:
         box = kind(SandboxSpec(), labels=TEST_LABELS, pool="test")
