@@ -106,7 +106,8 @@ class LocalSandbox(BaseSandbox):
         rlimits = {"RLIMIT_AS": spec.memory_mb << 20, "RLIMIT_NPROC": spec.pids,
                    "RLIMIT_FSIZE": spec.workdir_mb << 20, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 1024}
         config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
-                  "cpu_limit": True, "jail": jail, "user": user, "rlimits": rlimits}
+                  "cpu_limit": True, "jail": jail, "user": user, "rlimits": rlimits,
+                  "memory_cgroup": False}
         command = ["unshare", "--pid", *([] if spec.network else ["--net"]), "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                    "--mount-proc", *([] if root else ["--user", "--map-root-user"]),
                    "--", python, "-I", "-B", "-u", "-c", Path(executor.__file__).read_text(), json.dumps(config)]
