@@ -26,8 +26,13 @@ outrun it. User code runs under another uid than the executor (``config["user"]`
 keeps only the capabilities to switch uid and to kill), so it cannot signal, trace or freeze
 the executor; the executor is non-dumpable as well. Threads a session cell leaves running end
 with the cell (the session continues in a single-threaded fork of itself), so no output or
-process count outlives the call. A call the sandbox's limits leave no room for (``fork``
-failing with EAGAIN) is a result with ``error`` set, not an exception. Output is capped here, at
+process count outlives the call. User code runs at nice 19, so however many processes it
+starts, the executor still gets the CPU to see the deadline and sweep. A seccomp filter,
+installed once the executor is set up and so inherited by every call, refuses what would escape
+the sandbox's limits (new namespaces, mounts, and, without a memory cgroup, memfd and SysV
+shared memory) and a few risky kernel interfaces. A call the sandbox's limits leave no room for
+(``fork`` failing with EAGAIN) is a result with ``error`` set, not an exception. The host's file
+operations never follow a symlink out of the work dir and touch only regular files. Output is capped here, at
 the source, in bytes of the decoded text, and the rest is drained and dropped.
 
 Wire format: a 4-byte big-endian length then UTF-8 JSON, one request then one response.

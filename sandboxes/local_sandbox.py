@@ -12,7 +12,9 @@ file), so ``RLIMIT_NPROC`` and every other per-uid count is per sandbox, and the
 signal or trace its executor (uid 0). Started as non-root, a user namespace maps only the
 caller's uid, so code and executor share it (and ``RLIMIT_NPROC`` counts every process of the
 caller). There is no cgroup: memory is capped per process, not in total, and CPU time is not
-shared out. The environment is rebuilt from scratch, so host secrets in environment variables
+shared out; memory no rlimit counts is refused instead (the executor's seccomp filter, told
+``memory_cgroup: False``, denies memfd and SysV shared memory on top of new namespaces and
+mounts), except kernel buffers held through descriptors (sockets, pipes). The environment is rebuilt from scratch, so host secrets in environment variables
 never reach it.
 """
 
