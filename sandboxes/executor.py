@@ -26,8 +26,10 @@ outrun it. User code runs under another uid than the executor (``config["user"]`
 keeps only the capabilities to switch uid and to kill), so it cannot signal, trace or freeze
 the executor; the executor is non-dumpable as well. Threads a session cell leaves running end
 with the cell (the session continues in a single-threaded fork of itself), so no output or
-process count outlives the call. User code runs at nice 19, so however many processes it
-starts, the executor still gets the CPU to see the deadline and sweep. A seccomp filter,
+process count outlives the call. With no session alive, a call still running 0.5 s before its
+deadline is reniced to 19 (so the executor, not a fork bomb's processes, gets the CPU at the
+deadline) and a sweep first kills every process of the user's uid in one ``kill(-1)`` as that
+uid (a process with SIGKILL pending cannot fork). A seccomp filter,
 installed once the executor is set up and so inherited by every call, refuses what would escape
 the sandbox's limits (new namespaces, mounts, and, without a memory cgroup, memfd and SysV
 shared memory) and a few risky kernel interfaces. A call the sandbox's limits leave no room for
@@ -72,6 +74,7 @@ KILL_DEADLINE_S = 10.0
 # near this machine's noise), while a caller that pauses (a rollout: the model's turn) finds
 # one ready (p50 ~1.8 vs ~3.9 ms without spares, calls 20 ms apart).
 SPARE_AFTER_S = 0.01
+YIELD_LEAD_S = 0.5  # before a call's deadline, its processes yield the CPU to the executor
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -83,11 +86,6 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 # User code is the OOM killer's first choice. Without CAP_SYS_RESOURCE (not every engine grants
 # it) this is no floor: code may lower its score back to the executor's, never below.
 OOM_SCORE_ADJ = 1000
-# User code yields the CPU to its executor: a fork bomb's processes at nice 0 left the executor
-# a 1/pids share, so it saw the deadline and killed the bomb seconds late. The sandbox's share
-# against the rest of the machine is its group's (Docker's cpu cgroup; LocalSandbox's session
-# autogroup), which nice does not change.
-USER_NICE = 19
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 32, 4096, 16384
 SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
@@ -333,7 +331,6 @@ def _isolate(out_w: int, err_w: int, config: dict, keep_fd: int = -1) -> None:
     os.closerange(4 if keep_fd >= 0 else 3, 1 << 16)
     for name, value in config.get("rlimits", {}).items():
         resource.setrlimit(getattr(resource, name), (value, value))
-    os.setpriority(os.PRIO_PROCESS, 0, USER_NICE)
     try:
         fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
         try:
@@ -785,6 +782,8 @@ class Executor:
         self.children_file = f"/proc/self/task/{os.getpid()}/children"
         self.max_arg = 32 * os.sysconf("SC_PAGE_SIZE")  # MAX_ARG_STRLEN, NUL included
         self.seccomp = False
+        # kill(-1) as the user reaches only the user's processes where they have a uid of their own
+        self.uid_kill = bool(config.get("user")) and os.getuid() == 0
 
     def serve(self) -> None:
         while True:
@@ -902,8 +901,12 @@ class Executor:
             return self._refused(exc, start)
         capture = _Capture([call.out_r, call.err_r], self.cap)
         pidfd = os.pidfd_open(call.pid)
+        deadline = start + float(request["timeout"])
         try:
-            exited = capture.pump(start + float(request["timeout"]), [pidfd]) is not None
+            exited = capture.pump(deadline - self._yield_lead(request), [pidfd]) is not None
+            if not exited:
+                self._yield_cpu()
+                exited = capture.pump(deadline, [pidfd]) is not None
         finally:
             os.close(pidfd)
         if not (exited and self._only_children(call.pid)):
@@ -1023,9 +1026,47 @@ class Executor:
         allowed = {done, self.ready.pid if self.ready is not None else done}
         return len(listing) < 4000 and all(int(pid) in allowed for pid in listing.split())
 
+    def _yield_lead(self, request: dict) -> float:
+        """How long before its deadline a call's processes are reniced (0: never)."""
+        if not self.uid_kill or self.session is not None:  # a session would stay reniced
+            return 0.0
+        return min(YIELD_LEAD_S, float(request["timeout"]) / 2)
+
+    def _yield_cpu(self) -> None:
+        """Nice 19 for every process of the user's uid (one setpriority as that uid), shortly
+        before a call's deadline: a fork bomb's processes at nice 0 leave the executor a 1/pids
+        share of the CPU, so it woke up to the deadline seconds late. Only calls about to time
+        out pay it (nice 19 from the start slowed back-to-back calls: the executor outran them)."""
+        if not self.uid_kill or self.session is not None:
+            return
+        uid = self.config["user"]["uid"]
+        os.setresuid(0, uid, 0)  # the real uid stays 0: PRIO_USER picks by real uid, and we must stay out
+        try:
+            os.setpriority(os.PRIO_USER, uid, 19)
+        except OSError:
+            pass
+        finally:
+            os.setresuid(0, 0, 0)
+
+    def _kill_user_processes(self) -> None:
+        """SIGKILL every process of the user's uid in this PID namespace in one syscall: kill(-1)
+        with the user's real and effective uid (so without CAP_KILL; the saved uid 0 brings the
+        executor back). The kernel signals them all under one lock and a process with SIGKILL
+        pending cannot fork, so a fork bomb is gone at once; the spare (executor's uid) is spared."""
+        uid = self.config["user"]["uid"]
+        os.setresuid(uid, uid, 0)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.setresuid(0, 0, 0)
+
     def sweep(self, keep: tuple[int, ...]) -> None:
         """Kill every descendant not in ``keep``: freeze all, then kill all, until none is left."""
         deadline = time.monotonic() + KILL_DEADLINE_S
+        if self.uid_kill and (self.session is None or self.session.pid not in keep):
+            self._kill_user_processes()
         while True:
             victims = [pid for pid in _live_descendants(os.getpid()) if pid not in keep]
             if not victims:
