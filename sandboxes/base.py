@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -23,6 +24,18 @@ __all__ = ["DEFAULT_IMAGE", "AsyncSandbox", "BaseSandbox", "ExecResult", "Sandbo
 
 DEFAULT_IMAGE = image_tag("python")
 GRACE_S = 15.0  # how long past the call's timeout the executor may take to kill and report
+MAX_TIMEOUT_S = 86_400.0  # a call's timeout: more than 0, at most a day
+
+
+def checked_timeout(value: object) -> float:
+    """A call's timeout in seconds, or ValueError: a finite number in (0, MAX_TIMEOUT_S]. One
+    check for both backends (unchecked, 0 ran and timed out at once, a negative one failed in
+    the executor and a huge one overflowed)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"timeout must be a number of seconds, not {value!r}")
+    if not 0 < value <= MAX_TIMEOUT_S:  # NaN fails too
+        raise ValueError(f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -64,8 +77,9 @@ class ExecResult:
     ``SandboxSpec.max_output`` bytes; the ``*_truncated`` flags say whether more was dropped.
     ``duration`` is the wall time of the code inside the sandbox, in seconds. ``error`` is set
     (and ``exit_code`` is 126) when the call could not start at all because the sandbox's
-    limits left no room (e.g. a session's threads hold every process slot): the user's doing,
-    so a result the agent can read, not an exception."""
+    limits left no room (e.g. a session's threads hold every process slot) or a shell command is
+    longer than the kernel lets one argument be: the user's doing, so a result the agent can
+    read, not an exception."""
 
     stdout: str
     stderr: str
@@ -143,7 +157,7 @@ class BaseSandbox:
         return self._channel
 
     def _run_message(self, kind: str, code: str, timeout: float | None, session: bool) -> tuple[dict, float]:
-        limit = self.spec.timeout if timeout is None else float(timeout)
+        limit = checked_timeout(self.spec.timeout if timeout is None else timeout)
         return {"op": "run", "kind": kind, "code": code, "timeout": limit, "session": session}, limit + self.grace
 
     @staticmethod

@@ -26,8 +26,15 @@ outrun it. User code runs under another uid than the executor (``config["user"]`
 keeps only the capabilities to switch uid and to kill), so it cannot signal, trace or freeze
 the executor; the executor is non-dumpable as well. Threads a session cell leaves running end
 with the cell (the session continues in a single-threaded fork of itself), so no output or
-process count outlives the call. A call the sandbox's limits leave no room for (``fork``
-failing with EAGAIN) is a result with ``error`` set, not an exception. Output is capped here, at
+process count outlives the call. With no session alive, a call still running 0.5 s before its
+deadline is reniced to 19 (so the executor, not a fork bomb's processes, gets the CPU at the
+deadline) and a sweep first kills every process of the user's uid in one ``kill(-1)`` as that
+uid (a process with SIGKILL pending cannot fork). A seccomp filter,
+installed once the executor is set up and so inherited by every call, refuses what would escape
+the sandbox's limits (new namespaces, mounts, and, without a memory cgroup, memfd and SysV
+shared memory) and a few risky kernel interfaces. A call the sandbox's limits leave no room for
+(``fork`` failing with EAGAIN) is a result with ``error`` set, not an exception. The host's file
+operations never follow a symlink out of the work dir and touch only regular files. Output is capped here, at
 the source, in bytes of the decoded text, and the rest is drained and dropped.
 
 Wire format: a 4-byte big-endian length then UTF-8 JSON, one request then one response.
@@ -67,6 +74,7 @@ KILL_DEADLINE_S = 10.0
 # near this machine's noise), while a caller that pauses (a rollout: the model's turn) finds
 # one ready (p50 ~1.8 vs ~3.9 ms without spares, calls 20 ms apart).
 SPARE_AFTER_S = 0.01
+YIELD_LEAD_S = 0.5  # before a call's deadline, its processes yield the CPU to the executor
 
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
@@ -83,6 +91,69 @@ SYS_MOUNT_SETATTR = 442  # same number on x86_64 and aarch64
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+# -- syscall filter ----------------------------------------------------------------------
+# Syscalls user code (and the executor, once set up) never needs, whose effects escape the
+# sandbox's limits: new namespaces (a user namespace makes the code root of it, free to mount
+# a tmpfs no limit covers), mounts, memory no limit counts where there is no memory cgroup
+# (memfd, SysV shared memory: LocalSandbox only), and kernel interfaces with a long record of
+# holes (userfaultfd, io_uring, perf events, bpf, keyrings). Refused with EPERM; clone3 with
+# ENOSYS, so libc falls back to clone, whose flags the filter can read.
+SECCOMP_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+SECCOMP_DENY = {
+    # unshare setns mount umount2 pivot_root userfaultfd perf_event_open bpf keyctl add_key request_key
+    "x86_64": (272, 308, 165, 166, 155, 323, 298, 321, 250, 248, 249),
+    "aarch64": (97, 268, 40, 39, 41, 282, 241, 280, 219, 217, 218),
+}
+# io_uring_setup/enter/register, open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr
+SECCOMP_DENY_COMMON = (425, 426, 427, 428, 429, 430, 431, 432, 433, 442)
+SECCOMP_DENY_NO_CGROUP = {"x86_64": (319, 447, 29), "aarch64": (279, 447, 194)}  # memfd_create, memfd_secret, shmget
+SECCOMP_CLONE = {"x86_64": 56, "aarch64": 220}
+SECCOMP_PERSONALITY = {"x86_64": 135, "aarch64": 92}
+SYS_CLONE3 = 435
+CLONE_NEW_ANY = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)  # Linux (+ 32-bit uname, + UNAME26), query
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def _seccomp_program(machine: str, memory_cgroup: bool) -> bytes:
+    """The classic-BPF filter (struct sock_filter[]) for this architecture."""
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+    denied = SECCOMP_DENY[machine] + SECCOMP_DENY_COMMON + (() if memory_cgroup else SECCOMP_DENY_NO_CGROUP[machine])
+    # (code, jt, jf, k); jumps are relative; the return block is at the end
+    body = [(ld, 0, 0, 4), (jeq, 1, 0, SECCOMP_ARCH[machine]), (ret, 0, 0, eperm), (ld, 0, 0, 0)]
+    if machine == "x86_64":  # x32 syscall numbers
+        body += [(0x35, 0, 1, 0x40000000), (ret, 0, 0, eperm)]
+    checks = [(jeq, 0, 1, nr) for nr in denied]
+    prog = list(body)
+    for check in checks:
+        prog += [check, (ret, 0, 0, eperm)]
+    prog += [(jeq, 0, 1, SYS_CLONE3), (ret, 0, 0, enosys)]
+    # clone: refuse any CLONE_NEW* flag in its first argument (low 32 bits, little endian)
+    prog += [(jeq, 0, 4, SECCOMP_CLONE[machine]), (ld, 0, 0, 16), (jset, 0, 1, CLONE_NEW_ANY),
+             (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    # personality: only the harmless values (as Docker's default profile)
+    prog += [(jeq, 0, len(PERSONALITIES) + 2, SECCOMP_PERSONALITY[machine]), (ld, 0, 0, 16)]
+    prog += [(jeq, len(PERSONALITIES) - i, 0, value) for i, value in enumerate(PERSONALITIES)]
+    prog += [(ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+
+
+def _install_seccomp(memory_cgroup: bool) -> bool:
+    """Filter this process's syscalls, and so every process it forks (for good: a filter cannot
+    be removed). Needs no-new-privileges. False where the architecture or kernel has no filter."""
+    machine = os.uname().machine
+    if machine not in SECCOMP_ARCH:
+        return False
+    program = _seccomp_program(machine, memory_cgroup)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    fprog = SockFprog(len(program) // 8, program)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    return _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0
 
 
 def encode_frame(message: dict) -> bytes:
@@ -216,7 +287,10 @@ def _exit_code_of(exc: SystemExit) -> int:
         return 0
     if isinstance(exc.code, int):
         return exc.code & 0xFF
-    print(exc.code, file=sys.stderr)
+    try:
+        print(exc.code, file=sys.stderr)
+    except BaseException:  # the code broke its own stderr: its exit status stands
+        pass
     return 1
 
 
@@ -232,7 +306,10 @@ def _exec_python(source: str, namespace: dict, filename: str) -> int:
         tb = exc.__traceback__
         if tb is not None and tb.tb_frame.f_code is _exec_python.__code__:
             tb = tb.tb_next
-        traceback.print_exception(type(exc), exc, tb)
+        try:
+            traceback.print_exception(type(exc), exc, tb)
+        except BaseException:  # the code closed or broke its own stderr: it still failed
+            pass
         return 1
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -298,11 +375,19 @@ def _call_child(out_w: int, err_w: int, req_r: int, config: dict) -> None:
         _become_user(config, cpu_seconds)
         if shell:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # ignored dispositions survive exec
-            os.execv("/bin/sh", ["/bin/sh", "-c", source])
+            try:
+                os.execv("/bin/sh", ["/bin/sh", "-c", source])
+            except OSError as exc:  # as a shell reports a command it cannot run
+                code = 127 if exc.errno == errno.ENOENT else 126
+                os.write(2, f"/bin/sh: cannot run the command: {exc.strerror}\n".encode())
+                return
         sys.argv = ["-c"]
         code = _exec_python(source, {"__name__": "__main__", "__builtins__": builtins}, "<sandbox>")
     except BaseException:
-        traceback.print_exc()
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
     finally:
         os._exit(code)
 
@@ -519,6 +604,166 @@ class _FileAccess:
             _libc.setfsgid(os.getgid())
 
 
+# -- host file operations ------------------------------------------------------------------
+SYS_OPENAT2 = 437  # same number on x86_64 and aarch64
+RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
+OPEN_FLAGS = os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC  # a FIFO opens at once instead of waiting
+FILE_KINDS = {0o010000: "a FIFO", 0o140000: "a socket", 0o020000: "a character device",
+              0o060000: "a block device", 0o040000: "a directory", 0o120000: "a symbolic link"}
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_openat2_missing = False
+
+
+def _open_under(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
+    """Open ``path`` relative to ``dirfd`` without leaving it: openat2 with ``resolve`` (symlinks
+    inside allowed when RESOLVE_NO_SYMLINKS is not set; never magic links), or, where the kernel
+    or runtime lacks openat2, one component at a time with no symlink and no ``..`` at all."""
+    global _openat2_missing
+    if not _openat2_missing:
+        how = _OpenHow(flags, mode, resolve)
+        fd = _libc.syscall(SYS_OPENAT2, dirfd, path.encode("utf-8", "surrogateescape"), ctypes.byref(how),
+                           ctypes.sizeof(how))
+        if fd >= 0:
+            return fd
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp profile that does not know it
+            raise OSError(err, os.strerror(err), path)
+        _openat2_missing = True
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise OSError(errno.EXDEV, "'..' is not allowed here", path)
+    fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dirfd)
+    try:
+        for part in parts[:-1]:
+            step = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, mode, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+class _Files:
+    """read_file / write_file for the host. A path is resolved inside the work dir (relative,
+    or absolute under it: a symlink may point elsewhere in it, never out of it, and never
+    through /proc's magic links) or, absolute elsewhere, with no symlink at all: files the
+    user's code made can never send the host to a file of the executor's choosing. Only regular
+    files are read or written; FIFOs, sockets and devices are refused at once, without blocking."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir.rstrip("/")
+        self.slash = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _anchor(self, path: str) -> tuple[int, str, int]:
+        """(directory fd to close, path relative to it, openat2 resolve flags)."""
+        inside = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+        strict = inside | RESOLVE_NO_SYMLINKS
+        if path.startswith("/") and path != self.workdir and not path.startswith(self.workdir + "/"):
+            return os.dup(self.slash), path.lstrip("/"), strict
+        root = _open_under(self.slash, self.workdir.lstrip("/"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, strict)
+        return root, path[len(self.workdir) + 1:] if path.startswith("/") else path, inside
+
+    @staticmethod
+    def _check_regular(fd: int, path: str) -> None:
+        """Close ``fd`` and raise unless it is a regular file."""
+        kind = FILE_KINDS.get(os.fstat(fd).st_mode & 0o170000)
+        if kind is not None:
+            os.close(fd)
+            if kind == "a directory":
+                raise OSError(errno.EISDIR, "Is a directory", path)
+            raise OSError(errno.EINVAL, f"{path!r} is {kind}, not a regular file (the host reads and writes "
+                                        "only regular files)")
+
+    def _explained(self, exc: OSError, parent: int, name: str, resolve: int, path: str) -> OSError:
+        """The error of an open, in words that say what refused it."""
+        if exc.errno == errno.EXDEV:
+            return OSError(errno.EXDEV, f"{path!r} leads out of the work dir (through a symlink or '..'); the "
+                                        "host's file operations stay inside it")
+        if exc.errno == errno.ELOOP:
+            return OSError(errno.ELOOP, f"{path!r} goes through a symbolic link, which is not followed here")
+        if exc.errno == errno.ENXIO:  # a socket, or a FIFO without a reader: say which
+            try:
+                fd = _open_under(parent, name, os.O_PATH | os.O_CLOEXEC, 0, resolve)
+                self._check_regular(fd, path)
+                os.close(fd)
+            except OSError as kind:
+                return kind
+        return exc
+
+    def _open(self, path: str, flags: int, mode: int, create_parents: bool) -> int:
+        """A descriptor of the regular file at ``path`` (see the class docstring)."""
+        root, rel, resolve = self._anchor(path)
+        parent, name = root, rel.rstrip("/")
+        try:
+            if not name.strip("/."):
+                raise OSError(errno.EISDIR, "Is a directory", path)
+            if create_parents and "/" in name:
+                head, name = name.rsplit("/", 1)
+                parent = self._make_dirs(root, head, resolve)
+            fd = _open_under(parent, name, flags | OPEN_FLAGS, mode, resolve)
+        except OSError as exc:
+            raise self._explained(exc, parent, name, resolve, path) from None
+        finally:
+            if parent != root:
+                os.close(parent)
+            os.close(root)
+        self._check_regular(fd, path)
+        return fd
+
+    @staticmethod
+    def _make_dirs(root: int, head: str, resolve: int) -> int:
+        """Open directory ``head`` under ``root``, making missing components (each one made
+        inside the directory already resolved, so a symlink can never redirect the mkdir)."""
+        fd = os.dup(root)
+        try:
+            for part in head.split("/"):
+                if part in ("", "."):
+                    continue
+                try:
+                    step = _open_under(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, resolve)
+                except FileNotFoundError:
+                    os.mkdir(part, dir_fd=fd)
+                    step = _open_under(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, resolve)
+                os.close(fd)
+                fd = step
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def read(self, path: str) -> bytes:
+        fd = self._open(path, os.O_RDONLY, 0, False)
+        try:
+            if os.fstat(fd).st_size > MAX_READ_FILE:
+                raise OSError(errno.EFBIG, f"file larger than {MAX_READ_FILE} bytes")
+            chunks, left = [], MAX_READ_FILE + 1
+            while left:
+                chunk = os.read(fd, min(left, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        if len(data) > MAX_READ_FILE:
+            raise OSError(errno.EFBIG, f"file larger than {MAX_READ_FILE} bytes")
+        return data
+
+    def write(self, path: str, data: bytes, mode: int) -> None:
+        fd = self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, True)
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+
+
 class Executor:
     """Serves requests from the host, one at a time, until stdin closes."""
 
@@ -527,6 +772,7 @@ class Executor:
         self.workdir = config["workdir"]
         self.cap = int(config["max_output"])
         self.files = _FileAccess(config.get("user"))
+        self.paths = _Files(self.workdir)
         self.proto_in, self.proto_out = proto_in, proto_out
         self.jail = jail
         self.session: _Session | None = None
@@ -534,6 +780,10 @@ class Executor:
         self.reaped: dict[int, int] = {}
         self.oom_kills = _OomKills()
         self.children_file = f"/proc/self/task/{os.getpid()}/children"
+        self.max_arg = 32 * os.sysconf("SC_PAGE_SIZE")  # MAX_ARG_STRLEN, NUL included
+        self.seccomp = False
+        # kill(-1) as the user reaches only the user's processes where they have a uid of their own
+        self.uid_kill = bool(config.get("user")) and os.getuid() == 0
 
     def serve(self) -> None:
         while True:
@@ -544,8 +794,9 @@ class Executor:
                 break
             try:
                 response = self.handle(request)
-            except OSError as exc:
-                response = {"error": str(exc), "errno": exc.errno}
+            except OSError as exc:  # the path as the host gave it, not as the executor saw it
+                why = exc.strerror or str(exc)
+                response = {"error": f"{why}: {exc.filename!r}" if exc.filename else why, "errno": exc.errno}
             except Exception as exc:
                 response = {"error": f"{type(exc).__name__}: {exc}"}
             response["id"] = request.get("id")
@@ -559,26 +810,19 @@ class Executor:
         op = request["op"]
         if op == "ping":
             return {"pid": os.getpid(), "session": self.session is not None, "jail": self.jail,
-                    "strays": len(set(_live_descendants(os.getpid())) - set(self._kept())),
+                    "strays": len(set(_live_descendants(os.getpid())) - set(self._kept())), "seccomp": self.seccomp,
                     "python": sys.version.split()[0]}
         if op == "run":
             if request.get("session"):
                 return self.run_in_session(request)
             return self.run(request)
         if op == "write":
-            path = os.path.join(self.workdir, request["path"])
             with self.files:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                with open(path, "wb") as out:
-                    out.write(base64.b64decode(request["data"]))
-                os.chmod(path, int(request.get("mode", 0o644)))
+                self.paths.write(request["path"], base64.b64decode(request["data"]), int(request.get("mode", 0o644)))
             return {}
         if op == "read":
-            with self.files, open(os.path.join(self.workdir, request["path"]), "rb") as src:
-                data = src.read(MAX_READ_FILE + 1)
-            if len(data) > MAX_READ_FILE:
-                raise OSError(27, f"file larger than {MAX_READ_FILE} bytes")  # EFBIG
-            return {"data": base64.b64encode(data).decode()}
+            with self.files:
+                return {"data": base64.b64encode(self.paths.read(request["path"])).decode()}
         if op == "reset_session":
             self.end_session()
             self.sweep(keep=self._kept())
@@ -644,6 +888,12 @@ class Executor:
 
     def run(self, request: dict) -> dict:
         start = time.monotonic()
+        if request["kind"] == "shell":
+            size = len(request["code"].encode("utf-8", "surrogatepass"))
+            if size >= self.max_arg:  # execve would fail with E2BIG
+                return self._refused(OSError(errno.E2BIG, f"the command is {size} bytes, /bin/sh -c takes at most "
+                                             f"{self.max_arg - 1} (the kernel's limit on one argument); write it "
+                                             "to a file with write_file and run that"), start)
         oom_before = self.oom_kills()
         try:
             call = self._hand_over(request)
@@ -651,8 +901,12 @@ class Executor:
             return self._refused(exc, start)
         capture = _Capture([call.out_r, call.err_r], self.cap)
         pidfd = os.pidfd_open(call.pid)
+        deadline = start + float(request["timeout"])
         try:
-            exited = capture.pump(start + float(request["timeout"]), [pidfd]) is not None
+            exited = capture.pump(deadline - self._yield_lead(request), [pidfd]) is not None
+            if not exited:
+                self._yield_cpu()
+                exited = capture.pump(deadline, [pidfd]) is not None
         finally:
             os.close(pidfd)
         if not (exited and self._only_children(call.pid)):
@@ -706,7 +960,8 @@ class Executor:
         return self._result(capture, exit_code, fired is None, start, oom_before, note)
 
     def _refused(self, exc: OSError, start: float) -> dict:
-        """The call could not start (no process or fd left under the sandbox's limits): a result."""
+        """The call could not start (no process or fd left under the sandbox's limits, or a shell
+        command too long to exec): a result."""
         why = exc.strerror or str(exc)
         if exc.errno == errno.EAGAIN:
             why += ": the sandbox's process limit is reached (processes or threads still alive)"
@@ -771,9 +1026,47 @@ class Executor:
         allowed = {done, self.ready.pid if self.ready is not None else done}
         return len(listing) < 4000 and all(int(pid) in allowed for pid in listing.split())
 
+    def _yield_lead(self, request: dict) -> float:
+        """How long before its deadline a call's processes are reniced (0: never)."""
+        if not self.uid_kill or self.session is not None:  # a session would stay reniced
+            return 0.0
+        return min(YIELD_LEAD_S, float(request["timeout"]) / 2)
+
+    def _yield_cpu(self) -> None:
+        """Nice 19 for every process of the user's uid (one setpriority as that uid), shortly
+        before a call's deadline: a fork bomb's processes at nice 0 leave the executor a 1/pids
+        share of the CPU, so it woke up to the deadline seconds late. Only calls about to time
+        out pay it (nice 19 from the start slowed back-to-back calls: the executor outran them)."""
+        if not self.uid_kill or self.session is not None:
+            return
+        uid = self.config["user"]["uid"]
+        os.setresuid(0, uid, 0)  # the real uid stays 0: PRIO_USER picks by real uid, and we must stay out
+        try:
+            os.setpriority(os.PRIO_USER, uid, 19)
+        except OSError:
+            pass
+        finally:
+            os.setresuid(0, 0, 0)
+
+    def _kill_user_processes(self) -> None:
+        """SIGKILL every process of the user's uid in this PID namespace in one syscall: kill(-1)
+        with the user's real and effective uid (so without CAP_KILL; the saved uid 0 brings the
+        executor back). The kernel signals them all under one lock and a process with SIGKILL
+        pending cannot fork, so a fork bomb is gone at once; the spare (executor's uid) is spared."""
+        uid = self.config["user"]["uid"]
+        os.setresuid(uid, uid, 0)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.setresuid(0, 0, 0)
+
     def sweep(self, keep: tuple[int, ...]) -> None:
         """Kill every descendant not in ``keep``: freeze all, then kill all, until none is left."""
         deadline = time.monotonic() + KILL_DEADLINE_S
+        if self.uid_kill and (self.session is None or self.session.pid not in keep):
+            self._kill_user_processes()
         while True:
             victims = [pid for pid in _live_descendants(os.getpid()) if pid not in keep]
             if not victims:
@@ -896,7 +1189,9 @@ def main(argv: list[str]) -> None:
     # type objects); done once here, every fork inherits them instead of building its own.
     _exec_python("pass", {"__name__": "__main__", "__builtins__": builtins}, "<warm-up>")
     gc.freeze()  # forked children then copy fewer pages when the collector runs
-    Executor(config, proto_in, proto_out, jail).serve()
+    executor = Executor(config, proto_in, proto_out, jail)
+    executor.seccomp = _install_seccomp(config.get("memory_cgroup", True))
+    executor.serve()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ file), so ``RLIMIT_NPROC`` and every other per-uid count is per sandbox, and the
 signal or trace its executor (uid 0). Started as non-root, a user namespace maps only the
 caller's uid, so code and executor share it (and ``RLIMIT_NPROC`` counts every process of the
 caller). There is no cgroup: memory is capped per process, not in total, and CPU time is not
-shared out. The environment is rebuilt from scratch, so host secrets in environment variables
+shared out; memory no rlimit counts is refused instead (the executor's seccomp filter, told
+``memory_cgroup: False``, denies memfd and SysV shared memory on top of new namespaces and
+mounts), except kernel buffers held through descriptors (sockets, pipes). The environment is rebuilt from scratch, so host secrets in environment variables
 never reach it.
 """
 
@@ -106,7 +108,8 @@ class LocalSandbox(BaseSandbox):
         rlimits = {"RLIMIT_AS": spec.memory_mb << 20, "RLIMIT_NPROC": spec.pids,
                    "RLIMIT_FSIZE": spec.workdir_mb << 20, "RLIMIT_CORE": 0, "RLIMIT_NOFILE": 1024}
         config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
-                  "cpu_limit": True, "jail": jail, "user": user, "rlimits": rlimits}
+                  "cpu_limit": True, "jail": jail, "user": user, "rlimits": rlimits,
+                  "memory_cgroup": False}
         command = ["unshare", "--pid", *([] if spec.network else ["--net"]), "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                    "--mount-proc", *([] if root else ["--user", "--map-root-user"]),
                    "--", python, "-I", "-B", "-u", "-c", Path(executor.__file__).read_text(), json.dumps(config)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentgym.sandboxes import BaseSandbox, SandboxCrashed, SandboxSpec
+from agentgym.sandboxes import BaseSandbox, SandboxCrashed, SandboxError, SandboxSpec
 
 
 def assert_clean_and_usable(box: BaseSandbox) -> None:
@@ -187,3 +187,169 @@ def test_spec_limits_reach_the_sandbox(make_box) -> None:  # noqa: ANN001
     box = make_box(SandboxSpec(pids=40, memory_mb=300))
     result = box.run_python("import os\nprint(os.getuid() != 0, os.getcwd())")
     assert result.stdout == f"True {box.workdir}\n"
+
+
+# -- issue 22: memory outside the address space, special files, symlinks, deadlines, exit codes --
+
+MEMFD_HOARD = ("import os\nheld = 0\nfds = []\ntry:\n    while held < 768:\n        fd = os.memfd_create('hoard')\n"
+               "        fds.append(fd)\n        for _ in range(4):\n            os.write(fd, b'x' * (8 << 20))\n"
+               "            held += 8\nexcept OSError as e:\n    print('refused', e.errno)\nprint('held', held)")
+SHM_HOARD = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+             "held = 0\nwhile held < 768:\n    sid = libc.shmget(0, 64 << 20, 0o1600)\n    if sid < 0:\n"
+             "        print('refused', ctypes.get_errno())\n        break\n    addr = libc.shmat(sid, None, 0)\n"
+             "    ctypes.memset(addr, 1, 64 << 20)\n    libc.shmdt(ctypes.c_void_p(addr))\n    held += 64\nprint('held', held)")
+TMPFS_HOARD = ("unshare -Urm sh -c 'mount -t tmpfs -o size=8g none /mnt && echo mounted && "
+               "for i in 1 2 3 4 5 6 7 8; do head -c 33554432 /dev/zero > /mnt/$i || exit 1; done; echo held 256'")
+
+
+@pytest.mark.parametrize("attack", ["memfd", "sysv_shm", "userns_tmpfs"])
+def test_memory_outside_the_address_space_is_bounded(make_box, attack: str) -> None:  # noqa: ANN001
+    """memfd files, SysV shared memory and a tmpfs mounted in a new user namespace are RAM that
+    RLIMIT_AS does not count: LocalSandbox held 768 MiB of memfd with memory_mb=128. Now the code
+    is refused (LocalSandbox: seccomp) or OOM-killed (Docker: its memory cgroup)."""
+    box = make_box(memory_mb=128, pids=64, workdir_mb=32, tmp_mb=16)
+    if attack == "userns_tmpfs":
+        result = box.run_shell(TMPFS_HOARD, timeout=30)
+        assert "mounted" not in result.stdout and not result.ok, result
+    else:
+        result = box.run_python(MEMFD_HOARD if attack == "memfd" else SHM_HOARD, timeout=30)
+        assert "held 768" not in result.stdout, result
+        assert result.stdout.startswith("refused 1") or result.exit_code == -9, result
+    if box.backend == "docker" and attack == "sysv_shm":
+        return  # segments outlive their process in the container's IPC namespace (its own memory)
+    assert_clean_and_usable(box)
+
+
+SPECIAL_FILES = ("import os, socket\nos.mkfifo('fifo')\ns = socket.socket(socket.AF_UNIX)\ns.bind('sock')\n"
+                 "os.symlink('/dev/zero', 'zero')\nos.symlink('fifo', 'to_fifo')\nos.mkdir('dir')\n"
+                 "with open('sparse', 'wb') as f:\n    try:\n        f.truncate(1 << 40)\n    except OSError:\n"
+                 "        f.truncate(1 << 20)\n")
+
+
+def test_special_files_are_refused_at_once(box: BaseSandbox) -> None:
+    """A FIFO made by user code hung read_file/write_file for the whole grace period, then the
+    sandbox was dead (SandboxTimeout, then SandboxCrashed): an infra failure the model chose.
+    Every non-regular file is now refused at once with an OSError."""
+    assert box.run_python(SPECIAL_FILES).ok
+    for path in ["fifo", "sock", "zero", "to_fifo", "dir"]:
+        for op in ("read", "write"):
+            started = time.monotonic()
+            with pytest.raises(OSError) as info:
+                box.read_file(path) if op == "read" else box.write_file(path, "x")
+            assert time.monotonic() - started < 2, (path, op)
+            assert not isinstance(info.value, SandboxError)
+            assert path == "zero" or "not a regular file" in str(info.value) or info.value.errno == errno.EISDIR
+    # a FIFO with a reader (a session holds it open) is refused too, not written into
+    box.run_python("import os\nr = os.open('fifo', os.O_RDONLY | os.O_NONBLOCK)", session=True)
+    with pytest.raises(OSError, match="FIFO"):
+        box.write_file("fifo", "x" * (1 << 20))
+    size = int(box.run_shell("stat -c %s sparse").stdout)
+    if size > 64 << 20:  # a sparse file past the read cap fails at once, without reading it
+        started = time.monotonic()
+        with pytest.raises(OSError) as info:
+            box.read_file("sparse")
+        assert info.value.errno == errno.EFBIG and time.monotonic() - started < 2
+    else:
+        assert box.read_file("sparse") == b"\0" * size
+    assert_clean_and_usable(box)
+
+
+ESCAPE_LINKS = ("import os\nos.symlink('/proc/self/status', 'status')\nos.symlink('/proc/self', 'self')\n"
+                "os.symlink('/', 'root')\nos.symlink('../..', 'up')\nos.symlink('/tmp', 'tmp')\n"
+                "os.symlink('real.txt', 'alias')\nos.mkdir('sub')\nos.symlink('../real.txt', 'sub/back')\n"
+                "open('real.txt', 'w').write('inside')\n"
+                "try:\n    os.link('/etc/passwd', 'passwd')\n    print('linked')\nexcept OSError as e:\n"
+                "    print('link', e.errno)\n"
+                "try:\n    os.symlink('/proc/self/environ', '/tmp/evil')\nexcept OSError:\n    pass")
+
+
+def test_host_file_operations_never_follow_a_symlink_out_of_the_work_dir(box: BaseSandbox) -> None:
+    """read_file followed a user's symlink into the executor's own /proc/self (its memory map
+    and status, which user code cannot read). Symlinks inside the work dir still work."""
+    made = box.run_python(ESCAPE_LINKS)
+    assert made.ok and made.stdout.startswith("link "), made  # no hard link across filesystems
+    for path in ["status", "self/status", "self/maps", "root/etc/passwd", "up/etc/passwd", "tmp/evil", "../x",
+                 "/tmp/evil"]:
+        with pytest.raises(OSError) as info:
+            box.read_file(path)
+        assert info.value.errno in (errno.EXDEV, errno.ELOOP, errno.ENOENT, errno.EACCES), (path, info.value)
+    for path in ["tmp/planted", "self/x", "up/planted", "root/tmp/planted"]:
+        with pytest.raises(OSError):
+            box.write_file(path, "x")
+    assert box.run_shell("ls /tmp/planted /planted 2>/dev/null").stdout == ""
+    assert box.read_file("alias") == box.read_file("sub/back") == box.read_file(f"{box.workdir}/alias") == b"inside"
+    box.write_file("alias", "through a link inside")
+    assert box.read_file("real.txt") == b"through a link inside"
+    box.write_file("new/deeper/file.txt", "made")
+    assert box.run_shell("cat new/deeper/file.txt").stdout == "made"
+    assert_clean_and_usable(box)
+
+
+PY_FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+
+
+def test_a_fork_bomb_ends_within_a_second_of_its_timeout(box: BaseSandbox) -> None:
+    """The bomb's processes left the executor a 1/pids share of the CPU: it saw the deadline late
+    and swept slowly (timeout 1 s took up to 6 s). Now a call about to time out is reniced and
+    the sweep starts with one kill(-1) as the user's uid."""
+    walls = []
+    for _ in range(10):
+        started = time.monotonic()
+        result = box.run_python(PY_FORK_BOMB, timeout=1.0)
+        walls.append(time.monotonic() - started)
+        assert result.timed_out
+    assert max(walls) < 2.0, walls
+    assert box.run_python("import os\nprint(os.nice(0))").stdout == "0\n"  # neither a fresh call nor its executor stays reniced
+    assert_clean_and_usable(box)
+
+
+BROKEN_STREAMS = {
+    "closed fds": ("import os\nos.close(1)\nos.close(2)\nraise ValueError('after closing')", 1),
+    "socket on 1 and 2, raise": ("import os, socket\ns = socket.socket()\nos.dup2(s.fileno(), 1)\n"
+                                 "os.dup2(s.fileno(), 2)\nraise ValueError('x')", 1),
+    "dead socket on 1 and 2, print": ("import os, socket\na, b = socket.socketpair()\nos.dup2(a.fileno(), 1)\n"
+                                      "os.dup2(a.fileno(), 2)\nb.close()\nprint('x')", 1),
+    "dead socket on 1 and 2, exit 5": ("import os, socket, sys\na, b = socket.socketpair()\nos.dup2(a.fileno(), 1)\n"
+                                       "os.dup2(a.fileno(), 2)\nb.close()\ntry:\n    print('x')\nexcept OSError:\n"
+                                       "    sys.exit(5)", 5),
+    "exit with a message, stderr closed": ("import os, sys\nos.close(2)\nsys.exit('bye')", 1),
+}
+
+
+@pytest.mark.parametrize("session", [False, True])
+@pytest.mark.parametrize("case", sorted(BROKEN_STREAMS))
+def test_code_that_breaks_its_own_streams_gets_its_own_exit_code(box: BaseSandbox, case: str, session: bool) -> None:
+    """A cell that raised after closing fds 1 and 2 reported exit 0 (and ended the session);
+    a socket on fd 1 gave 126 (the executor's own failure code) instead of the code's status."""
+    code, expected = BROKEN_STREAMS[case]
+    result = box.run_python(code, session=session)
+    assert result.exit_code == expected and not result.error, result
+    if session:  # the session lives on (its own streams stay as the code left them)
+        assert box.run_python("x = 1", session=True).ok and "ended" not in result.stderr
+    assert_clean_and_usable(box)
+
+
+def test_an_oversize_shell_command_is_a_clear_result(box: BaseSandbox) -> None:
+    """A 3 MB command gave exit 126, an empty ``error`` and the executor's internal traceback."""
+    result = box.run_shell("echo " + "a" * (3 << 20))
+    assert result.exit_code == 126 and "at most" in result.error and "Traceback" not in result.stderr, result
+    fits = box.run_shell("echo " + "a" * 100_000 + " | wc -c")
+    assert fits.stdout.strip() == "100001"
+    assert_clean_and_usable(box)
+
+
+@pytest.mark.parametrize("timeout", [0, -10, 5e9, float("nan"), float("inf"), "1", True])
+def test_a_bad_timeout_is_a_value_error(box: BaseSandbox, timeout: object) -> None:
+    """5e9 raised a bare OverflowError, -10 a SandboxError (local) and 0 ran and 'timed out'."""
+    with pytest.raises(ValueError, match="timeout"):
+        box.run_python("print(1)", timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        box.run_shell("true", timeout=timeout)
+    assert_clean_and_usable(box)
+
+
+def test_a_bad_spec_timeout_is_a_value_error(make_box) -> None:  # noqa: ANN001
+    box = make_box(timeout=0)
+    with pytest.raises(ValueError, match="timeout"):
+        box.run_python("print(1)")
+    assert box.run_python("print(1)", timeout=5).stdout == "1\n"
