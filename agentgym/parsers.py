@@ -101,9 +101,9 @@ def _drop_reasoning(text: str) -> tuple[str, bool]:
     """``text`` without its reasoning, and whether a ``<think>`` was left unclosed.
 
     Removed: every ``<think>…</think>`` block (tags matched case-insensitively), a leading
-    ``…</think>`` whose opening tag was in the prompt, and stray ``</think>`` tags. An unclosed
-    ``<think>`` makes the rest of the text reasoning: a model cut off mid-thought has not acted,
-    so nothing it wrote after the tag may run."""
+    ``…</think>`` whose opening tag was in the prompt; a later stray ``</think>`` stays (it may be
+    code, e.g. ``print('</think>')``). An unclosed ``<think>`` makes the rest of the text
+    reasoning: a model cut off mid-thought has not acted, so nothing it wrote after the tag may run."""
     lower = text.lower()
     if _THINK_OPEN not in lower and _THINK_CLOSE not in lower:
         return text, False
@@ -123,8 +123,7 @@ def _drop_reasoning(text: str) -> tuple[str, bool]:
             return "".join(kept), True
         kept.append(" ")
         pos = end + len(_THINK_CLOSE)
-    body = "".join(kept)
-    return (re.sub(re.escape(_THINK_CLOSE), " ", body, flags=re.I) if _THINK_CLOSE in body.lower() else body), False
+    return "".join(kept), False
 
 
 def strip_think(text: str) -> str:
