@@ -125,6 +125,60 @@ def envs_show(
         env.close()
 
 
+# -- redteam -----------------------------------------------------------------------------
+@app.command("redteam")
+def redteam(
+    env_id: str = typer.Argument(..., help="Env id, e.g. agentgym/WebShop-v0 or your own registered id."),
+    seeds: int = typer.Option(3, min=1, help="Episodes per attack (seeds 0 … N-1)."),
+    env_kwarg: list[str] = typer.Option([], "--env-kwarg", help="Env kwarg override key=value (repeatable)."),
+    attack: list[str] = typer.Option([], "--attack", help="Run only this attack (repeatable); default all."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per attack instead of a table."),
+) -> None:
+    """Play forged replies against an env: exit 1 if any earns reward > 0 or success, or crashes it.
+
+    The generic attacks of agentgym.redteam (empty/huge/binary replies, claims of success, JSON
+    and tool-call lookalikes, answer floods, hedging over legal actions, reasoning-tag tricks,
+    loops, ...) each run for SEEDS episodes; the table gives, per attack, the highest reward any
+    step or episode got and whether info["success"] was ever true."""
+    from agentgym.redteam import GENERIC_ATTACKS, run_redteam
+
+    try:
+        env_spec = registry.spec(env_id)
+    except registry.UnknownEnvError as e:
+        raise _fail(str(e)) from None
+    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    unknown = sorted(set(attack) - {a.name for a in GENERIC_ATTACKS})
+    if unknown:
+        raise _fail(f"unknown attack(s) {unknown}; choose from {[a.name for a in GENERIC_ATTACKS]}")
+    chosen = [a for a in GENERIC_ATTACKS if not attack or a.name in attack]
+    try:
+        env_spec.make(**kwargs).close()
+    except Exception as e:  # noqa: BLE001 — any construction error is the user's to see, as one line
+        raise _fail(f"env {env_id} could not be built with kwargs {kwargs}: {type(e).__name__}: {e}") from None
+
+    def report(result: Any) -> None:
+        if as_json:
+            typer.echo(json.dumps(result.to_json()))
+
+    results = run_redteam(lambda: env_spec.make(**kwargs), seeds=range(seeds), attacks=chosen, on_result=report)
+    if not as_json:
+        table = Table(Column("attack", no_wrap=True), "episodes", "max reward", "success", "verdict")
+        for r in results:
+            style = {"FORGED": "bold red", "CRASH": "bold red", "INFRA": "yellow"}.get(r.verdict, "")
+            table.add_row(r.attack, str(r.episodes), f"{r.max_reward:g}", "yes" if r.success else "no",
+                          f"[{style}]{r.verdict}[/]" if style else r.verdict)
+        console.print(table)
+        for r in results:
+            for line in r.errors + r.infra:
+                console.print(f"{r.attack}: {line}", markup=False)
+    failed = [r.attack for r in results if r.verdict in ("FORGED", "CRASH")]
+    if not as_json:
+        console.print(f"{env_id}: " + (f"[bold red]{len(failed)} attack(s) not held:[/] {', '.join(failed)}" if failed
+                                       else f"every attack held ({len(results)} attacks x {seeds} seeds)"))
+    if failed:
+        raise typer.Exit(1)
+
+
 # -- rollout ------------------------------------------------------------------------------
 class PolicyName(str, Enum):
     random = "random"

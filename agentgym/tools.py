@@ -5,9 +5,12 @@
   ``Literal``/``Enum``, defaults, dataclasses and ``TypedDict``), and the call validates the
   model's arguments against that schema (:func:`validate_arguments`) and converts JSON values
   back to the annotated types (enum members, dataclass instances, tuples) before calling.
-* **Model text → calls.** The action is always a string. Hermes/Qwen blocks
-  ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (several per turn, capped) or plain
-  JSON (``{"name", "arguments"}`` or a list of them); ``<answer>…</answer>`` or
+* **Model text → calls.** The action is always a string. After the shared action rule
+  (:func:`~agentgym.parsers.extract_action`), a call is only what a declared call syntax says
+  (:class:`~agentgym.parsers.ToolCallParser`): Hermes/Qwen ``<tool_call>{"name": ..., "arguments":
+  {...}}</tool_call>`` (several per turn, capped), Qwen3-Coder XML, Llama-4 ``<function=…>``,
+  Mistral ``[TOOL_CALLS]``, DeepSeek, Llama ``<|python_tag|>``, or JSON that is the whole action
+  (or a whole fenced block); JSON inside prose never runs. ``<answer>…</answer>`` or
   ``{"answer": ...}`` is the final answer. Structured OpenAI ``tool_calls`` are turned into the
   same Hermes text by :func:`format_tool_calls`, so env, trajectory and trainer see one format.
 * **Errors, and whose fault they are.** Every call gets an entry in ``info["tool_calls"]``:
@@ -47,7 +50,7 @@ from typing import Any, ClassVar, Literal
 
 from agentgym.core import Failure, InfraError, StepResult, TextEnv
 from agentgym.errors import ToolError
-from agentgym.parsers import Action, HermesParser, JSONParser, ToolCall
+from agentgym.parsers import Action, ToolCall, ToolCallParser, extract_action
 
 __all__ = [
     "Tool",
@@ -474,8 +477,9 @@ class ToolEnv(TextEnv):
         self.max_calls_per_turn = max_calls_per_turn
         self.max_arg_chars = max_arg_chars
         self.max_result_chars = max_result_chars
-        self._hermes = HermesParser(max_chars=max_action_chars)
-        self._json = JSONParser(max_chars=max_action_chars)
+        self.max_action_chars = max_action_chars
+        self._parser = ToolCallParser(max_chars=max_action_chars, ignore_think=False,
+                                      schemas=lambda: {n: t.parameters for n, t in self.tools.items()})
         self.tools: dict[str, Tool] = {}
         self._prompt: str | None = None
         for member in self._marked_methods():
@@ -536,13 +540,13 @@ class ToolEnv(TextEnv):
 
     # -- parsing and running -----------------------------------------------------------------
     def parse_action(self, text: str) -> Action:
-        """Hermes blocks first; plain JSON when the text has no ``<tool_call>`` tag at all."""
-        action = self._hermes.parse(text)
-        if action.void and action.error is None and "tool_call>" not in text:
-            json_action = self._json.parse(text)
-            if not json_action.void or json_action.error is not None:
-                return json_action
-        return action
+        """The shared action rule first (:func:`~agentgym.parsers.extract_action`: reasoning
+        dropped, ``<action>`` / ``Action:`` unwrapped), then the tool-call formats of
+        :class:`~agentgym.parsers.ToolCallParser`; JSON inside prose is prose."""
+        extracted = extract_action(text, max_chars=self.max_action_chars)
+        if extracted.error is not None:
+            return Action("text", text, error=extracted.error)
+        return dataclasses.replace(self._parser.parse(extracted.text), text=text)
 
     def run_call(self, name: str, arguments: Any) -> dict[str, Any]:
         """Run one parsed call through :meth:`call_tool`: its ``info["tool_calls"]`` entry."""

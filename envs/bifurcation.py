@@ -2,7 +2,9 @@
 
 An episode is a journey of ``horizon`` stages. Each stage shows a scene and a small menu of
 labelled options (``1`` … ``n_options``); the action is a label, optionally wrapped in
-``<answer>…</answer>`` (whitespace and case are ignored). Exactly one stage, ``t_star``, is
+``<answer>…</answer>`` (whitespace and case are ignored), after the shared action rule of every
+built-in env (:func:`agentgym.parsers.extract_action`: reasoning dropped, one
+``<action>…</action>`` or an ``Action:`` prefix unwrapped). Exactly one stage, ``t_star``, is
 decisive: its good option leads to success with probability ``p_good``, every other option with
 ``p_bad``. All other stages are outcome-irrelevant: ``n_distractors`` of them use the same
 solemn scenes as the decisive stage (they *look* decisive but are not); the rest are filler
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from agentgym.core import StepResult, TextEnv
+from agentgym.parsers import extract_action
 
 __all__ = ["BifurcationEnv", "BifurcationTask", "parse_choice"]
 
@@ -101,10 +104,13 @@ def parse_choice(action: str, labels: list[str]) -> tuple[str | None, str | None
 
     Accepts a bare label or ``<answer>label</answer>``, ignoring surrounding whitespace and case.
     """
-    if len(action) > _MAX_ACTION_CHARS:
-        return None, f"the reply is {len(action)} characters; reply with just an option number"
-    match = _ANSWER.fullmatch(action)
-    text = (match.group(1) if match else action).strip().lower()
+    extracted = extract_action(action)
+    if extracted.error is not None:
+        return None, str(extracted.error)
+    if len(extracted.text) > _MAX_ACTION_CHARS:
+        return None, f"the action is {len(extracted.text)} characters; reply with just an option number"
+    match = _ANSWER.fullmatch(extracted.text)
+    text = (match.group(1) if match else extracted.text).strip().lower()
     if text in labels:
         return text, None
     shown = text if len(text) <= 40 else text[:37] + "..."

@@ -10,8 +10,10 @@ played backwards, so every generated level is solvable by construction. A breadt
 then measures the optimal number of moves; levels shorter than ``MIN_MOVES`` or longer than
 ``max_moves`` are redrawn (from the same seeded rng, so a seed still fixes the level).
 
-**Actions**: ``up``/``down``/``left``/``right`` or ``u``/``d``/``l``/``r``, any case, optionally
-wrapped in ``<action>…</action>`` (or ``<answer>…</answer>``). Anything else is a ``parse_error``
+**Actions**: ``up``/``down``/``left``/``right`` or ``u``/``d``/``l``/``r``, any case, after the
+shared action rule of every built-in env (:func:`agentgym.parsers.extract_action`: reasoning
+dropped, one ``<action>…</action>`` or an ``Action:`` prefix unwrapped), optionally wrapped in
+``<answer>…</answer>``. Anything else is a ``parse_error``
 turn (nothing moves). Walking into a wall or an unpushable box is a valid move that changes
 nothing (``info["moved"]`` is False).
 
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from agentgym.core import StepResult, TextEnv
+from agentgym.parsers import extract_action
 
 __all__ = ["Board", "SokobanEnv", "generate_level", "parse_move", "solve"]
 
@@ -48,7 +51,7 @@ SYSTEM_PROMPT = (
 )
 MIN_MOVES = 3
 _MAX_ACTION_CHARS = 200
-_TAGS = (("<action>", "</action>"), ("<answer>", "</answer>"))
+_ANSWER_TAGS = ("<answer>", "</answer>")
 
 
 @dataclass(frozen=True)
@@ -222,14 +225,15 @@ def generate_level(
 
 def parse_move(action: str) -> tuple[str | None, str | None]:
     """``(direction, None)`` for a valid move, else ``(None, error)``."""
-    if len(action) > _MAX_ACTION_CHARS:
-        return None, f"the reply is {len(action)} characters; reply with just one move"
-    text = action.strip()
-    lowered = text.lower()
-    for open_tag, close_tag in _TAGS:
-        if lowered.startswith(open_tag) and lowered.endswith(close_tag):
-            text = text[len(open_tag): len(text) - len(close_tag)]
-            break
+    extracted = extract_action(action)
+    if extracted.error is not None:
+        return None, str(extracted.error)
+    text = extracted.text
+    if len(text) > _MAX_ACTION_CHARS:
+        return None, f"the action is {len(text)} characters; reply with just one move"
+    open_tag, close_tag = _ANSWER_TAGS
+    if text.lower().startswith(open_tag) and text.lower().endswith(close_tag):
+        text = text[len(open_tag): len(text) - len(close_tag)]
     move = ALIASES.get(text.strip().lower())
     if move is not None:
         return move, None

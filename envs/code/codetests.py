@@ -1,7 +1,10 @@
 """``agentgym/CodeTests-v0`` and ``agentgym/HumanEval-v0``: write code; hidden tests judge it in a sandbox.
 
 The model answers with a ```` ```python ```` block (the first complete block counts; generation
-stops at its closing fence, ``stop_sequences``). Problems are our 32 written ones (call-based
+stops at its closing fence, ``stop_sequences``). Of the shared action rule
+(:func:`agentgym.parsers.extract_action`) only the reasoning part applies: ``<think>…</think>`` is
+dropped and an unclosed ``<think>`` hides the rest; ``Action:``/``<action>`` are not unwrapped,
+since code may contain them. Problems are our 32 written ones (call-based
 tests) or any dataset :func:`~agentgym.envs.code.datasets.load_code_dataset` reads (``dataset=``:
 HumanEval, MBPP, APPS/TACO, LiveCodeBench or our own format). Every submission is judged by
 :mod:`~agentgym.envs.code.judge`: the submission runs in its own process, the tests in another

@@ -61,17 +61,19 @@ class MathTask:
 # -- exact numeric answers ---------------------------------------------------------------------
 _FRAC = re.compile(r"(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}")
 _NOISE = re.compile(r"\\[,!;: ]|\\left|\\right|[\s,$]")
+_BIG_EXPONENT = re.compile(r"[eE][+-]?_?0*\d{4}")  # 1e1000 and up: Fraction would build 10**exponent
 
 
 def parse_number(text: str) -> Fraction | None:
     r"""An exact number from answer text: ``42``, ``-3.5``, ``1,234``, ``5/36``, ``\frac{5}{36}``,
-    ``$\dfrac{5}{36}$``, ``\text{12}``; None when the text is not one number."""
+    ``$\dfrac{5}{36}$``, ``\text{12}``; None when the text is not one number, or one written with
+    an exponent of 1000 or more (``1e99999999`` would take Fraction minutes and gigabytes)."""
     s = _NOISE.sub("", text)
     if s.startswith("\\text{") and s.endswith("}"):
         s = s[6:-1]
     if m := _FRAC.fullmatch(s):
         s = f"{m.group(1)}{m.group(2)}/{m.group(3)}"
-    if not s or len(s) > 1000:
+    if not s or len(s) > 1000 or _BIG_EXPONENT.search(s):
         return None
     try:
         return Fraction(s)

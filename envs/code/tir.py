@@ -1,6 +1,8 @@
 """``agentgym/PythonTIR-v0``: math and logic with a Python tool, SimpleTIR's protocol.
 
-A turn is text that ends at its first complete ```` ```python ```` block: generation stops
+Reasoning (``<think>…</think>``; an unclosed ``<think>`` hides the rest) is dropped first, the
+only part of the shared action rule (:func:`agentgym.parsers.extract_action`) that applies to
+code. A turn is text that ends at its first complete ```` ```python ```` block: generation stops
 right after its closing fence on its own line (``stop_sequences = ("\\n```\\n",)``, kept in
 the action; a block closed by ```` ``` ```` and the end of the text is complete too), and
 anything a policy still writes after the block is ignored. The block runs in the episode's

@@ -16,10 +16,14 @@ turn that may only answer; that is ``max_turns=N+1`` here. A search on the last 
 is invalid: exactly one action per turn (Search-R1 silently takes the first), no empty query,
 ``<search >`` accepted, each document cut to an equal share of ``max_obs_chars`` (so one long
 document cannot crowd out the others), titles shown without their quotes, the invalid-action
-message names the problem. ``protocol="search-r1"`` is Search-R1's exactly (see
-:mod:`.searchr1`): their tag rules, answer extraction, information block and invalid-action
-message, and the whole observation cut to ``max_obs_tokens`` tokens of ``tokenizer`` (their
-``max_obs_length``; without a tokenizer, to ``max_obs_chars`` characters).
+message names the problem, and the shared action rule of every built-in env applies
+(:func:`agentgym.parsers.extract_action`: reasoning dropped, one ``<action>`` block or an
+``Action:`` prefix unwrapped). ``protocol="search-r1"`` is Search-R1's exactly (see
+:mod:`.searchr1`): the prompt (one user message, :func:`.searchr1.make_prefix`, no system
+message), their tag rules (no reasoning stripping: a ``<search>`` inside ``<think>`` counts, as
+there), answer extraction, information block and invalid-action message, and the whole
+observation cut to ``max_obs_tokens`` tokens of ``tokenizer`` (their ``max_obs_length``;
+without a tokenizer, to ``max_obs_chars`` characters).
 
 ``info["retrieved_spans"]`` lists ``[start, end)`` character offsets of the ``<information>``
 block in the observation, so trainers can mask retrieved text out of the loss.
@@ -44,7 +48,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentgym.core import StepResult, TextEnv
-from agentgym.parsers import TagParser
+from agentgym.parsers import TagParser, extract_action
 
 from . import searchr1
 from .data import Doc, KnowledgeBase, Task, generate_kb, load_corpus, load_qa
@@ -125,6 +129,8 @@ class SearchEnv(TextEnv):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.protocol = protocol
+        if protocol == "search-r1":
+            self.system_prompt = None  # Search-R1's instructions are in the one user message
         self.cap = searchr1.ObservationCap(max_obs_tokens, tokenizer, max_obs_chars)
         if topk < 1 or max_obs_chars < 200:
             raise ValueError("topk must be ≥ 1 and max_obs_chars ≥ 200")
@@ -174,6 +180,8 @@ class SearchEnv(TextEnv):
             "num_hops": len(self.task.hops),
             "state_key": self.state_key,
         }
+        if self.protocol == "search-r1":
+            return searchr1.make_prefix(self.task.question), info
         return f"Question: {self.task.question}\n", info
 
     def _last_turn(self) -> bool:
@@ -183,7 +191,10 @@ class SearchEnv(TextEnv):
     def _step(self, action: str) -> StepResult:
         if self.protocol == "search-r1":
             return self._step_search_r1(action)
-        parsed = self.parser.parse(action)
+        extracted = extract_action(action, max_chars=self.parser.max_chars)
+        if extracted.error is not None:
+            return self._invalid(str(extracted.error))
+        parsed = self.parser.parse(extracted.text)
         if parsed.kind == "answer":
             return self._answer(parsed.answer or "")
         if parsed.kind == "tool_call":

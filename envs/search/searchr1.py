@@ -14,7 +14,10 @@ Written from the behaviour of Search-R1's ``search_r1/llm_agent/generation.py`` 
 * **the information block** is ``_passages2string`` stripped: ``Doc i(Title: <first line of
   contents>) <the other lines>`` per document, newlines kept, an empty block when nothing is
   found, wrapped as ``\\n\\n<information>…</information>\\n\\n``;
-* **anything else** gets :data:`INVALID`, their message word for word.
+* **anything else** gets :data:`INVALID`, their message word for word;
+* **the prompt** is one user message, :func:`make_prefix` of the question (their
+  ``scripts/data_process`` template ``base``, the question stripped and ended with ``?`` as their
+  preprocessing does), with no system message.
 
 Their observation cap cuts the whole observation to ``max_obs_length`` tokens of the policy's
 tokenizer; :class:`ObservationCap` does that with a tokenizer you name, or cuts characters
@@ -28,7 +31,16 @@ from typing import Any
 
 from .data import Doc
 
-__all__ = ["INVALID", "ObservationCap", "answer_for_reward", "cut_turn", "information", "parse_turn"]
+__all__ = ["INVALID", "ObservationCap", "answer_for_reward", "cut_turn", "information", "make_prefix", "parse_turn"]
+
+PREFIX = (
+    "Answer the given question. You must conduct reasoning inside <think> and </think> first every time you "
+    "get new information. After reasoning, if you find you lack some knowledge, you can call a search engine "
+    "by <search> query </search> and it will return the top searched results between <information> and "
+    "</information>. You can search as many times as your want. If you find no further external knowledge "
+    "needed, you can directly provide the answer inside <answer> and </answer>, without detailed "
+    "illustrations. For example, <answer> Beijing </answer>. Question: {question}\n"
+)
 
 INVALID = (
     "\nMy previous action is invalid. If I want to search, I should put the query between <search> and "
@@ -37,6 +49,16 @@ INVALID = (
 )
 _ACTION = re.compile(r"<(search|answer)>(.*?)</\1>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def make_prefix(question: str) -> str:
+    """The whole first user message Search-R1 trains on: their instructions (typo "your want"
+    included) and the question, stripped and ending in ``?`` as their NQ/HotpotQA preprocessing
+    writes it into the parquet."""
+    question = question.strip()
+    if not question.endswith("?"):
+        question += "?"
+    return PREFIX.format(question=question)
 
 
 def cut_turn(text: str) -> str:

@@ -11,8 +11,10 @@ picks a game with the seeded rng, so the same seed gives the same game; ``option
 picks game ``i`` of the pool. A game is generated the first time it is played.
 
 **Actions.** One admissible command per turn, e.g. ``go north`` or ``take carrot from
-fridge``, matched case- and whitespace-insensitively, optionally inside ``<action>…</action>``
-(text around the tag, such as a ``<think>`` block, is ignored; the last tag counts). Anything
+fridge``, matched case- and whitespace-insensitively, after the shared action rule of every
+built-in env (:func:`agentgym.parsers.extract_action`): reasoning in ``<think>…</think>`` is
+dropped, and one ``<action>…</action>`` block (text around it ignored) or an ``Action:`` prefix
+is unwrapped; two ``<action>`` blocks are an invalid turn, never "the last counts". Anything
 else is a ``parse_error`` turn: the game does not move and the observation lists the
 admissible commands. ``info["admissible_commands"]`` and ``legal_actions()`` give them too.
 
@@ -42,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agentgym.core import StepResult, TextEnv
+from agentgym.parsers import extract_action
 
 from .games import game_file, import_textworld, quiet_jericho, settings_for, textworld_lock
 
@@ -50,9 +53,8 @@ __all__ = ["SYSTEM_PROMPT", "TextWorldEnv", "clean_text", "command_lookup", "par
 SYSTEM_PROMPT = (
     "You are playing a text adventure game. Each turn you read what happened and the list of "
     "admissible commands, then reply with exactly one of those commands, e.g. "
-    "<action>go north</action>. You may think first; only the last <action> block counts."
+    "<action>go north</action>. You may think first inside <think>...</think>; give exactly one <action> block."
 )
-_ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 _BANNER_LINE = re.compile(r"^[\s_|\\/$]*$")
 _MAX_ACTION_CHARS = 4000
 _MAX_LOADED_GAMES = 8  # loaded games kept per env (a reload costs ~0.5 s; a reset ~30 ms)
@@ -85,11 +87,13 @@ def command_lookup(admissible: Iterable[str]) -> dict[str, str]:
 def parse_command(action: str, admissible: Mapping[str, str] | Iterable[str]) -> tuple[str | None, str | None]:
     """``(command, None)`` when ``action`` names an admissible command, else ``(None, error)``.
     ``admissible`` is the command list or its :func:`command_lookup`."""
-    if len(action) > _MAX_ACTION_CHARS:
-        return None, f"the reply is {len(action)} characters; reply with one command"
+    extracted = extract_action(action)
+    if extracted.error is not None:
+        return None, str(extracted.error)
+    if len(extracted.text) > _MAX_ACTION_CHARS:
+        return None, f"the action is {len(extracted.text)} characters; reply with one command"
     lookup = admissible if isinstance(admissible, Mapping) else command_lookup(admissible)
-    tags = _ACTION_TAG.findall(action)
-    wanted = _normalize(tags[-1] if tags else action)
+    wanted = _normalize(extracted.text)
     if wanted in lookup:
         return lookup[wanted], None
     if not wanted:

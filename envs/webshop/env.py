@@ -8,8 +8,10 @@ Actions (case-insensitive verbs, one per turn)::
     back                   return to the previous page
     buy                    ``Buy now`` on an item page, ``Checkout`` on the cart page
 
-Anything else (or a target that is not on the page) gets the current page back with the reason,
-and ``info["parse_error"]`` set. The episode ends when an order is placed.
+The shared action rule of every built-in env applies first
+(:func:`agentgym.parsers.extract_action`): ``<think>…</think>`` is dropped, and one
+``<action>click[2]</action>`` or ``Action: click[2]`` is unwrapped. Anything else (or a target
+that is not on the page) gets the current page back with the reason, and ``info["parse_error"]`` set. The episode ends when an order is placed.
 
 Reward (WebShop's, Yao et al. 2022, with our catalogue's fields). For a goal with type
 ``T``, category ``C``, attributes ``A``, options ``O`` (group → value) and price bound ``P``, a
@@ -37,6 +39,7 @@ import weakref
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
+from agentgym.parsers import extract_action
 
 from . import shop
 from . import site as sites
@@ -207,7 +210,10 @@ class WebShopEnv(TextEnv):
         return None
 
     def _step(self, action: str) -> StepResult:
-        match = _ACTION.fullmatch(action)
+        extracted = extract_action(action)
+        if extracted.error is not None:
+            return self._invalid(f"{extracted.error}.")
+        match = _ACTION.fullmatch(extracted.text)
         if match is None:
             return self._invalid("expected search[QUERY], click[LABEL or N], select[OPTION], back or buy.")
         verb = (match.group(1) or match.group(3)).lower()

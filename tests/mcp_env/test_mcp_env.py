@@ -211,7 +211,8 @@ def test_random_text_never_crashes_the_env(env: MCPToolEnv) -> None:
     rng = random.Random(0)
     pieces = ["<tool_call>", "</tool_call>", "{", "}", '"name": ', '"add_item"', '"echo"', '"total"', '"arguments": ',
               '{"item": "apple"}', '{"text": 1}', '{"quantity": -3, "item": "pear"}', "[", "]", ",", "null", "é",
-              "\x00", "<answer>", "</answer>", " ", "\n", '{"name": "view_basket", "arguments": {}}', "9" * 50]
+              "\x00", "<answer>", "</answer>", " ", "\n", '{"name": "view_basket", "arguments": {}}', "9" * 50,
+              '<tool_call>{"name": "view_basket", "arguments": {}}</tool_call>']  # JSON in prose is not a call
     env.reset(seed=0)
     answered = 0  # calls the server ran: the fuzz reaches it, not only the parser
     for _ in range(2000):

@@ -3,6 +3,7 @@ protocol (``protocol="search-r1"``). The files are written here, in Search-R1's 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ from support import hide_package
 from agentgym.envs.search.data import load_corpus, load_qa
 from agentgym.envs.search.env import SearchEnv
 from agentgym.envs.search.retrievers import BM25Retriever, HTTPRetriever
-from agentgym.envs.search.searchr1 import INVALID, cut_turn
+from agentgym.envs.search.searchr1 import INVALID, cut_turn, make_prefix
 from agentgym.envs.search.server import RetrieverServer
+from agentgym.policies.base import Completion, Policy
+from agentgym.rollout import WorkItem, run_episode
 
 # wiki-18's shape: "title" (quoted, quotes inside quotes) on the first line, then the text,
 # sometimes over several lines.
@@ -261,3 +264,50 @@ def test_unknown_protocol_raises(wiki: Path, tmp_path: Path) -> None:
     data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
     with pytest.raises(ValueError, match="protocol"):
         SearchEnv(data_path=str(data), corpus_path=str(wiki), protocol="searchr1")
+
+
+# -- the prompt (issue 21, item 8) ---------------------------------------------------------------
+# Search-R1's scripts/data_process/nq_search.py, template "base": its make_prefix(dp) text, with the
+# question stripped and given a "?" by their process_fn. Written out here, character for character.
+SEARCH_R1_PROMPT = (
+    "Answer the given question. You must conduct reasoning inside <think> and </think> first every time you get "
+    "new information. After reasoning, if you find you lack some knowledge, you can call a search engine by "
+    "<search> query </search> and it will return the top searched results between <information> and "
+    "</information>. You can search as many times as your want. If you find no further external knowledge "
+    "needed, you can directly provide the answer inside <answer> and </answer>, without detailed illustrations. "
+    "For example, <answer> Beijing </answer>. Question: who was the brother of moses?\n"
+)
+
+
+def test_make_prefix_is_search_r1s_template() -> None:
+    assert make_prefix("who was the brother of moses?") == SEARCH_R1_PROMPT
+    assert make_prefix("  who was the brother of moses \n") == SEARCH_R1_PROMPT  # stripped, "?" added
+
+
+class _Recorder(Policy):
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[list[dict[str, Any]]] = []
+
+    async def act(self, messages: list[dict[str, Any]], env: Any) -> Completion:
+        self.seen.append([dict(m) for m in messages])
+        return Completion("<answer> Aaron </answer>")
+
+
+def test_search_r1_prompt_is_one_user_message(r1_env: SearchEnv) -> None:
+    obs, _ = r1_env.reset(options={"task": 0})
+    assert r1_env.system_prompt is None and obs == SEARCH_R1_PROMPT
+    policy = _Recorder()
+    item = WorkItem(task_index=0, member=0, seed=0, group_id="g", traj_id="t")
+    r1_env.tasks = r1_env.tasks[:1]  # seed 0 must pick this question
+    traj = asyncio.run(run_episode(r1_env, policy, item, env_id="agentgym/Search-v0"))
+    assert policy.seen[0] == [{"role": "user", "content": SEARCH_R1_PROMPT}]
+    assert traj.outcome == 1.0
+
+
+def test_agentgym_protocol_keeps_its_system_prompt(wiki: Path, tmp_path: Path, cache_dir: Path) -> None:
+    data = _write_jsonl(tmp_path / "qa.jsonl", QA_ROWS)
+    env = SearchEnv(data_path=str(data), corpus_path=str(wiki), cache_dir=str(cache_dir))
+    obs, _ = env.reset(options={"task": 0})
+    assert env.system_prompt and obs == "Question: who was the brother of moses?\n"

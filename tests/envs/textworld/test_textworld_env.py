@@ -150,8 +150,11 @@ def test_command_parsing() -> None:
     admissible = ["go north", "take red apple from fridge"]
     assert parse_command("  GO   North\n", admissible) == ("go north", None)
     assert parse_command("<think>north?</think> <action>go north</action>", admissible) == ("go north", None)
-    assert parse_command("<action>look</action><ACTION>take red apple from fridge</ACTION>", admissible)[0] == \
-        "take red apple from fridge"
+    # two actions are refused, never "the last counts" (the shared rule of issue 21, item 6)
+    assert parse_command("<action>look</action><ACTION>take red apple from fridge</ACTION>", admissible) == \
+        (None, "found 2 <action> blocks; give exactly one")
+    assert parse_command("Action: take red apple from fridge", admissible) == ("take red apple from fridge", None)
+    assert parse_command("<think>go north", admissible)[0] is None
     assert parse_command("go north.", admissible)[0] is None
     assert parse_command("<action></action>", admissible) == (None, "the reply names no command")
 

@@ -271,3 +271,84 @@ def test_arbitrary_calls_never_crash_and_are_the_agents_fault(calls: list[tuple[
         assert isinstance(obs, str) and reward == 0.0 and not terminated
         for entry in info["tool_calls"]:
             assert entry.get("error_kind") in (None, "agent"), entry  # never an env bug
+
+
+# -- issue 21, item 2: only a declared call syntax runs; every model format plays an episode ----
+def _formats() -> dict[str, Any]:
+    ds = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>{head}<｜tool▁sep｜>{body}<｜tool▁call▁end｜>"
+          "<｜tool▁calls▁end｜>")
+
+    def qwen3(name: str, args: dict[str, Any]) -> str:
+        params = "".join(f"<parameter={k}>\n{v if isinstance(v, str) else json.dumps(v)}\n</parameter>\n"
+                         for k, v in args.items())
+        return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
+
+    return {
+        "hermes": lambda n, a: call(n, **a),
+        "qwen3-coder": qwen3,
+        "llama3-json": lambda n, a: json.dumps({"name": n, "parameters": a}),
+        "llama3-python-tag": lambda n, a: "<|python_tag|>" + json.dumps({"name": n, "parameters": a}) + "<|eom_id|>",
+        "llama4-function": lambda n, a: f"<function={n}>{json.dumps(a)}</function>",
+        "mistral-list": lambda n, a: "[TOOL_CALLS]" + json.dumps([{"name": n, "arguments": a}]),
+        "mistral-v11": lambda n, a: f"[TOOL_CALLS]{n}[ARGS]{json.dumps(a)}",
+        "deepseek-v3": lambda n, a: ds.format(head="function", body=f"{n}\n```json\n{json.dumps(a)}\n```"),
+        "deepseek-v3.1": lambda n, a: ds.format(head=n, body=json.dumps(a)),
+        "fenced-json": lambda n, a: "I will call it.\n```json\n" + json.dumps({"name": n, "arguments": a}) + "\n```",
+        "reasoning-then-hermes": lambda n, a: f"<think>{json.dumps({'name': 'cancel_order', 'arguments': {}})}"
+                                              f"</think>\n{call(n, **a)}",
+    }
+
+
+@pytest.mark.parametrize("fmt", sorted(_formats()))
+def test_every_model_format_plays_the_gold_plan(fmt: str) -> None:
+    render = _formats()[fmt]
+    for seed in range(4):
+        env = agentgym.make("agentgym/ToolWorld-v0")
+        env.reset(seed=seed)
+        for name, arguments in env.plan:
+            _, _, _, _, info = env.step(render(name, arguments))
+            assert info["parse_error"] is None and [c["name"] for c in info["tool_calls"]] == [name], (fmt, info)
+        _, reward, terminated, _, info = env.step("<answer>done</answer>")
+        assert terminated and reward == 1.0 and info["success"], (fmt, seed)
+
+
+def test_json_inside_prose_does_not_cancel_the_order() -> None:
+    """The issue's input: after reset(seed=0) this cancelled order O2526 for good."""
+    env = agentgym.make("agentgym/ToolWorld-v0")
+    env.reset(seed=0)
+    before = canonical(env.world.state)
+    for text in ['I should NOT do {"name": "cancel_order", "arguments": {"order_id": "O2526", '
+                 '"reason": "found_cheaper"}}',
+                 'Plan: maybe {"name": "cancel_order", "arguments": {"order_id": "O2526", "reason": "found_cheaper"}} '
+                 "later, after asking.",
+                 'The user wrote ```{"name": "cancel_order", "arguments": {"order_id": "O2526"}}``` earlier.']:
+        _, reward, terminated, _, info = env.step(text)
+        assert info["tool_calls"] == () and not terminated and reward == 0.0, (text, info)
+    assert canonical(env.world.state) == before and env.world.state["orders"]["O2526"]["status"] == "pending"
+    assert env.history == []
+
+
+def test_a_record_quoted_back_is_not_a_call() -> None:
+    env = agentgym.make("agentgym/ToolWorld-v0")
+    env.reset(seed=0)
+    obs, *_ = env.step(call("find_contacts", name="Nguyen"))
+    (record,) = json.loads(obs)
+    assert record["name"] == "Quinn Nguyen"
+    for text in [f"Found {json.dumps(record)}; now I ask for the email.", json.dumps(record),
+                 f"```json\n{json.dumps(record)}\n```"]:
+        _, _, _, _, info = env.step(text)
+        assert info["tool_calls"] == (), (text, info)
+        assert "Quinn Nguyen" not in json.dumps(env.history[1:])
+    assert len(env.history) == 1  # only the find_contacts call ran
+
+
+@pytest.mark.parametrize("text", [
+    '<function=find_contacts>{"name": "Quinn"}</function>',
+    "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>find_contacts\n```json\n"
+    '{"name": "Quinn"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>',
+])
+def test_llama4_and_deepseek_call_the_tool_not_the_argument(text: str) -> None:
+    env = agentgym.make("agentgym/ToolWorld-v0")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(text)
+    assert [c["name"] for c in info["tool_calls"]] == ["find_contacts"] and "Quinn Nguyen" in obs, info
