@@ -204,9 +204,8 @@ class PythonTIREnv(TextEnv):
 
     def _pick(self, options: dict[str, Any]) -> MathTask:
         choice = options.get("task")
-        if choice is None:
-            source = int(self.np_random.integers(len(self.sources)))
-            return self.task_at(source * self.tasks_per_source + int(self.np_random.integers(self.tasks_per_source)))
+        if choice is None:  # every source alike: the pool is sources × tasks_per_source
+            return self.task_at(self.pool_index(self.num_tasks))
         if isinstance(choice, MathTask):
             return choice
         if isinstance(choice, int):
@@ -259,7 +258,7 @@ class PythonTIREnv(TextEnv):
             return self._execute(code.tool_calls[0].arguments["code"])
         error = code.error or boxed.error
         message = str(error) if error else "found no ```python block and no \\boxed{} answer"
-        info = {"parse_error": message, "void": True, "state_key": self.state_key}
+        info = {"parse_error": message, "void": True, "state_key": self.state_key, "success": False}
         return f"\nInvalid turn: {message}. {VOID_HINT}\n", 0.0, True, False, info
 
     def _execute(self, code: str) -> StepResult:
