@@ -79,6 +79,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _error_exit(message: str) -> typer.Exit:
+    """A run that finished but must not look fine (exit 1; 2 is for bad arguments)."""
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(1)
+
+
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
     """Parse ``key=value`` options; values are YAML scalars (``3`` is an int, ``true`` a bool)."""
     parsed = {}
@@ -209,6 +215,11 @@ def rollout(
                               "checkpoint directory of --policy transformers."),
     api_key: str = typer.Option(None, envvar="OPENAI_API_KEY", help="API key for the server (not stored)."),
     tasks: int = typer.Option(None, help=r"Number of tasks (distinct seeds). \[default: 8]", min=1),
+    all_tasks: bool = typer.Option(
+        False, "--all-tasks", help="Play every task of the env's finite pool exactly once (--tasks is the "
+        "pool's size, read from the env; seeds --seed … --seed+size-1 cover the pool without repeats); "
+        "--group-size still applies.",
+    ),
     group_size: int = typer.Option(None, help=r"Rollouts per task sharing its seed (G). \[default: 1]", min=1),
     concurrency: int = typer.Option(
         None, help=r"Episodes in flight at once. \[default: 8; on --resume, the run's]", min=1,
@@ -271,6 +282,10 @@ def rollout(
         manifest.update(run_id=uuid.uuid4().hex[:8], created_at=time.time(), agentgym_version=agentgym.__version__)
     if retry_infra and not resume:
         raise _fail("--retry-infra needs --resume")
+    if all_tasks and resume:
+        raise _fail("--all-tasks starts a run; --resume continues the run's own tasks")
+    if all_tasks and tasks is not None:
+        raise _fail("--all-tasks reads the number of tasks from the env: leave out --tasks")
     if resume and "env_spec" in manifest:  # the run's own spec: an --env-file need not be given again
         env_spec = registry.EnvSpec(**manifest["env_spec"])
     else:
@@ -295,7 +310,12 @@ def rollout(
         agent = make_policy(manifest["policy"], **policy_kwargs)
     except (TypeError, ValueError, OSError) as e:
         raise _fail(f"policy {manifest['policy']!r}: {e}") from None
-    _check_env(env_spec, manifest)
+    pool = _check_env(env_spec, manifest)
+    if all_tasks:
+        if pool is None:
+            raise _fail(f"--all-tasks needs an env with a finite task pool; {env_spec.id} makes a new task for "
+                        "every seed (num_tasks is None): use --tasks N")
+        manifest["tasks"] = pool
     if retry_infra:
         retried = store.remove(lambda d: d.get("failure") == "infra", moved_to=out / INFRA_FAILURES)
         console.print(f"--retry-infra: {retried} infra-failed episodes to run again (old records in {INFRA_FAILURES})")
@@ -346,12 +366,16 @@ def rollout(
             raise
         finally:
             store.close()
-    _print_summary(summarize(store.read(), time.perf_counter() - started), len(items))
+    summary = summarize(store.read(), time.perf_counter() - started)
+    _print_summary(summary, len(items))
+    if summary.failures.get("error"):
+        raise _error_exit(f"{summary.failures['error']} episode(s) ended with failure='error': a bug in the env's "
+                          f"or its user's code (e.g. the verifier raised); see failure_detail in {store.path}")
 
 
-def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> None:
+def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> int | None:
     """Build the env once, so a bad kwarg (or a policy the env cannot serve) is an error before
-    anything is written, not an infra failure on every episode."""
+    anything is written, not an infra failure on every episode; return its task pool's size."""
     overrides = dict(manifest["env_kwargs"])
     if manifest["max_turns"] is not None:
         overrides["max_turns"] = manifest["max_turns"]
@@ -363,6 +387,7 @@ def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> None:
         if manifest["policy"] == "scripted" and not callable(getattr(env.unwrapped, "expert_action", None)):
             raise _fail(f"--policy scripted needs an env with expert_action(); {env_spec.id} "
                         f"({type(env.unwrapped).__name__}) has none: use --policy random or a model")
+        return getattr(env.unwrapped, "num_tasks", None)
     finally:
         env.close()
 

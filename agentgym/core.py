@@ -6,7 +6,9 @@ Subclasses implement :meth:`TextEnv._reset` and :meth:`TextEnv._step`; the publi
 * seeding through Gymnasium (``self.np_random``), so the same seed picks the same task and
   initial state (groups of rollouts depend on it);
 * turn counting and ``max_turns`` truncation;
-* the documented ``info`` keys always present (see :data:`INFO_DEFAULTS`);
+* the documented ``info`` keys always present (see :data:`INFO_DEFAULTS`), and ``info["success"]``
+  a bool on the step that ends the episode (the env's own verdict; see :meth:`TextEnv.step`);
+* finite task pools covered without repeats by consecutive seeds (:meth:`TextEnv.pool_index`);
 * a non-string action becomes a readable parse-error observation, never a crash.
 
 Async twins ``areset``/``astep`` run the sync methods in a worker thread unless the env says
@@ -17,6 +19,8 @@ the step.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import string
 from enum import Enum
 from typing import Any, ClassVar
@@ -48,10 +52,12 @@ class _StrEnum(str, Enum):
 
 class Failure(_StrEnum):
     """Why a trajectory failed (``Trajectory.failure``, ``info["failure"]``). Infra failures are
-    masked in training, never scored as 0."""
+    masked in training, never scored as 0; errors are never scored either, and stop training and
+    make ``agentgym rollout`` exit non-zero."""
 
     INFRA = "infra"  # infrastructure: sandbox, server, timeout, a broken env
     AGENT = "agent"  # the env ended the episode for the agent's own fault
+    ERROR = "error"  # a bug in the env's or its user's code (EnvCodeError, e.g. a verifier raised): loud
 
 
 class TruncationReason(_StrEnum):
@@ -72,9 +78,34 @@ INFO_DEFAULTS: dict[str, Any] = {
     "tool_calls": (),  # parsed tool calls of this action: [{"name": ..., "arguments": {...}}]
     "answer": None,  # the final answer extracted from the action, if any
     "role": "user",  # role of the observation in a chat: "user" or "tool"
+    "success": None,  # bool on the step that ends the episode: did it reach the env's goal? None before
 }
 
+log = logging.getLogger("agentgym")
+_WARNED_NO_SUCCESS: set[str] = set()
+
 StepResult = tuple[str, float, bool, bool, dict[str, Any]]
+
+
+def permute(index: int, size: int, key: bytes = b"agentgym-pool") -> int:
+    """A fixed pseudo-random permutation of ``range(size)``, O(1) memory: a 4-round Feistel
+    network over the smallest even number of bits that holds ``size``, cycle-walked back into
+    range (each walk is a bijection, so the whole is one)."""
+    if not 0 <= index < size:
+        raise ValueError(f"index {index} is not in range({size})")
+    if size == 1:
+        return 0
+    half = max(1, ((size - 1).bit_length() + 1) // 2)
+    mask = (1 << half) - 1
+    value = index
+    while True:
+        left, right = value >> half, value & mask
+        for round_ in range(4):
+            digest = hashlib.blake2b(f"{size}:{round_}:{right}".encode(), key=key, digest_size=8).digest()
+            left, right = right, left ^ (int.from_bytes(digest, "big") & mask)
+        value = (left << half) | right
+        if value < size:
+            return value
 
 
 class Text(spaces.Text):
@@ -114,6 +145,9 @@ class TextEnv(gymnasium.Env[str, str]):
     system_prompt: str | None = None
     stop_sequences: tuple[str, ...] = ()
     threaded_async: ClassVar[bool] = True
+    num_tasks: int | None = None
+    """Size of the env's finite task pool (``agentgym rollout --all-tasks`` plays each once), or
+    None for an env that makes its tasks (procedural: every seed is a new task)."""
 
     def __init__(self, *, max_turns: int | None = None, render_mode: str | None = None):
         if render_mode not in (None, "ansi"):
@@ -125,6 +159,8 @@ class TextEnv(gymnasium.Env[str, str]):
         self.turn = 0
         self.done = True
         self.last_observation = ""
+        self.episode_return = 0.0
+        self.task_seed: int | None = None
 
     # -- to implement ---------------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -140,8 +176,15 @@ class TextEnv(gymnasium.Env[str, str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
+        if seed is not None:
+            self.task_seed = seed
+        elif self.task_seed is not None:  # unseeded resets carry on through the pool
+            self.task_seed += 1
+        else:
+            self.task_seed = int(self.np_random.integers(1 << 62))
         self.turn = 0
         self.done = False
+        self.episode_return = 0.0
         obs, info = self._reset(dict(options or {}))
         self.last_observation = obs
         return obs, {**INFO_DEFAULTS, **info}
@@ -161,7 +204,38 @@ class TextEnv(gymnasium.Env[str, str]):
             truncated = True
         self.done = terminated or truncated
         self.last_observation = obs
-        return obs, float(reward), bool(terminated), bool(truncated), {**INFO_DEFAULTS, **info}
+        self.episode_return += float(reward)
+        info = {**INFO_DEFAULTS, **info}
+        if self.done:
+            info["success"] = self._success(info.get("success"), bool(terminated))
+        return obs, float(reward), bool(terminated), bool(truncated), info
+
+    def _success(self, said: Any, terminated: bool) -> bool:
+        """The final step's ``info["success"]``: what the env said; an env that says nothing gets
+        the old rule (ended by the env with a positive return), with a warning once per class."""
+        if said is not None:
+            return bool(said)
+        if terminated:
+            name = type(self).__qualname__
+            if name not in _WARNED_NO_SUCCESS:
+                _WARNED_NO_SUCCESS.add(name)
+                log.warning("%s does not set info['success'] on its final step: success is taken to be a "
+                            "positive return (set it to what your env counts as success)", name)
+        return terminated and self.episode_return > 0
+
+    def pool_index(self, size: int) -> int:
+        """The index in ``[0, size)`` of this episode's task in a finite pool of ``size`` tasks.
+
+        Seed ``s`` plays task ``perm[s mod size]`` for one fixed pseudo-random permutation
+        ``perm`` of the pool (keyed by its size), so ``reset(seed=s)`` is deterministic, any
+        ``size`` consecutive seeds play every task exactly once (drawing with replacement
+        played 55 of 100 games for 100 seeds), and the pool is not played in file order. An
+        unseeded reset continues from the last seed. Call it from ``_reset``.
+        """
+        if size < 1:
+            raise ValueError("a task pool needs at least one task")
+        assert self.task_seed is not None, "pool_index() is for _reset(), after reset() took the seed"
+        return permute(self.task_seed % size, size)
 
     async def areset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

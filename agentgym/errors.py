@@ -17,6 +17,8 @@ used to define them still export the same names.
     │   │   └── VersionNotFoundError         the name exists, that version does not
     │   └── AlreadyRegisteredError (ValueError)
     ├── InfraError (RuntimeError)            not the agent's fault: the engine records failure="infra"
+    ├── EnvCodeError (RuntimeError)          a bug in the env's or the user's code (a verifier that raised):
+    │                                        failure="error", counted and made loud, neither 0 nor masked
     │   └── SandboxError
     │       ├── SandboxTimeout, SandboxCrashed, SandboxUnavailable
     ├── CorruptStoreError (ValueError)       a trajectory file damaged in the middle
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthExceeded",
     "CorruptStoreError",
+    "EnvCodeError",
     "InfraError",
     "NameNotFoundError",
     "PromptTooLongError",
@@ -107,6 +110,12 @@ class InfraError(AgentGymError, RuntimeError):
     Raised by envs and sandboxes; the rollout engine records the trajectory with
     ``failure="infra"`` so trainers can drop it instead of learning from a bogus reward.
     """
+
+
+class EnvCodeError(AgentGymError, RuntimeError):
+    """A bug in the env's own or its user's code, e.g. a verifier that raised: not the agent's
+    fault and not infrastructure. The engine records ``failure="error"``; ``agentgym rollout``
+    counts it in the summary and exits non-zero, and training stops on it."""
 
 
 class SandboxError(InfraError):

@@ -13,7 +13,10 @@ Whose fault a failure is (see :mod:`agentgym.tools` for the rest):
 * the server dies, hangs past ``timeout``, drops the connection or answers with any other
   JSON-RPC error: :class:`~agentgym.core.InfraError`, the engine records ``failure="infra"``
   and rebuilds the env (never a reward of 0);
-* the verifier raises: the exception ends the episode as an infra failure, not as reward 0.
+* the verifier raises (a bug in the user's code): :class:`~agentgym.errors.EnvCodeError`, the
+  engine records ``failure="error"``, the rollout summary counts it and ``agentgym rollout``
+  exits non-zero; it is neither scored 0 nor masked as infra. A verifier's ``InfraError`` (the
+  server died while it read the final state) stays infra.
 
 The MCP SDK is async (anyio) while a Gymnasium env is sync and may be stepped from any thread, so
 :class:`MCPClient` runs the session on an event loop in a thread it owns: one long-lived task
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from agentgym.core import InfraError
+from agentgym.errors import EnvCodeError
 from agentgym.records import read_rows
 from agentgym.tools import Tool, ToolEnv, ToolError, format_tool_calls
 
@@ -47,7 +51,7 @@ if TYPE_CHECKING:
     from mcp import ClientSession
     from mcp.types import CallToolResult
 
-__all__ = ["MCPClient", "MCPToolEnv", "load_function", "load_tasks", "result_text"]
+__all__ = ["MCPClient", "MCPToolEnv", "load_function", "load_tasks", "result_text", "structured"]
 
 _INVALID_PARAMS = -32602  # JSON-RPC: the server refused the call's arguments (the agent's fault)
 
@@ -249,9 +253,30 @@ def _is_infra(e: BaseException) -> bool:
                for leaf in _leaves(e))
 
 
+def structured(result: CallToolResult) -> Any:
+    """A result's structured content, unwrapped from ``{"result": …}`` (how SDK servers wrap a
+    return value that is not an object, such as a list); None when the server sent none."""
+    content = result.structured_content
+    if isinstance(content, dict) and list(content) == ["result"]:
+        return content["result"]
+    return content
+
+
 def result_text(result: CallToolResult) -> str:
-    """A call result as the text the agent reads: text blocks joined; other content named;
+    """A call result as the text the agent (and a verifier) reads, always one document: a
+    returned list (an SDK server sends one text block per item, none for an empty list, and
+    ``{"result": [...]}`` as structured content) and any other result of several text blocks is
+    ONE JSON document (the structured content when the server sent it, else a JSON array of the
+    blocks, each parsed where it is JSON); one text block as it is; other content named;
     structured content as JSON when there is no text."""
+    texts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
+    only_text = len(texts) == len(result.content)
+    wrapped_list = isinstance(result.structured_content, dict) and list(result.structured_content) == ["result"] \
+        and isinstance(result.structured_content["result"], list)
+    if only_text and (wrapped_list or (len(texts) > 1 and result.structured_content is not None)):
+        return json.dumps(structured(result), ensure_ascii=False)
+    if only_text and len(texts) > 1:
+        return json.dumps([_maybe_json(t) for t in texts], ensure_ascii=False)
     parts = []
     for block in result.content:
         kind = getattr(block, "type", "")
@@ -269,6 +294,13 @@ def result_text(result: CallToolResult) -> str:
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content, ensure_ascii=False)
     return "\n".join(parts)
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def load_function(ref: str | Callable[..., Any]) -> Callable[..., Any]:
@@ -319,8 +351,12 @@ class MCPToolEnv(ToolEnv):
             calls ``{"name", "arguments"}`` and, last, an ``answer``: the scripted policy replays
             it) and whatever the verifier needs.
         reward: ``"module:function"`` or ``"file.py:function"``, called as
-            ``reward(task, answer, env) -> float`` when the agent answers; it may inspect the
-            server's final state with ``env.call_tool(name, arguments)``.
+            ``reward(task, answer, env)`` when the agent answers; it may inspect the server's
+            final state with ``env.call_tool(name, arguments)`` (text) or
+            ``env.call_tool_structured(name, arguments)`` (the structured content). It returns
+            the verdict: a number (the reward; success when it is at least 1), a bool (reward
+            1 or 0), or a mapping ``{"reward": float, "success": bool}`` (other keys go to
+            ``info``). ``info["success"]`` is that verdict.
         reset_tool: a server tool called at every reset with the task's ``reset_arguments`` (so
             each episode starts from a fresh server state); hidden from the agent. ``{reset}`` in
             the prompt is replaced by its result. Without it, the server's state carries over
@@ -328,6 +364,10 @@ class MCPToolEnv(ToolEnv):
         hidden_tools: server tools the agent does not see (e.g. ones only the verifier uses).
         server_env, server_cwd: environment and working directory of a stdio server.
         timeout: seconds each MCP request may take before it counts as an infra failure.
+        restart_per_episode: start a fresh server process at every reset (stdio only), for a
+            server that keeps global state and has no reset tool: without it such a server's
+            state carries over, so scores depend on which episodes shared a process (i.e. on
+            ``--concurrency``).
 
     The rest (``max_calls_per_turn``, ``max_turns``, ...) goes to :class:`~agentgym.tools.ToolEnv`.
     The server's tools are :class:`~agentgym.tools.Tool` objects whose function forwards the call
@@ -348,16 +388,24 @@ class MCPToolEnv(ToolEnv):
         server_env: Mapping[str, str] | None = None,
         server_cwd: str | None = None,
         timeout: float = 30.0,
+        restart_per_episode: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if restart_per_episode and isinstance(server, str) and server.startswith(("http://", "https://")):
+            raise ValueError("restart_per_episode needs a stdio server (a command): an HTTP server is not "
+                             "started by the env, so it cannot restart it")
+        self.restart_per_episode = restart_per_episode
+        self._fresh = False  # the server has played no episode since it started
         self.tasks = load_tasks(tasks)
+        self.num_tasks = len(self.tasks)
         self.reward_fn = load_function(reward)
         self.reset_tool = reset_tool
         self.hidden_tools = frozenset(hidden_tools) | ({reset_tool} if reset_tool else set())
         self._connect_args = (server, {"env": server_env, "cwd": server_cwd, "timeout": timeout})
         self.client: MCPClient | None = None
         self.task: dict[str, Any] = {}
+        self._last_structured: Any = None
         self._connect()
 
     def _connect(self) -> None:
@@ -365,6 +413,7 @@ class MCPToolEnv(ToolEnv):
             self.client.close()
         server, options = self._connect_args
         self.client = MCPClient(server, **options)
+        self._fresh = True
         listed = {t.name: t for t in self.client.list_tools()}
         missing = self.hidden_tools - set(listed)
         if missing:
@@ -392,7 +441,23 @@ class MCPToolEnv(ToolEnv):
         text = result_text(result)
         if result.is_error:
             raise ToolError(text or f"{name} failed")
+        self._last_structured = structured(result)
         return text
+
+    def call_tool_structured(self, name: str, arguments: Mapping[str, Any] | None = None) -> Any:
+        """Call a server tool (visible or hidden) and return its structured content (unwrapped
+        from ``{"result": …}``), or its text parsed as JSON when the server sent none: for
+        verifiers that read the final state."""
+        text = self.remote_call(name, dict(arguments or {}))
+        return self._last_structured if self._last_structured is not None else _maybe_json(text)
+
+    def run_call(self, name: str, arguments: Any) -> dict[str, Any]:
+        """The base's entry, plus the call's ``structured_content`` when the server sent one."""
+        self._last_structured = None
+        entry = super().run_call(name, arguments)
+        if "result" in entry and self._last_structured is not None:
+            entry["structured_content"] = self._last_structured
+        return entry
 
     @property
     def system_prompt(self) -> str:  # type: ignore[override]
@@ -402,11 +467,12 @@ class MCPToolEnv(ToolEnv):
         return f"{instructions}\n\n{base}" if instructions else base
 
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        if self.client is None or not self.client.alive:
+        if self.client is None or not self.client.alive or (self.restart_per_episode and not self._fresh):
             self._connect()
+        self._fresh = False
         chosen = options.get("task")
         if chosen is None:
-            task = self.tasks[int(self.np_random.integers(len(self.tasks)))]
+            task = self.tasks[self.pool_index(len(self.tasks))]
         else:
             matches = [t for i, t in enumerate(self.tasks) if chosen in (i, t["id"])]
             if not matches:
@@ -423,10 +489,15 @@ class MCPToolEnv(ToolEnv):
         return prompt, {"task_id": task["id"]}
 
     def on_answer(self, answer: str) -> tuple[str, float, bool, dict[str, Any]]:
-        reward = self.reward_fn(self.task, answer, self)
-        if not isinstance(reward, (int, float)):
-            raise TypeError(f"the reward function returned {type(reward).__name__}, not a number")
-        return f"Episode finished. Reward: {float(reward):g}", float(reward), True, {}
+        name = getattr(self.reward_fn, "__qualname__", repr(self.reward_fn))
+        try:
+            verdict = self.reward_fn(self.task, answer, self)
+        except InfraError:  # the server went away while the verifier read it
+            raise
+        except Exception as e:  # a bug in the user's verifier: loud, never a 0 or a masked infra failure
+            raise EnvCodeError(f"the verifier {name} raised {type(e).__name__}: {e}") from e
+        reward, success, extra = _verdict(verdict, name)
+        return f"Episode finished. Reward: {reward:g}", reward, True, {**extra, "success": success}
 
     def expert_action(self) -> str:
         """The task's ``solution``, one call per turn, then its ``answer`` (for the scripted policy)."""
@@ -443,6 +514,20 @@ class MCPToolEnv(ToolEnv):
         if self.client is not None:
             self.client.close()
         super().close()
+
+
+def _verdict(verdict: Any, name: str) -> tuple[float, bool, dict[str, Any]]:
+    """(reward, success, extra info) from what a verifier returned."""
+    if isinstance(verdict, bool):
+        return float(verdict), verdict, {}
+    if isinstance(verdict, (int, float)):
+        return float(verdict), float(verdict) >= 1.0, {}
+    if isinstance(verdict, Mapping) and isinstance(verdict.get("reward"), (int, float)) \
+            and isinstance(verdict.get("success"), bool):
+        extra = {k: v for k, v in verdict.items() if k not in ("reward", "success")}
+        return float(verdict["reward"]), verdict["success"], extra
+    raise EnvCodeError(f"the verifier {name} returned {str(verdict)[:200]!r}: expected a number, a bool or "
+                       "{'reward': float, 'success': bool}")
 
 
 class _Forward:

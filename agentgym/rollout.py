@@ -7,7 +7,8 @@ so a killed run loses only the episodes in flight, and ``resume`` runs exactly t
 
 Failures are typed: an env that raises (or a step that times out), or a policy that raises
 ``InfraError`` (server down, retries exhausted), ends that trajectory with ``failure="infra"``
-and the run goes on; the env is rebuilt, since its state is unknown. A conversation that outgrows
+and the run goes on (an env's ``EnvCodeError``, a bug in its or its user's code such as a
+verifier that raised, is ``failure="error"`` instead: counted, never scored, never masked); the env is rebuilt, since its state is unknown. A conversation that outgrows
 the model's context (``ContextLengthExceeded``) ends the episode as truncated, unless not even
 the first prompt fits (a configuration error). Any other policy exception is a bug and stops the
 run (whatever finished is on disk; resume continues).
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.core import Failure, InfraError, TextEnv, TruncationReason
+from agentgym.errors import EnvCodeError
 from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy, turn_messages
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
@@ -152,10 +154,12 @@ async def run_episode(
             messages.extend(turn_messages(completion, obs, info, env))
         traj.final_observation = obs
         traj.info.update({k: v for k, v in info.items() if k not in _PER_TURN_KEYS})
+        # the env's verdict on the step that ended it; none when the engine cut the episode short
+        traj.success = bool(info.get("success")) and traj.failure is None
     except Exception as e:  # noqa: BLE001 — env failures are recorded, typed, on the trajectory
         if stage == "policy" and not isinstance(e, (InfraError, OSError, TimeoutError)):
             raise  # a bug in the policy, not a failed episode: stop the run (it is resumable)
-        traj.failure = Failure.INFRA
+        traj.failure = Failure.ERROR if isinstance(e, EnvCodeError) else Failure.INFRA
         traj.failure_detail = f"{stage}: {type(e).__name__}: {e}"
         traj.info["traceback"] = traceback.format_exc(limit=8)
     traj.duration_seconds = time.perf_counter() - start
@@ -163,7 +167,8 @@ async def run_episode(
 
 
 # Keys that describe one step, stored on turns rather than in the trajectory's info.
-_PER_TURN_KEYS = frozenset({"state_key", "parse_error", "void", "failure", "tool_calls", "answer", "role"})
+_PER_TURN_KEYS = frozenset({"state_key", "parse_error", "void", "failure", "tool_calls", "answer", "role",
+                            "success"})
 
 
 async def _with_timeout(awaitable: Any, timeout: float | None, what: str) -> Any:
@@ -279,7 +284,7 @@ async def rollout(
                     env, policy, item, env_id=env_spec.id, max_tokens=max_tokens,
                     step_timeout=step_timeout,
                 )
-                if traj.failure == Failure.INFRA:  # the env's state is unknown: build a fresh one
+                if traj.failure in (Failure.INFRA, Failure.ERROR):  # the env's state is unknown: build a fresh one
                     await _close_quietly(env)
                     env = None
                 _finish(traj)

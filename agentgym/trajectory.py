@@ -6,6 +6,9 @@ turns from reward or advantage values.
 
 Schema version history:
   1 — first version.
+  2 — ``success``: the env's own verdict (``info["success"]`` of the step that ended the episode,
+      and no failure), stored. Version-1 records are read with the rule they were written under:
+      ended by the env, no failure, positive outcome.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any
 
 from agentgym.core import Failure, TruncationReason
 
-__all__ = ["SCHEMA_VERSION", "Trajectory", "Turn", "canonical_key"]
+__all__ = ["SCHEMA_VERSION", "Trajectory", "Turn", "canonical_key", "record_success"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KEY_TAG = "\x00"
 """First character of the encoding of every non-``str`` key (text observations never hold NUL)."""
 
@@ -131,7 +134,11 @@ class Turn:
 
 @dataclass
 class Trajectory:
-    """One episode of one env by one policy, with the ids that place it in a run."""
+    """One episode of one env by one policy, with the ids that place it in a run.
+
+    ``success`` is what the env counts as success (``info["success"]`` of its final step; the
+    rollout engine sets it, false for any failed or cut-short episode), not ``outcome > 0``: a
+    partial-credit reward is an outcome, not a success."""
 
     traj_id: str
     group_id: str
@@ -147,6 +154,7 @@ class Trajectory:
     truncation_reason: TruncationReason | None = None
     failure: Failure | None = None
     failure_detail: str | None = None
+    success: bool = False
     started_at: float = 0.0
     duration_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
@@ -161,11 +169,6 @@ class Trajectory:
     @property
     def num_turns(self) -> int:
         return len(self.turns)
-
-    @property
-    def success(self) -> bool:
-        """Succeeded: ended by the env (not cut short), no failure, positive outcome."""
-        return self.terminated and self.failure is None and self.outcome > 0
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow copies, not dataclasses.asdict: asdict deep-copies every value and costs more
@@ -183,4 +186,14 @@ class Trajectory:
                 f"trajectory schema {version} is newer than this agentgym ({SCHEMA_VERSION}); upgrade"
             )
         data["turns"] = [Turn.from_dict(t) for t in data.get("turns", [])]
+        data["success"] = record_success(data)
+        data["schema_version"] = SCHEMA_VERSION  # read back, it is this version's object
         return cls(**data)
+
+
+def record_success(record: dict[str, Any]) -> bool:
+    """Whether a stored trajectory (a dict from the JSONL) succeeded: its ``success`` field, or
+    for a version-1 record (which had none) the rule of that version."""
+    if "success" in record:
+        return bool(record["success"])
+    return bool(record.get("terminated")) and record.get("failure") is None and record.get("outcome", 0.0) > 0

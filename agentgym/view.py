@@ -6,7 +6,7 @@ page. Groups sit one under another, their trajectories side by side; each turn i
 advantage (green above 0, red below, stronger with magnitude); turns whose ``state_key`` recurs in
 other trajectories of the group share a coloured left edge, and hovering a turn outlines every turn
 of the group in the same state. Markers: ∅ void turn, ⚠ parse error; the trajectory header says
-success / failure (infra, agent) / truncation. Filters: outcome, task, group. A click on a turn shows
+success (the env's own verdict, ``success`` of the record) / failure (infra, agent, error) / truncation. Filters: outcome, task, group. A click on a turn shows
 its full observation and action. Only one page of groups is in the DOM at a time, so a run of
 10,000 trajectories opens and filters quickly (``bench/view_large.py``).
 """
@@ -22,6 +22,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from agentgym.trajectory import record_success
+
 __all__ = ["VIEW", "render_html", "view", "write_view"]
 
 VIEW = "view.html"
@@ -30,14 +32,14 @@ console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be co
 
 def _status(t: dict[str, Any]) -> str:
     """One word per trajectory, the outcome filter's values."""
-    if t.get("failure") == "infra":
-        return "infra"
+    if t.get("failure") in ("infra", "error"):
+        return str(t["failure"])
     if t.get("failure") == "agent":
         return "agent-failure"
+    if record_success(t):  # the env's own verdict, not a positive outcome (partial credit is not success)
+        return "success"
     if t.get("truncated"):
         return "truncated"
-    if t.get("terminated") and t.get("outcome", 0) > 0:
-        return "success"
     return "failure"
 
 
@@ -124,7 +126,7 @@ main{display:flex}
 .th{padding:3px 5px;font-size:11px;border-bottom:1px solid #ddd;display:flex;justify-content:space-between;gap:4px}
 .badge{border-radius:3px;padding:0 4px;font-weight:600}
 .b-success{background:#d7f5dd;color:#11602a}.b-failure{background:#eee;color:#555}
-.b-infra{background:#f8d0d0;color:#8a1010}.b-agent-failure{background:#fde3c6;color:#7a4100}
+.b-infra,.b-error{background:#f8d0d0;color:#8a1010}.b-agent-failure{background:#fde3c6;color:#7a4100}
 .b-truncated{background:#e3e3fb;color:#303090}
 .turn{margin:3px;padding:3px 4px;border-radius:3px;border-left:5px solid transparent;cursor:pointer;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-family:ui-monospace,monospace;font-size:11px}
 .turn.hl{outline:2px solid #1a5fd0}
@@ -141,7 +143,7 @@ main{display:flex}
  <h1 id="title"></h1>
  <label>outcome <select id="f-outcome">
   <option value="">all</option><option>success</option><option>failure</option><option>agent-failure</option>
-  <option>infra</option><option>truncated</option><option value="parse-error">has parse error</option>
+  <option>infra</option><option>error</option><option>truncated</option><option value="parse-error">has parse error</option>
   <option value="void">has void turn</option></select></label>
  <label>task <input id="f-task" size="14" placeholder="contains…"></label>
  <label>group <input id="f-group" size="14" placeholder="contains…"></label>

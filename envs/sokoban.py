@@ -305,7 +305,7 @@ class SokobanEnv(TextEnv):
             header = f"You pushed a box {move}."
         else:
             header = f"You moved {move}."
-        info = self._info(moved=moved, move=move)
+        info = self._info(moved=moved, move=move, success=self.board.solved)
         if self.board.solved:
             return f"{header} Every box is on a target: solved!\n\n{self.board}", 1.0 - self.step_penalty, True, False, info
         if self.end_on_deadlock and info["deadlock"]:

@@ -16,7 +16,7 @@ PINNED: dict[str, list[str]] = {
         "load_yaml", "make", "register", "spec", "tool",
     ],
     "agentgym.errors": [
-        "AgentGymError", "AlreadyRegisteredError", "ConfigError", "ContextLengthExceeded", "CorruptStoreError",
+        "AgentGymError", "AlreadyRegisteredError", "ConfigError", "ContextLengthExceeded", "CorruptStoreError", "EnvCodeError",
         "InfraError", "NameNotFoundError", "PromptTooLongError", "RecipeError", "RegistryError",
         "RequestRejectedError", "SandboxCrashed", "SandboxError", "SandboxTimeout", "SandboxUnavailable",
         "TemplateError", "ToolError", "UnknownEnvError", "VersionNotFoundError",

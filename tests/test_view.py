@@ -31,6 +31,7 @@ def _trajectories() -> list[Trajectory]:
     def traj(gid: str, k: int, task: str, keys: list[str], outcome: float, **kw: Any) -> Trajectory:
         turns = [Turn(index=i, observation=f"{LONG_OBS}[{gid}/{k}/{i}]", action=f"go {key}", state_key=key,
                       reward=outcome if i == len(keys) - 1 else 0.0) for i, key in enumerate(keys)]
+        kw.setdefault("success", outcome == 1.0 and not kw.get("truncated") and not kw.get("failure"))
         return Trajectory(f"{gid}-{k:03d}", gid, task, "tests/Maze-v0", 0, "scripted", turns=turns,
                           outcome=outcome, terminated=not kw.get("truncated"), **kw)
 
@@ -183,3 +184,17 @@ def test_view_escapes_text_that_looks_like_markup(browser: Any, tmp_path: Path) 
 def test_view_command_reports_a_missing_run(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["view", str(tmp_path)])
     assert result.exit_code == 2 and "trajectories.jsonl does not exist" in result.output
+
+
+def test_badge_is_the_envs_success_not_a_positive_outcome() -> None:
+    """Issue 21: a wrong WebShop item bought for reward 0.03 was badged "success"."""
+    import json
+
+    bought_wrong = Trajectory("w", "g", "task-1", "agentgym/WebShop-v0", 0, "random", outcome=0.03,
+                              terminated=True, success=False).to_dict()
+    bought_right = {**bought_wrong, "traj_id": "r", "outcome": 1.0, "success": True}
+    partial_v1 = {k: v for k, v in bought_wrong.items() if k != "success"} | {"traj_id": "v1", "schema_version": 1}
+    page = render_html([bought_wrong, bought_right, partial_v1])
+    data = json.loads(page.split('<script type="application/json" id="data">')[1].split("</script>")[0])
+    statuses = {t["id"]: t["s"] for t in data["trajs"]}
+    assert statuses == {"w": "failure", "r": "success", "v1": "success"}  # a version-1 record keeps its old rule

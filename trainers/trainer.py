@@ -153,6 +153,11 @@ class Trainer:
                 env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
                 threads=not r.deterministic, make_env=self._ray_envs and self._ray_envs.make,
             ))
+        errors = [t for t in trajs if t.failure == "error"]
+        if errors:  # a bug in the env's or the user's code (a verifier that raised): never train on it
+            from agentgym.errors import EnvCodeError
+
+            raise EnvCodeError(f"{len(errors)} episode(s) hit a bug in the env's code, first: {errors[0].failure_detail}")
         order = {item.traj_id: n for n, item in enumerate(items)}
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
 

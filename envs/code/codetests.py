@@ -93,6 +93,7 @@ class CodeTestsEnv(TextEnv):
         if unknown:
             raise ValueError(f"unknown problems {unknown}; choose from {list(by_id)[:20]}")
         self.problems = [by_id[name] for name in problems] if problems else catalog
+        self.num_tasks = len(self.problems)
         self.partial_credit = partial_credit
         self.max_attempts, self.timeout, self.test_timeout = max_attempts, float(timeout), float(test_timeout)
         self.parser = PythonBlockParser(max_chars=max_action_chars)
@@ -106,7 +107,7 @@ class CodeTestsEnv(TextEnv):
     def _pick(self, options: dict[str, Any]) -> CodeProblem:
         choice = options.get("task")
         if choice is None:
-            return self.problems[int(self.np_random.integers(len(self.problems)))]
+            return self.problems[self.pool_index(len(self.problems))]
         if isinstance(choice, CodeProblem):
             return choice
         if isinstance(choice, int) and 0 <= choice < len(self.problems):
@@ -131,7 +132,8 @@ class CodeTestsEnv(TextEnv):
         if parsed.kind != "tool_call":
             error = str(parsed.error) if parsed.error else "found no ```python block"
             obs = f"\nInvalid submission: {error}. Put all of your code in one ```python block.\n"
-            return obs, 0.0, final, False, {"parse_error": error, "void": True, "state_key": self.state_key}
+            return obs, 0.0, final, False, {"parse_error": error, "void": True, "state_key": self.state_key,
+                                            "success": False}
         code = parsed.tool_calls[0].arguments["code"]
         results, failure = self.run_tests(code)
         passed = sum(results)
@@ -150,6 +152,7 @@ class CodeTestsEnv(TextEnv):
             "passed": passed,
             "total": total,
             "all_passed": passed == total,
+            "success": passed == total,
             "test_results": results,
         }
         score = passed / total if self.partial_credit else float(passed == total)

@@ -14,12 +14,12 @@ graded by :func:`math_match`, with math-verify when it is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import logging
 import math
 import random
 import re
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +27,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from agentgym.grading import GRADE_TIMEOUT, bounded_call
 from agentgym.parsers import BoxedParser
 
 __all__ = [
     "BUILTIN_TEMPLATES", "DEFAULT_FAMILIES", "MathTask", "ReasoningGymSource", "builtin_task", "load_math_dataset",
-    "math_match", "numeric_match", "parse_number",
+    "literal_digits", "math_grade", "math_match", "numeric_match", "parse_number",
 ]
 
 log = logging.getLogger("agentgym.envs.code")
@@ -64,6 +65,7 @@ _NOISE = re.compile(r"\\[,!;: ]|\\left|\\right|[\s,$]")
 _BIG_EXPONENT = re.compile(r"[eE][+-]?_?0*\d{4}")  # 1e1000 and up: Fraction would build 10**exponent
 
 
+
 def parse_number(text: str) -> Fraction | None:
     r"""An exact number from answer text: ``42``, ``-3.5``, ``1,234``, ``5/36``, ``\frac{5}{36}``,
     ``$\dfrac{5}{36}$``, ``\text{12}``; None when the text is not one number, or one written with
@@ -88,34 +90,135 @@ def numeric_match(answer: str, gold: str) -> float:
 
 
 MATH_VERIFY_HINT = "pip install 'agentgym-rl[math]'"
-MAX_ANSWER_CHARS = 1000  # longer answers are wrong without being parsed (sympy can be made to hang)
+MAX_ANSWER_CHARS = 1000  # longer answers are wrong without being parsed
+MAX_DIGITS = 1e6  # an answer that is one number of more digits than this is not evaluated
 _SPACE = re.compile(r"\s+|\$|\\[,!;: ]|\\left|\\right|\\displaystyle")
 
 
-def math_match(answer: str, gold: str) -> float:
-    r"""1.0 when ``answer`` and ``gold`` are the same mathematical answer, else 0.0.
+def math_match(answer: str, gold: str, *, timeout: float = GRADE_TIMEOUT) -> float:
+    """:func:`math_grade`'s score alone."""
+    return math_grade(answer, gold, timeout=timeout)[0]
+
+
+def math_grade(answer: str, gold: str, *, timeout: float = GRADE_TIMEOUT) -> tuple[float, str | None]:
+    r"""``(1.0, None)`` when ``answer`` and ``gold`` are the same mathematical answer, else
+    ``(0.0, why)`` where ``why`` is None for a plain wrong answer, or says why the answer was
+    not graded (too long, an astronomically large number, or grading ran out of ``timeout``).
 
     With math-verify (the ``math`` extra): LaTeX and plain expressions are parsed and compared
-    symbolically (``rac{1}{2}`` = ``0.5`` = ``1/2``, ``x+1`` = ``1+x``, intervals, sets in any
-    order, units and ``	ext{}`` dropped). Without it: the same number (:func:`parse_number`) or
-    the same text once spaces, ``$`` and ``\left``/``ight`` are removed, and a warning says so.
+    symbolically (``\frac{1}{2}`` = ``0.5`` = ``1/2``, ``x+1`` = ``1+x``, intervals, sets in any
+    order, units and ``\text{}`` dropped), in a grading worker process with a hard time bound
+    from any thread (:func:`agentgym.grading.bounded_call`): sympy can run for minutes on a
+    short answer like ``9^{9^{9^{9}}}``, holding the GIL. An answer that is a single power tower
+    or factorial of literals with more than a million digits is refused before sympy sees it
+    when the gold is an ordinary number (they cannot be equal). Without math-verify: the same
+    number (:func:`parse_number`) or the same text once spaces, ``$`` and ``\left``/``\right``
+    are removed, and a warning says so.
     """
     if len(answer) > MAX_ANSWER_CHARS:
-        return 0.0
-    try:
-        from math_verify import parse, verify
-    except ImportError:
+        return 0.0, f"the answer is over {MAX_ANSWER_CHARS} characters and was not graded"
+    if importlib.util.find_spec("math_verify") is None:
         warnings.warn(f"math-verify is not installed ({MATH_VERIFY_HINT}): math answers are graded by exact "
                       "match, so equivalent forms such as 1/2 and 0.5 in LaTeX may be marked wrong", stacklevel=2)
         number = parse_number(answer)
         if number is not None and number == parse_number(gold):
-            return 1.0
-        return float(_SPACE.sub("", answer).rstrip(".") == _SPACE.sub("", gold).rstrip("."))
-    # math-verify's time limit is a SIGALRM, which only the main thread may set
-    limit = 5 if threading.current_thread() is threading.main_thread() else None
-    expected = parse(f"\\boxed{{{gold}}}", parsing_timeout=limit)
-    got = parse(f"\\boxed{{{answer}}}", parsing_timeout=limit)
-    return float(bool(expected) and bool(got) and verify(expected, got, timeout_seconds=limit))
+            return 1.0, None
+        return float(_SPACE.sub("", answer).rstrip(".") == _SPACE.sub("", gold).rstrip(".")), None
+    digits = literal_digits(answer)
+    if digits is not None and digits > MAX_DIGITS:
+        gold_digits = literal_digits(gold)
+        if gold_digits is not None and gold_digits > MAX_DIGITS and _SPACE.sub("", answer) == _SPACE.sub("", gold):
+            return 1.0, None  # the same huge number, written the same way: nothing to evaluate
+        if gold_digits is not None and gold_digits <= MAX_DIGITS:
+            size = f"about {digits:.3g}" if math.isfinite(digits) else "more than 1e300"
+            return 0.0, f"the answer is a number of {size} digits; it was not evaluated (the gold answer is far smaller)"
+    graded = bounded_call("agentgym.envs.code.tasks:math_verify_match", [answer, gold], timeout=timeout,
+                          warm=("agentgym.envs.code.tasks:warm_math_verify", []))
+    if graded.error is not None:
+        return 0.0, f"the answer could not be graded: {graded.error}"
+    return float(bool(graded.value)), None
+
+
+def warm_math_verify() -> None:
+    """Import math-verify and parse once (a grading worker's warm-up, not timed)."""
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its "timeout is disabled": the worker is the bound
+
+    verify(parse("\\boxed{1}", parsing_timeout=None), parse("\\boxed{1}", parsing_timeout=None), timeout_seconds=None)
+
+
+def math_verify_match(answer: str, gold: str) -> bool:
+    """math-verify's verdict, unbounded: only ever called in a grading worker."""
+    from math_verify import parse, verify
+
+    expected = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
+    got = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+    return bool(expected) and bool(got) and bool(verify(expected, got, timeout_seconds=None))
+
+
+_TOKEN = re.compile(r"\s*(\d+|\*\*|[()^{}!])")
+
+
+def literal_digits(text: str) -> float | None:
+    r"""The number of decimal digits of ``text`` when it is one expression of integer literals,
+    powers (``^``, ``**``, braces and parentheses for grouping) and factorials, such as
+    ``9^{9^{9^{9}}}`` or ``(10^{10})!``, estimated in logarithms without evaluating it
+    (``inf`` past floats); None for anything else. Cheap, so a grader can refuse an answer that
+    would take sympy minutes to expand."""
+    text = text.strip().strip("$").replace("\\left", "").replace("\\right", "")
+    tokens: list[str] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            if text[pos:].strip():
+                return None
+            break
+        tokens.append(m.group(1))
+        pos = m.end()
+    if not tokens:
+        return None
+    try:
+        value, rest = _power(tokens)
+    except (IndexError, ValueError):
+        return None
+    return None if rest else value
+
+
+def _log10_factorial(log10_n: float) -> float:
+    if log10_n > 300:
+        return math.inf
+    n = 10 ** log10_n
+    return math.lgamma(n + 1) / math.log(10)
+
+
+def _atom(tokens: list[str]) -> tuple[float, list[str]]:
+    """log10 of an atom (a literal or a group), then any factorials."""
+    head, rest = tokens[0], tokens[1:]
+    if head.isdigit():
+        value = math.log10(int(head)) if int(head) > 0 else -math.inf
+    elif head in "({":
+        value, rest = _power(rest)
+        if not rest or rest[0] != {"(": ")", "{": "}"}[head]:
+            raise ValueError("unbalanced group")
+        rest = rest[1:]
+    else:
+        raise ValueError(head)
+    while rest and rest[0] == "!":
+        value, rest = _log10_factorial(value), rest[1:]
+    return value, rest
+
+
+def _power(tokens: list[str]) -> tuple[float, list[str]]:
+    """log10 of ``atom (^ power)?``, right-associative."""
+    base, rest = _atom(tokens)
+    if rest and rest[0] in ("^", "**"):
+        exponent, rest = _power(rest[1:])
+        if exponent > 300:
+            return (math.inf if base > 0 else base), rest
+        return base * 10 ** exponent, rest
+    return base, rest
 
 
 def load_math_dataset(source: str | Path | Iterable[Mapping[str, Any]], *, limit: int | None = None) -> list[MathTask]:
@@ -380,6 +483,7 @@ class ReasoningGymSource:
         unknown = sorted(set(families) - set(reasoning_gym.factory.DATASETS))
         if unknown:
             raise ValueError(f"unknown reasoning-gym families {unknown}")
+        self.size, self.seed = size, seed
         self.datasets = {f: reasoning_gym.create_dataset(f, seed=seed, size=size) for f in families}
 
     def task(self, family: str, index: int) -> MathTask:
@@ -388,12 +492,40 @@ class ReasoningGymSource:
         solution = f"answer = {answer!r}\nprint(answer)"
         return MathTask(f"rg/{family}/{index}", entry["question"], answer, solution, f"rg/{family}", entry)
 
-    def score(self, task: MathTask, answer: str) -> float:
-        """The generator's own scorer (a scorer that raises counts as a wrong answer)."""
-        family = task.source.removeprefix("rg/")
-        try:
-            return float(self.datasets[family].score_answer(answer, task.entry))
-        except Exception as exc:  # noqa: BLE001 — a third-party scorer must not end the rollout
-            log.warning("reasoning-gym %s scorer raised on %.80r: %s", family, answer, exc)
-            return 0.0
+    def score(self, task: MathTask, answer: str, *, timeout: float = GRADE_TIMEOUT) -> float:
+        """:meth:`grade`'s score alone."""
+        return self.grade(task, answer, timeout=timeout)[0]
 
+    def grade(self, task: MathTask, answer: str, *, timeout: float = GRADE_TIMEOUT) -> tuple[float, str | None]:
+        """The generator's own scorer, run in a grading worker with a hard ``timeout`` (some use
+        sympy); ``(score, why)`` as :func:`math_grade` (a scorer that raises scores 0, logged)."""
+        family = task.source.removeprefix("rg/")
+        index = int(task.id.rpartition("/")[2])
+        graded = bounded_call("agentgym.envs.code.tasks:rg_score", [family, self.seed, self.size, index, answer],
+                              timeout=timeout, warm=("agentgym.envs.code.tasks:rg_dataset", [family, self.seed, self.size]))
+        if graded.stopped:
+            return 0.0, f"the answer could not be graded: {graded.error}"
+        if graded.error is not None:
+            log.warning("reasoning-gym %s scorer raised on %.80r: %s", family, answer, graded.error)
+            return 0.0, None
+        return float(graded.value), None
+
+
+_RG_DATASETS: dict[tuple[str, int, int], Any] = {}
+
+
+def rg_dataset(family: str, seed: int, size: int) -> Any:
+    """A reasoning-gym dataset, made once per grading worker (its warm-up)."""
+    key = (family, seed, size)
+    if key not in _RG_DATASETS:
+        import reasoning_gym
+
+        _RG_DATASETS[key] = reasoning_gym.create_dataset(family, seed=seed, size=size)
+    return None
+
+
+def rg_score(family: str, seed: int, size: int, index: int, answer: str) -> float:
+    """reasoning-gym's scorer on item ``index``, unbounded: only ever called in a grading worker."""
+    rg_dataset(family, seed, size)
+    dataset = _RG_DATASETS[(family, seed, size)]
+    return float(dataset.score_answer(answer, dataset[index]))

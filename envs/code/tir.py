@@ -45,8 +45,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentgym.core import StepResult, TextEnv
+from agentgym.core import Failure, StepResult, TextEnv
 from agentgym.credit.void import VOID_RULES, is_void_simpletir
+from agentgym.grading import GRADE_TIMEOUT
 from agentgym.parsers import BoxedParser, PythonBlockParser, strip_think
 from agentgym.sandboxes import DEFAULT_IMAGE, ExecResult, SandboxSpec
 
@@ -57,7 +58,7 @@ from .tasks import (
     ReasoningGymSource,
     builtin_task,
     load_math_dataset,
-    math_match,
+    math_grade,
     numeric_match,
 )
 
@@ -116,7 +117,9 @@ class PythonTIREnv(TextEnv):
     :func:`~.tasks.math_match`. Sandbox: ``backend`` (docker, local,
     or None for auto), Docker ``image``, per-call ``timeout`` in seconds, ``memory_mb``;
     ``sandbox_labels`` tag Docker containers. ``max_output_chars`` caps the output an
-    observation shows.
+    observation shows. ``grade_timeout``: seconds grading one final answer may take (a hard bound
+    in any thread); an answer that runs out of it scores 0 with ``info["grader_error"]`` and
+    ``failure="agent"``. ``info["success"]``: the answer is correct (reward 1).
     """
 
     system_prompt = SYSTEM_PROMPT
@@ -140,11 +143,15 @@ class PythonTIREnv(TextEnv):
         max_turns: int | None = 5,
         render_mode: str | None = None,
         void_rule: str = "agentgym",
+        grade_timeout: float = GRADE_TIMEOUT,
     ):
         super().__init__(max_turns=max_turns, render_mode=render_mode)
         if void_rule not in VOID_RULES:
             raise ValueError(f"void_rule must be one of {VOID_RULES}, got {void_rule!r}")
         self.void_rule = void_rule
+        if grade_timeout <= 0:
+            raise ValueError("grade_timeout must be > 0")
+        self.grade_timeout = float(grade_timeout)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if tasks_per_source < 1 or timeout <= 0 or max_output_chars < 32:
@@ -199,9 +206,8 @@ class PythonTIREnv(TextEnv):
 
     def _pick(self, options: dict[str, Any]) -> MathTask:
         choice = options.get("task")
-        if choice is None:
-            source = int(self.np_random.integers(len(self.sources)))
-            return self.task_at(source * self.tasks_per_source + int(self.np_random.integers(self.tasks_per_source)))
+        if choice is None:  # every source alike: the pool is sources × tasks_per_source
+            return self.task_at(self.pool_index(self.num_tasks))
         if isinstance(choice, MathTask):
             return choice
         if isinstance(choice, int):
@@ -213,14 +219,20 @@ class PythonTIREnv(TextEnv):
         raise ValueError(f"options['task'] must be a task index, id (e.g. 'builtin/3') or MathTask, got {choice!r}")
 
     def score(self, answer: str) -> float:
-        """The current task's reward for ``answer``: math-verify for dataset tasks, exact numeric
-        match for built-in ones, reasoning-gym's scorer for its own."""
+        """:meth:`grade`'s reward alone."""
+        return self.grade(answer)[0]
+
+    def grade(self, answer: str) -> tuple[float, str | None]:
+        """The current task's reward for ``answer`` and, when the answer could not be graded
+        (grading ran past ``grade_timeout``, an astronomically large number), why: math-verify
+        for dataset tasks and reasoning-gym's scorer for its own (both in a grading worker with a
+        hard time bound), exact numeric match for built-in ones."""
         if self.task.source == "data":
-            return math_match(answer, self.task.answer)
+            return math_grade(answer, self.task.answer, timeout=self.grade_timeout)
         if self.task.entry is None:
-            return numeric_match(answer, self.task.answer)
+            return numeric_match(answer, self.task.answer), None
         assert self.rg is not None
-        return self.rg.score(self.task, answer)
+        return self.rg.grade(self.task, answer, timeout=self.grade_timeout)
 
     # -- the contract -----------------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -248,7 +260,7 @@ class PythonTIREnv(TextEnv):
             return self._execute(code.tool_calls[0].arguments["code"])
         error = code.error or boxed.error
         message = str(error) if error else "found no ```python block and no \\boxed{} answer"
-        info = {"parse_error": message, "void": True, "state_key": self.state_key}
+        info = {"parse_error": message, "void": True, "state_key": self.state_key, "success": False}
         return f"\nInvalid turn: {message}. {VOID_HINT}\n", 0.0, True, False, info
 
     def _execute(self, code: str) -> StepResult:
@@ -270,8 +282,11 @@ class PythonTIREnv(TextEnv):
         return obs, 0.0, False, False, info
 
     def _answer(self, answer: str, obs: str, info: dict[str, Any] | None = None) -> StepResult:
-        reward = self.score(answer)
-        info = {**(info or {"state_key": self.state_key}), "answer": answer, "correct": reward >= 1.0}
+        reward, why = self.grade(answer)
+        correct = reward >= 1.0
+        info = {**(info or {"state_key": self.state_key}), "answer": answer, "correct": correct, "success": correct}
+        if why is not None:  # scored 0 for the agent, and said so
+            info.update(grader_error=why, failure=Failure.AGENT, failure_detail=why)
         return obs, reward, True, False, info
 
     def expert_action(self) -> str:

@@ -148,6 +148,7 @@ class SearchEnv(TextEnv):
         if not self.tasks:
             raise ValueError("no tasks")
         self._task_index = {t.id: i for i, t in enumerate(self.tasks)}
+        self.num_tasks = len(self.tasks)
         self.retriever: Retriever = (
             HTTPRetriever(retriever_url) if retriever_url else BM25Retriever.shared(corpus, cache_dir=cache_dir)
         )
@@ -160,7 +161,7 @@ class SearchEnv(TextEnv):
     def _pick(self, options: dict[str, Any]) -> Task:
         choice = options.get("task")
         if choice is None:
-            return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+            return self.tasks[self.pool_index(len(self.tasks))]
         if isinstance(choice, Task):
             return choice
         if isinstance(choice, str) and choice in self._task_index:
@@ -217,7 +218,7 @@ class SearchEnv(TextEnv):
     def _answer(self, answer: str) -> StepResult:
         em, f1 = exact_match(answer, self.task.answers), f1_score(answer, self.task.answers)
         self.state_key = "answered"
-        info = {"answer": answer, "em": em, "f1": f1, "state_key": self.state_key}
+        info = {"answer": answer, "em": em, "f1": f1, "state_key": self.state_key, "success": em == 1.0}
         return "", em if self.metric == "em" else f1, True, False, info
 
     def _invalid(self, error: str) -> StepResult:

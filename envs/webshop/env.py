@@ -105,6 +105,7 @@ class WebShopEnv(TextEnv):
             raise ValueError("n_products and n_tasks must be positive")
         self.backend_name, self.placement = backend, placement
         self.seed, self.n_products, self.n_tasks = seed, n_products, n_tasks
+        self.num_tasks = n_tasks
         self.site_labels, self.chromium_path, self.browsers = site_labels, chromium_path, browsers
         self.max_obs_chars = max_obs_chars
         self.catalogue = catalogue(seed, n_products)
@@ -183,7 +184,7 @@ class WebShopEnv(TextEnv):
 
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self._end_session()
-        task = int(options.get("task", self.np_random.integers(self.n_tasks)))
+        task = int(options["task"]) if "task" in options else self.pool_index(self.n_tasks)
         self.goal = shop.make_goal(self.catalogue, task)
         self.sid = self._api("POST", "/api/sessions", json={"instruction": self.goal.text})["sid"]
         self.page = self._navigate(self._backend().open, f"{self._site().url}/s/{self.sid}/")

@@ -64,7 +64,7 @@ class GridWorldEnv(TextEnv):
             self.agent = (r, c)
         won = self.agent == self.goal
         return ("You reached the goal." if won else self._render()), float(won), won, False, {
-            "state_key": self._state()}
+            "state_key": self._state(), "success": won}
 
     # -- what the policies use ------------------------------------------------------------
     def expert_action(self) -> str:

@@ -9,7 +9,7 @@ import pytest
 from support import hide_package
 
 import agentgym
-from agentgym.envs.textworld.env import TextWorldEnv, clean_text, parse_command
+from agentgym.envs.textworld.env import TextWorldEnv, clean_text, parse_command, score_reward
 from agentgym.envs.textworld.games import DIFFICULTIES, game_file, games_dir, generate_games, import_textworld
 
 pytest.importorskip("textworld")
@@ -92,8 +92,22 @@ def test_walkthrough_expert_wins_with_score_reward(cache: Path) -> None:
         walkthrough = list(env.walkthrough)
         assert walkthrough and env.expert_action() == walkthrough[0]
         total, terminated, info = _play(env, [env.expert_action() for _ in range(1)] + walkthrough[1:])
-        assert terminated and info["won"] and not info["lost"]
-        assert total == pytest.approx(1.0) and info["score"] == info["max_score"]
+        assert terminated and info["won"] and not info["lost"] and info["success"] is True
+        assert total == 1.0 and info["score"] == info["max_score"]  # exactly: a won game is whole
+
+
+def test_score_rewards_of_a_won_game_sum_to_exactly_one() -> None:
+    """Issue 21: a won game scored 0.9999999999999999 (ten score points of 0.1 summed in floats)."""
+    for max_score, steps in ((10, [1] * 10), (3, [1, 1, 1]), (7, [2, 1, 3, 1]), (49, [7] * 7)):
+        paid, score, total = 0.0, 0, 0.0
+        for gain in steps:
+            before, score = score, score + gain
+            reward = score_reward(paid, score, before, max_score, won=score == max_score)
+            paid += reward
+            total += reward
+        assert total == 1.0, (max_score, steps, total)
+    assert sum([0.1] * 10) != 1.0  # what paying each turn's share alone did
+    assert score_reward(0.5, 5, 5, 10, won=False) == 0.0  # no score change, no reward
 
 
 def test_expert_recovers_after_a_deviation(cache: Path) -> None:
@@ -206,9 +220,11 @@ def test_rollout_engine_plays_textworld(cache: Path) -> None:
 
     spec = agentgym.spec("agentgym/TextWorld-TreasureHunter-Easy-v0")
     spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "num_games": 3, "cache_dir": str(cache)})
-    trajs = asyncio.run(rollout(spec, ScriptedPolicy(), plan("tw", tasks=4, group_size=2), concurrency=4))
-    assert len(trajs) == 8 and not any(t.failure for t in trajs)
-    assert all(t.terminated and sum(turn.reward for turn in t.turns) == pytest.approx(1.0) for t in trajs)
+    trajs = asyncio.run(rollout(spec, ScriptedPolicy(), plan("tw", tasks=3, group_size=2), concurrency=4))
+    assert len(trajs) == 6 and not any(t.failure for t in trajs)
+    assert all(t.terminated and t.outcome == 1.0 and t.success for t in trajs)
+    # issue 21: 3 seeds over the 3-game pool play all 3 games (drawn with replacement: often 2)
+    assert len({t.task_id for t in trajs}) == 3
     assert all(t.turns[0].state_key for t in trajs)
 
 
@@ -218,7 +234,7 @@ def test_coin_collector_is_won_by_the_expert(cache: Path) -> None:
     obs, info = env.reset(seed=0)
     assert "coin" in obs.lower() and info["task_id"] == "coin_collector-easy-0"
     total, terminated, info = _play(env, [env.expert_action() for _ in range(1)] + env.walkthrough[1:])
-    assert terminated and info["won"] and total == pytest.approx(1.0) and info["state_key"].split(" | ")[1]
+    assert terminated and info["won"] and total == 1.0 and info["state_key"].split(" | ")[1]
 
 
 @pytest.mark.slow
