@@ -17,8 +17,9 @@ used to define them still export the same names.
     │   │   └── VersionNotFoundError         the name exists, that version does not
     │   └── AlreadyRegisteredError (ValueError)
     ├── InfraError (RuntimeError)            not the agent's fault: the engine records failure="infra"
-    │   └── SandboxError
-    │       ├── SandboxTimeout, SandboxCrashed, SandboxUnavailable
+    │   ├── SandboxError
+    │   │   ├── SandboxTimeout, SandboxCrashed, SandboxUnavailable
+    │   └── TooManyInfraFailures           a rollout stopped: episodes kept failing on infrastructure
     ├── CorruptStoreError (ValueError)       a trajectory file damaged in the middle
     ├── ContextLengthExceeded                the conversation outgrew the model: episode truncated
     ├── RequestRejectedError (RuntimeError)  a model server refused a request (4xx other than 429)
@@ -48,6 +49,7 @@ __all__ = [
     "SandboxUnavailable",
     "TemplateError",
     "ToolError",
+    "TooManyInfraFailures",
     "UnknownEnvError",
     "VersionNotFoundError",
 ]
@@ -107,6 +109,16 @@ class InfraError(AgentGymError, RuntimeError):
     Raised by envs and sandboxes; the rollout engine records the trajectory with
     ``failure="infra"`` so trainers can drop it instead of learning from a bogus reward.
     """
+
+
+class TooManyInfraFailures(InfraError):
+    """A rollout stopped because ``count`` episodes in a row failed on infrastructure: the server or
+    sandbox is down, and running the rest would only record more failures. ``last`` is the last
+    failure's detail; the finished episodes are on disk and ``--resume`` continues."""
+
+    def __init__(self, count: int, last: str):
+        super().__init__(f"{count} episodes in a row failed on infrastructure; the last: {last}")
+        self.count, self.last = count, last
 
 
 class SandboxError(InfraError):
