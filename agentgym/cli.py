@@ -19,6 +19,7 @@ from rich.table import Column, Table
 
 import agentgym
 from agentgym import registry
+from agentgym.errors import ConfigError, InfraError, RequestRejectedError, TooManyInfraFailures
 
 app = typer.Typer(
     help="agentgym: multi-turn agentic RL environments, rollouts, credit assignment and training.",
@@ -230,7 +231,10 @@ def rollout(
         False, "--retry-infra", help="With --resume: run infra-failed episodes again (their old records "
         f"move to {INFRA_FAILURES}).",
     ),
-    seed: int = typer.Option(None, help=r"Seed of task 0; task i uses seed+i. \[default: 0]"),
+    seed: int = typer.Option(
+        None, help="Seed of task 0 (task i uses seed+i), and of the policy's sampling unless --policy-kwarg "
+        r"seed=N: the same seed gives the same run at any --concurrency. \[default: 0]",
+    ),
     max_turns: int = typer.Option(None, help="Override the env's turn limit (truncates, marked).", min=1),
     max_tokens: int = typer.Option(
         None, help="Completion-token budget per episode (truncates, marked; ~4 chars/token when the "
@@ -242,6 +246,10 @@ def rollout(
         [], "--policy-kwarg", help="Policy option key=value, e.g. epsilon=0.2 or temperature=0.7 (repeatable).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    stop_after_infra: int = typer.Option(
+        10, "--stop-after-infra", min=0, help="Stop the run once this many episodes in a row have failed on "
+        "infrastructure (server or sandbox down), instead of failing the rest the same way; 0: never stop.",
+    ),
     ray_workers: int = typer.Option(
         0, "--ray-workers", min=0, help="Run the episodes in this many Ray actors (ray extra), each with "
         "--concurrency episodes in flight; trajectories stream back to this process's store. 0: no Ray.",
@@ -251,7 +259,7 @@ def rollout(
     ),
 ) -> None:
     """Roll out a policy on an env in groups, writing trajectories as JSONL (kill-safe, resumable)."""
-    from agentgym.policies import make_policy
+    from agentgym.policies import OpenAIChatPolicy, make_policy
     from agentgym.rollout import plan, summarize
     from agentgym.rollout import rollout as run_rollouts
     from agentgym.store import TrajectoryStore
@@ -298,6 +306,8 @@ def rollout(
         concurrency = manifest.get("concurrency") or 8
     manifest["concurrency"] = concurrency
     policy_kwargs = dict(manifest["policy_kwargs"])
+    if manifest["policy"] != "transformers":  # per-episode sampling seeds (transformers: see below)
+        policy_kwargs.setdefault("seed", manifest["seed"])
     if manifest["policy"] == "openai":
         if not manifest["base_url"] or not manifest["model"]:
             raise _fail("--policy openai needs --base-url and --model")
@@ -316,6 +326,18 @@ def rollout(
             raise _fail(f"--all-tasks needs an env with a finite task pool; {env_spec.id} makes a new task for "
                         "every seed (num_tasks is None): use --tasks N")
         manifest["tasks"] = pool
+    if isinstance(agent, OpenAIChatPolicy):
+        try:
+            agent.check_server()
+        except (InfraError, RequestRejectedError) as e:
+            raise _fail(f"--policy openai: {e}") from None
+    # A local model samples a batch at a time: seeded, and with envs stepped on the event loop
+    # (no thread timing decides which requests share a batch), its run repeats exactly.
+    deterministic_batches = manifest["policy"] == "transformers"
+    if deterministic_batches:
+        import torch
+
+        torch.manual_seed(manifest["seed"])
     if retry_infra:
         retried = store.remove(lambda d: d.get("failure") == "infra", moved_to=out / INFRA_FAILURES)
         console.print(f"--retry-infra: {retried} infra-failed episodes to run again (old records in {INFRA_FAILURES})")
@@ -346,7 +368,8 @@ def rollout(
         async def go() -> None:
             options = {"concurrency": concurrency, "store": store, "max_turns": manifest["max_turns"],
                        "max_tokens": manifest["max_tokens"], "step_timeout": step_timeout,
-                       "env_kwargs": manifest["env_kwargs"], "on_done": on_done}
+                       "env_kwargs": manifest["env_kwargs"], "on_done": on_done,
+                       "stop_after_infra": stop_after_infra or None}
             try:
                 if ray_workers:
                     from agentgym.ray_rollout import rollout_on_ray
@@ -354,12 +377,15 @@ def rollout(
                     await rollout_on_ray(env_spec, manifest["policy"], todo, policy_kwargs=policy_kwargs,
                                          workers=ray_workers, address=ray_address, **options)
                 else:
-                    await run_rollouts(env_spec, agent, todo, **options)
+                    await run_rollouts(env_spec, agent, todo, threads=not deterministic_batches, **options)
             finally:
                 await agent.aclose()
 
+        stopped: TooManyInfraFailures | None = None
         try:
             asyncio.run(go())
+        except TooManyInfraFailures as e:
+            stopped = e
         except BaseException:
             if not resume and not store.completed_ids():  # nothing ran: leave no run behind
                 store.manifest_path.unlink(missing_ok=True)
@@ -371,18 +397,26 @@ def rollout(
     if summary.failures.get("error"):
         raise _error_exit(f"{summary.failures['error']} episode(s) ended with failure='error': a bug in the env's "
                           f"or its user's code (e.g. the verifier raised); see failure_detail in {store.path}")
+    if stopped is not None:
+        console.print(f"[bold red]stopped:[/] {stopped}\nFix the cause, then continue with "
+                      f"`agentgym rollout --out {out} --resume --retry-infra`.", markup=True)
+        raise typer.Exit(1)
 
 
 def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> int | None:
-    """Build the env once, so a bad kwarg (or a policy the env cannot serve) is an error before
-    anything is written, not an infra failure on every episode; return its task pool's size."""
+    """Build the env and reset it to the first task once, so a bad kwarg (or a policy the env
+    cannot serve) is an error before anything is written, not an infra failure on every episode;
+    return its task pool's size (None: a new task for every seed)."""
     overrides = dict(manifest["env_kwargs"])
     if manifest["max_turns"] is not None:
         overrides["max_turns"] = manifest["max_turns"]
     try:
+        env = registry.check_env_config(env_spec, overrides, seed=manifest["seed"])
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    except InfraError as e:  # the config is fine; the infrastructure is down (the run's breaker decides)
+        console.print(f"[yellow]warning:[/] the env's first reset failed on infrastructure: {e}")
         env = env_spec.make(**overrides)
-    except Exception as e:  # noqa: BLE001 — any construction error is the user's to see, as one line
-        raise _fail(f"env {env_spec.id} could not be built with kwargs {overrides}: {type(e).__name__}: {e}") from None
     try:
         if manifest["policy"] == "scripted" and not callable(getattr(env.unwrapped, "expert_action", None)):
             raise _fail(f"--policy scripted needs an env with expert_action(); {env_spec.id} "

@@ -17,10 +17,11 @@ used to define them still export the same names.
     │   │   └── VersionNotFoundError         the name exists, that version does not
     │   └── AlreadyRegisteredError (ValueError)
     ├── InfraError (RuntimeError)            not the agent's fault: the engine records failure="infra"
+    │   ├── SandboxError
+    │   │   ├── SandboxTimeout, SandboxCrashed, SandboxUnavailable
+    │   └── TooManyInfraFailures           a rollout stopped: episodes kept failing on infrastructure
     ├── EnvCodeError (RuntimeError)          a bug in the env's or the user's code (a verifier that raised):
     │                                        failure="error", counted and made loud, neither 0 nor masked
-    │   └── SandboxError
-    │       ├── SandboxTimeout, SandboxCrashed, SandboxUnavailable
     ├── CorruptStoreError (ValueError)       a trajectory file damaged in the middle
     ├── ContextLengthExceeded                the conversation outgrew the model: episode truncated
     ├── RequestRejectedError (RuntimeError)  a model server refused a request (4xx other than 429)
@@ -51,6 +52,7 @@ __all__ = [
     "SandboxUnavailable",
     "TemplateError",
     "ToolError",
+    "TooManyInfraFailures",
     "UnknownEnvError",
     "VersionNotFoundError",
 ]
@@ -116,6 +118,16 @@ class EnvCodeError(AgentGymError, RuntimeError):
     """A bug in the env's own or its user's code, e.g. a verifier that raised: not the agent's
     fault and not infrastructure. The engine records ``failure="error"``; ``agentgym rollout``
     counts it in the summary and exits non-zero, and training stops on it."""
+
+
+class TooManyInfraFailures(InfraError):
+    """A rollout stopped because ``count`` episodes in a row failed on infrastructure: the server or
+    sandbox is down, and running the rest would only record more failures. ``last`` is the last
+    failure's detail; the finished episodes are on disk and ``--resume`` continues."""
+
+    def __init__(self, count: int, last: str):
+        super().__init__(f"{count} episodes in a row failed on infrastructure; the last: {last}")
+        self.count, self.last = count, last
 
 
 class SandboxError(InfraError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -27,12 +28,14 @@ from agentgym.core import TextEnv
 from agentgym.errors import (
     AlreadyRegisteredError,
     ConfigError,
+    InfraError,
     NameNotFoundError,
     UnknownEnvError,
     VersionNotFoundError,
 )
 
-__all__ = ["EnvSpec", "UnknownEnvError", "load_yaml", "make", "register", "registry", "spec", "unregister"]
+__all__ = ["EnvSpec", "UnknownEnvError", "check_env_config", "load_yaml", "make", "register", "registry", "spec",
+           "unregister"]
 
 ENTRY_POINT_GROUP = "agentgym.envs"
 _ID_PATTERN = re.compile(r"^(?:[\w:.-]+/)?[\w:.-]+-v\d+$")
@@ -180,6 +183,49 @@ def make(id: str | EnvSpec, **kwargs: Any) -> TextEnv:
     return env_spec.make(**kwargs)
 
 
+def check_env_config(env_spec: EnvSpec, overrides: dict[str, Any] | None = None, *, seed: int = 0) -> TextEnv:
+    """Build ``env_spec`` with ``overrides`` and reset it to the task of ``seed``; return the env
+    (the caller closes it). An error is raised as :class:`ConfigError` naming the kwargs in force
+    (the spec's and the overrides), so a bad kwarg stops a run before its first episode instead of
+    failing every episode as if the infrastructure had. An :class:`InfraError` from the reset is
+    the infrastructure's, not the config's: it is raised as it is."""
+    overrides = dict(overrides or {})
+    effective = {**env_spec.kwargs, **overrides}
+    where = f"kwargs {effective}" + (f" (overrides: {overrides})" if overrides and env_spec.kwargs else "")
+    try:
+        env = env_spec.make(**overrides)
+    except Exception as e:  # noqa: BLE001 — any construction error is a configuration error here
+        raise ConfigError(f"env {env_spec.id} could not be built with {where}: {type(e).__name__}: {e}") from e
+    try:
+        env.reset(seed=seed)
+    except InfraError:
+        env.close()
+        raise
+    except Exception as e:  # noqa: BLE001
+        env.close()
+        raise ConfigError(f"env {env_spec.id} was built but could not be reset (seed {seed}) with {where}: "
+                          f"{type(e).__name__}: {e}") from e
+    return env
+
+
+def _check_signature(entry_point: Any, kwargs: dict[str, Any], where: str) -> None:
+    """Check, when an env is declared, that its entry point imports and takes these kwargs by name
+    (their values are checked when a run builds the env: :func:`check_env_config`)."""
+    if not isinstance(entry_point, str) or ":" not in entry_point:
+        raise ConfigError(f"{where}: entry_point must look like 'module:attr', got {entry_point!r}")
+    module_name, _, attr = entry_point.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{where}: entry point {entry_point!r} cannot be loaded: {type(e).__name__}: {e}") from None
+    try:
+        inspect.signature(factory).bind_partial(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {entry_point} does not take kwargs {kwargs}: {e}") from None
+    except ValueError:  # no signature to read (a builtin): the run will tell
+        pass
+
+
 def load_yaml(path: str | Path) -> list[EnvSpec]:
     """Register the envs declared in a YAML file.
 
@@ -207,5 +253,8 @@ def load_yaml(path: str | Path) -> list[EnvSpec]:
         unknown = set(entry) - {"id", "entry_point", "kwargs", "max_turns", "description"}
         if unknown:
             raise ConfigError(f"{path}: unknown keys {sorted(unknown)} in env {entry.get('id')!r}")
+        if not isinstance(entry.get("kwargs", {}), dict):
+            raise ConfigError(f"{path}: 'kwargs' of env {entry.get('id')!r} must be a mapping, got {entry['kwargs']!r}")
+        _check_signature(entry.get("entry_point"), entry.get("kwargs", {}), f"{path}: env {entry.get('id')!r}")
         specs.append(register(entry.pop("id"), entry.pop("entry_point"), **entry))
     return specs

@@ -106,11 +106,12 @@ class HTTPRetry:
         """Arguments for ``tenacity.Retrying`` / ``AsyncRetrying`` around a callable that raises
         :data:`RETRYABLE` errors; ``what`` names the endpoint in log lines."""
 
-        def log(state: RetryCallState) -> None:
+        def log(state: RetryCallState) -> None:  # one warning per incident; each further try at debug level
             error = state.outcome.exception() if state.outcome else None
             sleep = state.next_action.sleep if state.next_action else 0.0
-            logger.warning("%s: %s: %s; retry %d/%d in %.2fs", what, type(error).__name__, error,
-                           state.attempt_number, self.max_retries, sleep)
+            level = logging.WARNING if state.attempt_number == 1 else logging.DEBUG
+            logger.log(level, "%s: %s: %s; retry %d/%d in %.2fs", what, type(error).__name__, error,
+                       state.attempt_number, self.max_retries, sleep)
 
         return {"stop": stop_after_attempt(self.max_retries + 1), "wait": self.wait,
                 "retry": retry_if_exception_type(RETRYABLE), "before_sleep": log, "reraise": True}

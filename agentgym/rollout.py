@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.core import Failure, InfraError, TextEnv, TruncationReason
-from agentgym.errors import EnvCodeError
-from agentgym.policies.base import Completion, ContextLengthExceeded, Message, Policy, turn_messages
+from agentgym.errors import EnvCodeError, TooManyInfraFailures
+from agentgym.policies.base import (
+    Completion,
+    ContextLengthExceeded,
+    Episode,
+    Message,
+    Policy,
+    running_episode,
+    turn_messages,
+)
 from agentgym.registry import EnvSpec
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory, Turn, canonical_key
@@ -80,7 +88,18 @@ async def run_episode(
     max_tokens: int | None = None,
     step_timeout: float | None = None,
 ) -> Trajectory:
-    """Run one episode to its end; failures are recorded on the trajectory, never raised."""
+    """Run one episode to its end; failures are recorded on the trajectory, never raised.
+
+    The policy sees the episode as :func:`agentgym.policies.base.current_episode` (seeded
+    policies derive their randomness from it)."""
+    with running_episode(Episode(item.seed, item.member)):
+        return await _play(env, policy, item, env_id=env_id, max_tokens=max_tokens, step_timeout=step_timeout)
+
+
+async def _play(
+    env: TextEnv, policy: Policy, item: WorkItem, *, env_id: str, max_tokens: int | None,
+    step_timeout: float | None,
+) -> Trajectory:
     traj = Trajectory(
         traj_id=item.traj_id,
         group_id=item.group_id,
@@ -232,6 +251,7 @@ async def rollout(
     on_done: Callable[[Trajectory], None] | None = None,
     threads: bool = True,
     make_env: Callable[..., Awaitable[TextEnv]] | None = None,
+    stop_after_infra: int | None = None,
 ) -> list[Trajectory]:
     """Run ``items`` with at most ``concurrency`` episodes in flight; return the trajectories.
 
@@ -246,9 +266,17 @@ async def rollout(
     ``make_env(**env_kwargs)`` builds each worker's env instead of ``env_spec.make`` (the spec
     still names the trajectories' env): :class:`agentgym.ray_rollout.RayEnvPool` hands out envs
     that live in Ray actors while this engine, and the policy, stay in this process.
+
+    ``stop_after_infra``: a circuit breaker. Once that many episodes in a row have failed on
+    infrastructure, the run stops with :class:`agentgym.errors.TooManyInfraFailures` (episodes in
+    flight are abandoned, the finished ones are stored) instead of failing every remaining episode
+    the same way.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
+    if stop_after_infra is not None and stop_after_infra < 1:
+        raise ValueError("stop_after_infra must be >= 1 (or None: never stop)")
+    infra_streak = 0
     overrides = dict(env_kwargs or {})
     if max_turns is not None:
         overrides["max_turns"] = max_turns
@@ -293,11 +321,15 @@ async def rollout(
                 await _close_quietly(env)
 
     def _finish(traj: Trajectory) -> None:
+        nonlocal infra_streak
         if store is not None:
             store.append(traj)
         results.append(traj)
         if on_done is not None:
             on_done(traj)
+        infra_streak = infra_streak + 1 if traj.failure == Failure.INFRA else 0
+        if stop_after_infra is not None and infra_streak >= stop_after_infra:
+            raise TooManyInfraFailures(infra_streak, traj.failure_detail or "no detail")
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 1)]
     try:

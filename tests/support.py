@@ -212,3 +212,17 @@ class LoopbackHTTPServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class SizedEnv(EchoEnv):
+    """EchoEnv whose ``size`` is only used at reset (as a maze's would be): a bad value builds
+    fine and fails on the first reset."""
+
+    def __init__(self, *, size: Any = 3, max_turns: int | None = 4):
+        super().__init__(max_turns=max_turns)
+        self.size = size
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        cells = "." * int(self.size) ** 2
+        obs, info = super()._reset(options)
+        return f"{obs} {cells}", info

@@ -158,6 +158,93 @@ def test_help_shows_the_defaults():
         return runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
 
     out = help_of("rollout")
-    for text in ("(distinct seeds). [default: 8]", "sharing its seed (G). [default: 1]", "seed+i. [default: 0]"):
+    for text in ("(distinct seeds). [default: 8]", "sharing its seed (G). [default: 1]",
+                 "any --concurrency. [default: 0]"):
         assert text in out, text
     assert "per-turn credit. [default: RUN_DIR/advantages.jsonl]" in help_of("advantages")
+
+
+SIZED = "envs:\n  - {id: tests/Sized-v0, entry_point: 'support:SizedEnv'}\n"
+
+
+def test_a_kwarg_that_fails_at_reset_is_a_config_error_before_any_episode(tmp_path):
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text(SIZED)
+    out = tmp_path / "r"
+    result = cli("--env-file", str(env_file), "rollout", "--env", "tests/Sized-v0", "--policy", "random",
+                 "--env-kwarg", "size=banana", "--tasks", "4", "--out", str(out), "-q")
+    assert result.exit_code == 2, result.output
+    assert "could not be reset" in result.output and "'size': 'banana'" in result.output, result.output
+    assert _no_run_left(out)
+
+
+def test_an_env_file_kwarg_is_named_with_the_kwargs_in_force(tmp_path):
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text("envs:\n  - {id: tests/Sized-v1, entry_point: 'support:SizedEnv', kwargs: {size: x}}\n")
+    result = cli("--env-file", str(env_file), "rollout", "--env", "tests/Sized-v1", "--policy", "random",
+                 "--out", str(tmp_path / "r"), "-q")
+    assert result.exit_code == 2 and "'size': 'x'" in result.output, result.output  # the file's, not "kwargs {}"
+
+
+def test_an_env_file_kwarg_the_env_does_not_take_is_refused_when_declared(tmp_path):
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text("envs:\n  - {id: tests/Sized-v2, entry_point: 'support:SizedEnv', kwargs: {colour: red}}\n"
+                        "  - {id: tests/Sized-v3, entry_point: 'support:NoSuchEnv'}\n")
+    result = cli("--env-file", str(env_file), "envs", "list")
+    assert result.exit_code == 2 and "colour" in result.output and "tests/Sized-v2" in result.output, result.output
+    assert "tests/Sized-v2" not in agentgym.registry.registry
+    env_file.write_text("envs:\n  - {id: tests/Sized-v3, entry_point: 'support:NoSuchEnv'}\n")
+    result = cli("--env-file", str(env_file), "envs", "list")
+    assert result.exit_code == 2 and "cannot be loaded" in result.output and "NoSuchEnv" in result.output
+
+
+def test_an_unreachable_policy_server_is_found_before_the_run(tmp_path):
+    out = tmp_path / "r"
+    started = time.monotonic()
+    result = cli("rollout", "--env", "agentgym/Sokoban-v0", "--policy", "openai", "--base-url",
+                 "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "16", "--group-size", "4", "--out", str(out))
+    assert result.exit_code == 2 and "nothing answers at http://127.0.0.1:9/v1/models" in result.output, result.output
+    assert time.monotonic() - started < 10 and "retry" not in result.output  # one probe, no retries
+    assert _no_run_left(out)
+
+
+def test_infra_failures_in_a_row_stop_the_run_with_the_cause(tmp_path):
+    gate = tmp_path / "gate"
+    gate.touch()
+    env_file = tmp_path / "envs.yaml"
+    env_file.write_text(f"envs:\n  - {{id: tests/Gated-v1, entry_point: 'support:GatedEnv', kwargs: {{gate: '{gate}'}}}}\n")
+    out = tmp_path / "r"
+    result = cli("--env-file", str(env_file), "rollout", "--env", "tests/Gated-v1", "--policy", "scripted",
+                 "--tasks", "50", "--group-size", "2", "--concurrency", "1", "--stop-after-infra", "5",
+                 "--out", str(out), "-q")
+    assert result.exit_code == 1, result.output
+    assert "5 episodes in a row failed on infrastructure" in result.output and "gate closed" in result.output
+    assert "--resume --retry-infra" in result.output
+    assert len(list(read_jsonl(out / "trajectories.jsonl"))) == 5  # the finished ones are kept; resume continues
+    gate.unlink()
+    resumed = cli("rollout", "--out", str(out), "--resume", "--retry-infra", "-q")
+    assert resumed.exit_code == 0 and "100 to run" in resumed.output, resumed.output
+
+
+def _actions(out: Path) -> dict[str, list[str]]:
+    return {t["traj_id"].split("-", 1)[1]: [turn["action"] for turn in t["turns"]]  # without the run id
+            for t in read_jsonl(out / "trajectories.jsonl")}
+
+
+def test_seed_makes_random_and_epsilon_rollouts_repeat_at_any_concurrency(tmp_path):
+    agentgym.register("tests/Jittery-v0", "support:JitteryBifurcationEnv", force=True)
+
+    def run(name: str, policy: str, seed: str, concurrency: str) -> dict[str, list[str]]:
+        extra = ["--policy-kwarg", "epsilon=0.5"] if policy == "scripted" else []
+        out = tmp_path / name
+        result = cli("rollout", "--env", "tests/Jittery-v0", "--policy", policy, *extra, "--seed", seed,
+                     "--tasks", "8", "--group-size", "4", "--concurrency", concurrency, "--out", str(out), "-q")
+        assert result.exit_code == 0, result.output
+        return _actions(out)
+
+    for policy in ("random", "scripted"):
+        runs = [run(f"{policy}-{c}-{i}", policy, "7", c) for i, c in enumerate(("8", "8", "3"))]
+        assert runs[0] == runs[1] == runs[2], policy
+        episodes = list(runs[0].values())
+        assert len({tuple(a) for a in episodes}) > len(episodes) // 4, policy  # group members differ
+        assert run(f"{policy}-seed8", policy, "8", "8") != runs[0], policy

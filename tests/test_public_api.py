@@ -19,10 +19,10 @@ PINNED: dict[str, list[str]] = {
         "AgentGymError", "AlreadyRegisteredError", "ConfigError", "ContextLengthExceeded", "CorruptStoreError", "EnvCodeError",
         "InfraError", "NameNotFoundError", "PromptTooLongError", "RecipeError", "RegistryError",
         "RequestRejectedError", "SandboxCrashed", "SandboxError", "SandboxTimeout", "SandboxUnavailable",
-        "TemplateError", "ToolError", "UnknownEnvError", "VersionNotFoundError",
+        "TemplateError", "ToolError", "TooManyInfraFailures", "UnknownEnvError", "VersionNotFoundError",
     ],
-    "agentgym.registry": ["EnvSpec", "UnknownEnvError", "load_yaml", "make", "register", "registry", "spec",
-                          "unregister"],
+    "agentgym.registry": ["EnvSpec", "UnknownEnvError", "check_env_config", "load_yaml", "make", "register",
+                          "registry", "spec", "unregister"],
     "agentgym.credit": [
         "IGPO_NORM", "STAGES", "VERL_NORM", "CreditResult", "GoldAnswerScorer", "LookupScorer", "Norm", "Pipeline",
         "TurnBatch", "a2tgpo", "anchor_groups", "assign_credit", "broadcast_to_tokens", "build_pipeline",

@@ -25,8 +25,10 @@ import torch
 
 from agentgym import registry
 from agentgym.credit import build_pipeline
+from agentgym.errors import ConfigError
 from agentgym.policies.base import Completion, Message, Policy
 from agentgym.policies.simple import ScriptedPolicy
+from agentgym.registry import check_env_config
 from agentgym.rollout import plan, rollout
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
@@ -71,22 +73,23 @@ class Trainer:
         self.env_kwargs = dict(recipe.env.kwargs)
         if recipe.env.max_turns is not None:
             self.env_kwargs["max_turns"] = recipe.env.max_turns
-        try:
-            probe = self.env_spec.make(**self.env_kwargs)
-        except Exception as e:  # noqa: BLE001 — a bad env.kwargs is a recipe error, reported as one line
-            raise RecipeError(f"env {recipe.env.id} could not be built with env.kwargs {self.env_kwargs}: "
-                              f"{type(e).__name__}: {e}") from e
+        try:  # built and reset to a first task: a bad env.kwargs is a recipe error, as one line
+            probe = check_env_config(self.env_spec, self.env_kwargs, seed=recipe.rollout.seed_start)
+        except ConfigError as e:
+            raise RecipeError(f"env.kwargs: {e}") from e
         self.system_prompt = probe.system_prompt
         probe.close()
+        m = recipe.model
+        if m.make_tiny and not Path(m.path).exists():  # its tokenizer learns this env's text too
+            make_tiny_model(m.path, seed=recipe.seed, env_ids=(recipe.env.id,))
+        # Seeded after any tiny-model build, which draws random numbers: a run repeats exactly
+        # whether or not it had to build its model first.
         _seed_everything(recipe.seed, deterministic=recipe.rollout.deterministic)
         if not resume:  # a restart must not mix with an earlier run's checkpoints or metrics
             shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
             shutil.rmtree(self.out / "samples", ignore_errors=True)
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         ckpt = self.latest_checkpoint()
-        m = recipe.model
-        if m.make_tiny and not Path(m.path).exists():  # its tokenizer learns this env's text too
-            make_tiny_model(m.path, seed=recipe.seed, env_ids=(recipe.env.id,))
         corpus = tiny_corpus_envs(m.path)
         if corpus is not None and recipe.env.id not in corpus:
             warnings.warn(f"the tiny model at {m.path} has a tokenizer trained without {recipe.env.id}'s text "

@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from agentgym.errors import ConfigError
+
 from . import estimators as est
 from .batch import TurnBatch
 from .scoring import GoldAnswerScorer, gold_logprobs
@@ -337,12 +339,17 @@ def _stages_from_config(config: Mapping[str, Any]) -> list[Stage]:
         extra = set(config) - {"stages"}
         if extra:
             raise ValueError(f"credit config: unknown top-level keys {sorted(extra)} beside 'stages'")
+        if not isinstance(config["stages"], list):  # a mapping would iterate its names, dropping their params
+            raise ConfigError(f"credit config: 'stages' must be a list of stages (- name, or - {{name: params}}), "
+                              f"got a {type(config['stages']).__name__}: {config['stages']!r}")
         stages = []
         for item in config["stages"]:
             if isinstance(item, str):
                 stages.append(_make_stage(item, None))
             elif isinstance(item, Mapping) and len(item) == 1:
                 (name, params), = item.items()
+                if params is not None and not isinstance(params, Mapping):
+                    raise ConfigError(f"credit stage {name!r}: its parameters must be a mapping, got {params!r}")
                 stages.append(_make_stage(name, params))
             else:
                 raise ValueError(f"a credit stage is a name or a one-key mapping {{name: params}}, got {item!r}")

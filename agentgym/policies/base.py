@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +15,8 @@ from agentgym.errors import ContextLengthExceeded
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
 
-__all__ = ["Completion", "ContextLengthExceeded", "Message", "Policy", "turn_messages"]
+__all__ = ["Completion", "ContextLengthExceeded", "Episode", "Message", "Policy", "current_episode", "episode_rng",
+           "running_episode", "turn_messages"]
 
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant" | "tool", "content": str}
 
@@ -37,6 +42,47 @@ class Completion:
     finish_reason: str | None = None
     num_tokens: int | None = None
     message: Message | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Which episode a policy call belongs to: its task seed and its member of the task's group.
+
+    The rollout engine sets it (a context variable, so each concurrent episode sees its own) for
+    the duration of an episode; seeded policies derive their randomness from it, which makes a
+    run reproducible whatever the concurrency or the order in which episodes happen to finish."""
+
+    seed: int
+    member: int
+
+
+_EPISODE: contextvars.ContextVar[Episode | None] = contextvars.ContextVar("agentgym_episode", default=None)
+
+
+@contextlib.contextmanager
+def running_episode(episode: Episode) -> Iterator[None]:
+    """Make ``episode`` the :func:`current_episode` of this task or thread until the block ends."""
+    token = _EPISODE.set(episode)
+    try:
+        yield
+    finally:
+        _EPISODE.reset(token)
+
+
+def current_episode() -> Episode | None:
+    """The episode being run in this task or thread (``None`` outside the rollout engine)."""
+    return _EPISODE.get()
+
+
+def episode_rng(seed: int | None, messages: list[Message], fallback: random.Random) -> random.Random:
+    """The RNG for one policy call: derived from ``seed``, the current episode and its turn (the
+    number of assistant messages so far) when all are known, else ``fallback`` (one shared stream,
+    reproducible only for a fixed order of calls)."""
+    episode = current_episode()
+    if seed is None or episode is None:
+        return fallback
+    turn = sum(m.get("role") == "assistant" for m in messages)
+    return random.Random(f"{seed}/{episode.seed}/{episode.member}/{turn}")  # str seeds hash with SHA-512
 
 
 class Policy:

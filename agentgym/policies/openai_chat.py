@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import threading
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from agentgym.errors import InfraError, PromptTooLongError, RequestRejectedError
-from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.base import Completion, Message, Policy, episode_rng
 from agentgym.retry import AsyncClientPerLoop, HTTPRetry, error_message
 from agentgym.tools import format_tool_calls
 
@@ -173,7 +174,9 @@ class OpenAIChatPolicy(Policy):
     ``Retry-After``) at ``retry_wait_max``. ``extra_body`` is merged last into every request
     (e.g. ``{"top_k": 20}``). The connection pool waits for a free slot without a time limit:
     the caller bounds concurrency, and a full pool is not a server failure. ``send_tools``: send
-    the env's tool schemas as ``tools`` (see the module docstring).
+    the env's tool schemas as ``tools`` (see the module docstring). ``seed``: every request
+    carries a ``seed`` derived from it, the episode and the turn, so a server that honours
+    per-request seeds (vLLM does) samples the same completions whatever the concurrency.
     """
 
     def __init__(
@@ -195,13 +198,15 @@ class OpenAIChatPolicy(Policy):
         retry_wait_min: float = 0.5,
         retry_wait_max: float = 30.0,
         send_tools: bool = True,
+        seed: int | None = None,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_retries < 0 or max_connections < 1 or timeout <= 0:
             raise ValueError("need max_retries >= 0, max_connections >= 1 and timeout > 0")
         root = base_url.rstrip("/")
-        self.url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+        self.api_root = root if root.endswith("/v1") else root + "/v1"
+        self.url = self.api_root + "/chat/completions"
         self.model = model
         self.name = name or model
         self.sampling: dict[str, Any] = {"temperature": temperature, "top_p": top_p}
@@ -211,6 +216,7 @@ class OpenAIChatPolicy(Policy):
         self.return_token_ids = return_token_ids
         self.extra_body = dict(extra_body or {})
         self.send_tools = send_tools
+        self.seed, self._rng = seed, random.Random(seed)  # the RNG: request seeds outside the rollout engine
         self.retry = HTTPRetry(max_retries, retry_wait_min, retry_wait_max)  # agentgym.retry: shared policy
         self._client_kwargs: dict[str, Any] = {
             "headers": {"Authorization": f"Bearer {api_key}"} if api_key else {},
@@ -228,6 +234,8 @@ class OpenAIChatPolicy(Policy):
         """The JSON body sent for ``messages``, the env's ``stop`` sequences and its ``tools``
         (public so callers can log or replay it)."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
+        if self.seed is not None:  # a 31-bit request seed, a pure function of (seed, episode, turn)
+            body["seed"] = episode_rng(self.seed, messages, self._rng).getrandbits(31)
         if tools:
             body["tools"] = list(tools)
         if self.request_logprobs:
@@ -275,6 +283,28 @@ class OpenAIChatPolicy(Policy):
             return response.json()
         except ValueError as e:
             raise InfraError(f"HTTP {status} with a body that is not JSON: {response.text[:300]!r}") from e
+
+    def check_server(self, timeout: float = 5.0) -> None:
+        """Fail fast, before a run: one ``GET /v1/models``, no retries. Nothing listening (or no
+        answer within ``timeout``) raises :class:`InfraError` naming the URL; a refused key, or a
+        model list without :attr:`model`, raises :class:`RequestRejectedError`. Any other answer
+        counts as a server (some do not implement ``/models``)."""
+        url = self.api_root + "/models"
+        try:
+            response = httpx.get(url, headers=self._client_kwargs["headers"], timeout=timeout)
+        except httpx.TransportError as e:
+            raise InfraError(f"nothing answers at {url} ({type(e).__name__}: {e or 'no detail'}): "
+                             "is the server running, and is --base-url right?") from None
+        if response.status_code in (401, 403):
+            raise RequestRejectedError(response.status_code, f"{url} refused the API key: {error_message(response)}")
+        if response.status_code != 200:
+            return
+        try:
+            served = [str(m["id"]) for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
+            return
+        if served and self.model not in served:
+            raise RequestRejectedError(404, f"the server at {self.api_root} serves {served}, not {self.model!r}")
 
     # -- the policy -------------------------------------------------------------------------
     async def act(self, messages: list[Message], env: TextEnv | None = None) -> Completion:

@@ -2,7 +2,9 @@
 
 They exist for smoke tests, baselines and warm starts: ``ScriptedPolicy(epsilon=...)`` is the
 deliberately imperfect (ε-greedy) expert that trainers imitate so RL still has room to improve.
-Both draw from one seeded ``random.Random``, so a run is reproducible for a fixed order of calls.
+With a ``seed``, each call's randomness is derived from the seed, the episode (task seed and group
+member) and the turn (:func:`agentgym.policies.base.episode_rng`), so a rollout is reproducible at any
+concurrency; without one they draw from an unseeded stream.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agentgym.policies.base import Completion, Message, Policy
+from agentgym.policies.base import Completion, Message, Policy, episode_rng
 
 if TYPE_CHECKING:
     from agentgym.core import TextEnv
@@ -49,7 +51,7 @@ class RandomPolicy(Policy):
     printable text — the floor any learned policy must beat, and a fuzzer for env parsers."""
 
     def __init__(self, seed: int | None = None, valid_only: bool = True):
-        self.rng = random.Random(seed)
+        self.seed, self.rng = seed, random.Random(seed)
         self.valid_only = valid_only
         self.name = "random" if valid_only else "random-text"
 
@@ -57,7 +59,7 @@ class RandomPolicy(Policy):
         return self.act_sync(messages, env)
 
     def act_sync(self, messages: list[Message], env: TextEnv) -> Completion:
-        return Completion(text=_random_action(env, self.rng, self.valid_only))
+        return Completion(text=_random_action(env, episode_rng(self.seed, messages, self.rng), self.valid_only))
 
 
 class ScriptedPolicy(Policy):
@@ -72,7 +74,7 @@ class ScriptedPolicy(Policy):
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.epsilon = float(epsilon)
-        self.rng = random.Random(seed)
+        self.seed, self.rng = seed, random.Random(seed)
         self.name = f"scripted-eps{self.epsilon:g}" if self.epsilon else "scripted"
         self.explored = False  # whether the last action was not the expert's (SFT need not imitate it)
 
@@ -87,7 +89,8 @@ class ScriptedPolicy(Policy):
                 "scripted expert (use RandomPolicy or a model policy instead)"
             )
         expert = str(expert_action())
-        explore = bool(self.epsilon) and self.rng.random() < self.epsilon
-        text = _random_action(env, self.rng) if explore else expert
+        rng = episode_rng(self.seed, messages, self.rng)
+        explore = bool(self.epsilon) and rng.random() < self.epsilon
+        text = _random_action(env, rng) if explore else expert
         self.explored = text != expert
         return Completion(text=text)

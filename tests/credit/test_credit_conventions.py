@@ -198,3 +198,14 @@ def test_igpo_recipes_pair_it_with_the_zero_variance_filter() -> None:
             assert "group_filter" in stages, path.name
             assert credit["group_filter"].get("zero_variance", True), path.name
     assert found
+
+
+def test_a_stages_mapping_is_a_config_error_not_silently_the_defaults():
+    from agentgym.credit import build_pipeline
+    from agentgym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'stages' must be a list"):
+        build_pipeline({"stages": {"gigpo": {"gamma": 0.5, "omega": 7.0}}})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        build_pipeline({"stages": [{"gigpo": [0.5, 7.0]}]})
+    assert build_pipeline({"stages": [{"gigpo": {"gamma": 0.5, "omega": 7.0}}]})  # the list form is fine

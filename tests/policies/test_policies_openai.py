@@ -397,3 +397,39 @@ def test_a_prompt_over_the_context_length_truncates_the_episode(server: ChatServ
     with pytest.raises(RequestRejectedError) as rejected:
         OpenAIChatPolicy._check(httpx.Response(400, json={"error": {"message": "bad", "code": "invalid_value"}}))
     assert not isinstance(rejected.value, PromptTooLongError)
+
+
+def test_a_retried_request_logs_one_warning_per_incident(server: ChatServer, caplog) -> None:
+    server.script(*[Reply(503, "warming up")] * 3)
+    with caplog.at_level("DEBUG", logger="agentgym.retry"):
+        act(policy_for(server, max_retries=4))
+    warnings = [r for r in caplog.records if r.name == "agentgym.retry" and r.levelname == "WARNING"]
+    assert len(server.requests) == 4 and len(warnings) == 1, [r.getMessage() for r in caplog.records]
+    assert "retry 1/4" in warnings[0].getMessage()
+
+
+def test_check_server_names_the_url_when_nothing_listens() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(InfraError, match=f"nothing answers at http://127.0.0.1:{port}/v1/models"):
+        OpenAIChatPolicy(f"http://127.0.0.1:{port}", "tiny").check_server()
+    assert time.perf_counter() - started < 5  # one try, no backoff
+
+
+def test_a_seeded_policy_sends_a_request_seed_per_episode_and_turn(server: ChatServer) -> None:
+    from agentgym.policies.base import Episode, running_episode
+
+    def seed_of(policy: OpenAIChatPolicy, episode: Episode, messages: list[dict[str, Any]] = MESSAGES) -> int:
+        with running_episode(episode):
+            return policy.request_body(messages)["seed"]
+
+    policy = policy_for(server, seed=3)
+    first = seed_of(policy, Episode(10, 0))
+    assert first == seed_of(policy_for(server, seed=3), Episode(10, 0))  # a pure function of the episode
+    later_turn = [*MESSAGES, {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]
+    others = {seed_of(policy, Episode(10, 1)), seed_of(policy, Episode(11, 0)), seed_of(policy, Episode(10, 0), later_turn),
+              seed_of(policy_for(server, seed=4), Episode(10, 0))}
+    assert first not in others and len(others) == 4
+    assert "seed" not in policy_for(server).request_body(MESSAGES)  # unseeded: the server's own sampling

@@ -188,6 +188,16 @@ def test_same_recipe_and_seed_give_identical_runs(tiny_model_dir, tmp_path):
     assert all(s["turns"] and s["turns"][0]["action_token_ids"] for s in samples)
 
 
+def test_a_run_that_builds_its_tiny_model_repeats_one_that_found_it(tmp_path):
+    model = tmp_path / "tiny"  # absent: the first run builds it (drawing random numbers), the second finds it
+    runs = []
+    for name in ("builds", "finds"):
+        recipe = small_recipe(model, tmp_path / name, model={"make_tiny": True}, train={"iterations": 1})
+        rows = Trainer(recipe).fit()
+        runs.append([{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows])
+    assert runs[0] == runs[1]
+
+
 def test_rollout_cli_runs_a_training_checkpoint(tiny_model_dir, tmp_path):
     Trainer(small_recipe(tiny_model_dir, tmp_path / "run", sft={"steps": 0}, train={"iterations": 1})).fit()
     out = tmp_path / "rollout"
