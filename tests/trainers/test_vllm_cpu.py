@@ -264,6 +264,67 @@ def test_lora_adapters_hot_load_into_the_server_and_unload_restores_the_base(ser
     assert _gap(_server_logprobs(server, SERVED, ids, start), base) < 1e-6
 
 
+class _Recorder:
+    """A real backend whose samples are kept: what the engine returned, to compare with what the
+    trainer trains on."""
+
+    def __init__(self, backend: Any):
+        self.backend, self.sampled = backend, []
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Any]:
+        samples = self.backend.generate(prompts, params)
+        self.sampled += [(list(s.token_ids), list(s.logprobs)) for s in samples]
+        return samples
+
+    def sync_weights(self, model: Any) -> None:
+        self.backend.sync_weights(model)
+
+    def sleep(self) -> None:
+        self.backend.sleep()
+
+    def wake(self) -> None:
+        self.backend.wake()
+
+
+@pytest.mark.parametrize("kind", ["in-process", "server"])
+def test_the_trainer_trains_exactly_the_token_ids_the_engine_sampled(kind, request, tiny_model_dir):
+    """Multi-turn episodes with tool turns on each backend: every action span of the sequences the
+    trainer builds (annotate_tokens + to_sequence, as Trainer.to_batch) holds exactly the ids of one
+    engine sample, the loss mask covers exactly those spans, and the log-probs are the engine's."""
+    import asyncio
+
+    import agentgym
+    from agentgym.rollout import plan, rollout
+    from agentgym.trainers.chat import annotate_tokens, to_sequence
+    from agentgym.trainers.generation import TransformersPolicy
+    from agentgym.trainers.vllm_backend import VLLMServer
+
+    pm = load_policy(tiny_model_dir, device="cpu", dtype="fp32")
+    if kind == "in-process":
+        backend = request.getfixturevalue("engine")
+        backend.sync_weights(pm.model)
+    else:
+        backend = VLLMServer(request.getfixturevalue("server"), model=SERVED, lora=False)
+    recorder = _Recorder(backend)
+    policy = TransformersPolicy(recorder, pm.chat, SamplingParams(max_new_tokens=12, temperature=1.0))
+    agentgym.register("tests/ToolTurns-v0", "support:ToolTurnsEnv", max_turns=4, force=True)
+    try:
+        trajs = asyncio.run(rollout(agentgym.spec("tests/ToolTurns-v0"), policy, plan("ids", tasks=3, group_size=2)))
+    finally:
+        agentgym.registry.unregister("tests/ToolTurns-v0")
+    assert all(t.num_turns == 4 and t.failure is None for t in trajs)
+    assert sum(turn.role == "tool" for t in trajs for turn in t.turns) == 2 * len(trajs)
+    trained, logps = [], []
+    for traj in trajs:
+        seq = to_sequence(annotate_tokens(traj, pm.chat, None))
+        spans = [turn.action_span for turn in traj.turns]
+        trained += [seq.input_ids[a:b] for a, b in spans]
+        logps += [seq.rollout_logprobs[a:b] for a, b in spans]
+        assert [i for i, m in enumerate(seq.loss_mask) if m] == [i for a, b in spans for i in range(a, b)]
+    assert len(trained) == 4 * len(trajs)
+    assert sorted(zip(trained, logps, strict=True)) == sorted(recorder.sampled)
+
+
 def _train(args: list[str]) -> Any:
     from agentgym.trainers.cli import train
 
