@@ -386,8 +386,9 @@ def test_rollout_with_the_openai_policy_against_the_server(server, tmp_path):
 def test_a_sync_that_fails_part_way_is_never_generated_from(engine, tiny_model_dir):
     """A tensor that cannot be copied half-way (a meta tensor: e.g. a sharded parameter not
     gathered) fails inside vLLM's reload after earlier layers took new weights. The engine then
-    refuses to generate; a later complete sync either restores parity or fails again (vLLM 0.32's
-    layerwise reload keeps the failed layer's state: measured, it fails again), never mixed weights.
+    refuses to generate; a later complete sync either restores parity or fails again, never mixed
+    weights (after a wrong-shaped tensor, vLLM 0.32's layerwise reload kept the failed layer's
+    state and the next, correct sync failed the same way: measured before shapes were checked).
     The last test of the module's engine, which it may leave unusable (vLLM keeps its distributed
     state per process, so a second engine in this process would break the first one)."""
     from agentgym.trainers.vllm_backend import WeightSyncError
