@@ -38,7 +38,7 @@ from typing import Any
 
 from agentgym.core import InfraError, TextEnv
 from agentgym.registry import EnvSpec
-from agentgym.rollout import WorkItem
+from agentgym.rollout import InfraBreaker, WorkItem
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
 
@@ -117,11 +117,14 @@ async def rollout_on_ray(
     step_timeout: float | None = None,
     env_kwargs: dict[str, Any] | None = None,
     on_done: Callable[[Trajectory], None] | None = None,
+    stop_after_infra: int | None = None,
 ) -> list[Trajectory]:
     """:func:`agentgym.rollout.rollout` spread over ``workers`` Ray actors (each with
-    ``concurrency`` episodes in flight). Whole groups go to one worker, round-robin."""
+    ``concurrency`` episodes in flight). Whole groups go to one worker, round-robin.
+    ``stop_after_infra`` is :func:`agentgym.rollout.run_rollouts`'s circuit breaker."""
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    breaker = InfraBreaker(stop_after_infra)
     ray = _connect(address)
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
     for item in items:
@@ -140,6 +143,7 @@ async def rollout_on_ray(
             results.append(traj)
             if on_done is not None:
                 on_done(traj)
+            breaker.record(traj)
 
     try:
         await asyncio.gather(*(drain(w, s) for w, s in zip(pool, [s for s in shares if s], strict=True)))

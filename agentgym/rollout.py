@@ -274,9 +274,7 @@ async def rollout(
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
-    if stop_after_infra is not None and stop_after_infra < 1:
-        raise ValueError("stop_after_infra must be >= 1 (or None: never stop)")
-    infra_streak = 0
+    breaker = InfraBreaker(stop_after_infra)
     overrides = dict(env_kwargs or {})
     if max_turns is not None:
         overrides["max_turns"] = max_turns
@@ -321,15 +319,12 @@ async def rollout(
                 await _close_quietly(env)
 
     def _finish(traj: Trajectory) -> None:
-        nonlocal infra_streak
         if store is not None:
             store.append(traj)
         results.append(traj)
         if on_done is not None:
             on_done(traj)
-        infra_streak = infra_streak + 1 if traj.failure == Failure.INFRA else 0
-        if stop_after_infra is not None and infra_streak >= stop_after_infra:
-            raise TooManyInfraFailures(infra_streak, traj.failure_detail or "no detail")
+        breaker.record(traj)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(items)) or 1)]
     try:
@@ -338,6 +333,21 @@ async def rollout(
         for w in workers:
             w.cancel()
     return results
+
+
+class InfraBreaker:
+    """Counts episodes failed on infrastructure in a row; raises
+    :class:`~agentgym.errors.TooManyInfraFailures` at ``limit`` (``None``: never)."""
+
+    def __init__(self, limit: int | None):
+        if limit is not None and limit < 1:
+            raise ValueError("stop_after_infra must be >= 1 (or None: never stop)")
+        self.limit, self.streak = limit, 0
+
+    def record(self, traj: Trajectory) -> None:
+        self.streak = self.streak + 1 if traj.failure == Failure.INFRA else 0
+        if self.limit is not None and self.streak >= self.limit:
+            raise TooManyInfraFailures(self.streak, traj.failure_detail or "no detail")
 
 
 async def _close_quietly(env: TextEnv) -> None:
