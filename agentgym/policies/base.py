@@ -46,7 +46,9 @@ class Completion:
 
 @dataclass(frozen=True)
 class Episode:
-    """Which episode a policy call belongs to: its task seed and its member of the task's group.
+    """Which episode a policy call belongs to: its task seed, its member of the task's group and
+    the task's position in the run (``task``: a trainer cycling a small task pool runs one seed
+    several times, and each run must explore differently).
 
     The rollout engine sets it (a context variable, so each concurrent episode sees its own) for
     the duration of an episode; seeded policies derive their randomness from it, which makes a
@@ -54,6 +56,7 @@ class Episode:
 
     seed: int
     member: int
+    task: int = 0
 
 
 _EPISODE: contextvars.ContextVar[Episode | None] = contextvars.ContextVar("agentgym_episode", default=None)
@@ -82,7 +85,7 @@ def episode_rng(seed: int | None, messages: list[Message], fallback: random.Rand
     if seed is None or episode is None:
         return fallback
     turn = sum(m.get("role") == "assistant" for m in messages)
-    return random.Random(f"{seed}/{episode.seed}/{episode.member}/{turn}")  # str seeds hash with SHA-512
+    return random.Random(f"{seed}/{episode.seed}/{episode.task}/{episode.member}/{turn}")  # str seeds hash with SHA-512
 
 
 class Policy:

@@ -2,8 +2,8 @@
 
 They exist for smoke tests, baselines and warm starts: ``ScriptedPolicy(epsilon=...)`` is the
 deliberately imperfect (ε-greedy) expert that trainers imitate so RL still has room to improve.
-With a ``seed``, each call's randomness is derived from the seed, the episode (task seed and group
-member) and the turn (:func:`agentgym.policies.base.episode_rng`), so a rollout is reproducible at any
+With a ``seed``, each call's randomness is derived from the seed, the episode (task seed, its place in
+the run, group member) and the turn (:func:`agentgym.policies.base.episode_rng`), so a rollout is reproducible at any
 concurrency; without one they draw from an unseeded stream.
 """
 

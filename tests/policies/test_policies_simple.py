@@ -124,3 +124,17 @@ def test_rollout_with_scripted_and_random_policies() -> None:
 
     assert asyncio.run(outcomes(ScriptedPolicy(), 10)) == [1.0] * 10
     assert 0 < sum(asyncio.run(outcomes(RandomPolicy(seed=0), 100))) < 40  # about 20 of 100
+
+
+def test_a_seed_run_twice_in_one_plan_explores_differently_but_reproducibly() -> None:
+    """A trainer cycling a small task pool plans one seed many times: a seeded random policy
+    must not replay the same moves for each (the warm start's demonstrations would collapse to
+    one per task), yet the whole plan must repeat exactly."""
+    async def actions(policy: Policy) -> list[str]:
+        items = plan("r", seeds=[7] * 30, group_size=1)
+        trajs = [await run_episode(PickEnv(max_turns=1), policy, item, env_id="tests/Pick-v0") for item in items]
+        return [t.turns[0].action for t in trajs]
+
+    first = asyncio.run(actions(RandomPolicy(seed=0)))
+    assert len(set(first)) == 5  # all five doors, not one door thirty times
+    assert asyncio.run(actions(RandomPolicy(seed=0))) == first
