@@ -1,4 +1,5 @@
-"""Fixtures shared across the suite: the support envs, and a real Docker engine with the offline
+"""Fixtures shared across the suite: the support envs, labelled envs closed after each test
+(``make_env``), and a real Docker engine with the offline
 sandbox image and a leak check.
 
 The python image is built once with the offline builder when its tag is missing (debootstrap +
@@ -8,7 +9,7 @@ TEST_LABELS; the session ends by asserting that none of them is left.
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # make tests/support.py importable everywhere
 
-from support import TEST_LABEL, TEST_SESSION  # noqa: E402
+from support import TEST_LABEL, TEST_LABELS, TEST_SESSION  # noqa: E402
 
 import agentgym  # noqa: E402
 from agentgym import registry  # noqa: E402
+from agentgym.core import TextEnv  # noqa: E402
 
 
 @pytest.fixture
@@ -98,3 +100,18 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "docker":
         request.getfixturevalue("sandbox_image")
     return request.param
+
+
+@pytest.fixture
+def make_env() -> Iterator[Callable[..., TextEnv]]:
+    """``make_env(env_id, **kwargs)``: a test-labelled env, closed after the test."""
+    made: list[TextEnv] = []
+
+    def make(env_id: str, **kwargs: Any) -> TextEnv:
+        env = agentgym.make(env_id, sandbox_labels=TEST_LABELS, **kwargs)
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        env.close()

@@ -11,13 +11,11 @@ with two attempts (assert, call and APPS stdin/stdout problems), HumanEval-v0 an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from support import TEST_LABELS
 
-import agentgym
 from agentgym.core import TextEnv
 from agentgym.envs.code.datasets import load_code_dataset
 from agentgym.envs.code.judge import judge_many
@@ -79,20 +77,6 @@ WRONG = {"inc": "def inc(x):\n    return 0\n", "double": "def double(x):\n    re
 
 def submit(code: str) -> str:
     return f"```python\n{code}\n```"
-
-
-@pytest.fixture
-def make_env() -> Iterator[Callable[..., TextEnv]]:
-    made: list[TextEnv] = []
-
-    def make(env_id: str, **kwargs: Any) -> TextEnv:
-        env = agentgym.make(env_id, sandbox_labels=TEST_LABELS, **kwargs)
-        made.append(env)
-        return env
-
-    yield make
-    for env in made:
-        env.close()
 
 
 def plant_then_resubmit(env: TextEnv, task: str) -> tuple[float, dict[str, Any]]:
