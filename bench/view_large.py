@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1250)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--screenshot", type=Path, help="Save a screenshot of the viewer here (README's).")
+    parser.add_argument("--screenshot", type=Path, help="Save a screenshot of the viewer here (docs/assets/view.png is one).")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
