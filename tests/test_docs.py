@@ -11,6 +11,7 @@ the built site has.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -116,7 +117,7 @@ class _Ids(HTMLParser):
 def _build(tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config),
                            "-d", str(tmp_path / "site")], cwd=config.parent, capture_output=True, text=True,
-                          env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=300)
 
 
 def test_docs_site_builds_strict_and_docs_anchors_exist(tmp_path: Path) -> None:
