@@ -1,4 +1,4 @@
-"""Credit assignment on controlled bifurcation tasks (CREDIT.md §8), with a tabular softmax policy.
+"""Credit assignment on controlled bifurcation tasks (docs/credit.md#bifurcation), with a tabular softmax policy.
 
 Why: the credit estimators are only worth their complexity if they put advantage on the turn that
 decides the outcome and so learn faster than outcome-only GRPO. ``agentgym/Bifurcation-v0`` has
@@ -64,7 +64,7 @@ PER_TURN_KEYS = frozenset({"state_key", "parse_error", "void", "failure", "tool_
 MOVES = ("up", "down", "left", "right")
 _STAGE = re.compile(r"Stage (\d+) of \d+\.")
 
-# name -> (credit config, IG scorer kind or None). Library defaults otherwise (CREDIT.md §0).
+# name -> (credit config, IG scorer kind or None). Library defaults otherwise (docs/credit.md#defaults).
 ESTIMATORS: dict[str, tuple[dict[str, Any], str | None]] = {
     "grpo": ({"method": "grpo"}, None),
     "gigpo": ({"method": "gigpo"}, None),  # γ 0.95, ω 1, F_norm 1

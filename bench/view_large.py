@@ -9,7 +9,7 @@ then measures, each beside a baseline taken in the same run:
   of groups is drawn vs opening a page that holds the same JSON and only parses it; a filter
   change over all trajectories.
 
-    .venv/bin/python bench/view_large.py [--tasks 1250] [--group-size 8] [--screenshot bench/results/view.png]
+    .venv/bin/python bench/view_large.py [--tasks 1250] [--group-size 8] [--screenshot docs/assets/view.png]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1250)
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--screenshot", type=Path, help="Save a screenshot of the viewer here (README's).")
+    parser.add_argument("--screenshot", type=Path, help="Save a screenshot of the viewer here (the docs use docs/assets/view.png).")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 

@@ -19,7 +19,7 @@ register(
     "agentgym/Bifurcation-v0",
     "agentgym.envs.bifurcation:BifurcationEnv",
     max_turns=None,  # the env defaults to 2 × horizon, so a horizon override needs no max_turns
-    description="Credit assignment (CREDIT.md §8): one decisive turn t* of H, delayed 0/1 reward; "
+    description="Credit assignment (docs/credit.md#bifurcation): one decisive turn t* of H, delayed 0/1 reward; "
     "max_turns 2×H.",
 )
 register(

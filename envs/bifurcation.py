@@ -1,4 +1,4 @@
-"""``agentgym/Bifurcation-v0``: controlled credit-assignment tasks (CREDIT.md §8).
+"""``agentgym/Bifurcation-v0``: controlled credit-assignment tasks (docs/credit.md#bifurcation).
 
 An episode is a journey of ``horizon`` stages. Each stage shows a scene and a small menu of
 labelled options (``1`` … ``n_options``); the action is a label, optionally wrapped in

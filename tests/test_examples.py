@@ -1,4 +1,4 @@
-"""examples/gridworld: the README's write-your-own-env example is a real, installable package, and its
+"""examples/gridworld: the write-your-own-env example of docs/envs.md is a real, installable package, and its
 recipe trains."""
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class OptimConfig:
     # run each micro-batch's rows concatenated into one row, no padding (position ids restart per
     # row; attention stays within each, checked once per model); micro_batch_tokens then counts
     # real tokens. Off by default: it pays off on widely ragged rows, but sdpa attends over the
-    # whole packed row (masked), so rows of similar length ran slower packed (README, Benchmarks).
+    # whole packed row (masked), so rows of similar length ran slower packed (docs/benchmarks.md).
     packing: bool = False
 
     def __post_init__(self) -> None:
@@ -307,7 +307,7 @@ def recipe_reference() -> str:
                 default = f.default_factory()  # type: ignore[misc]
             if inner:
                 nested.append((inner[0], key))
-            note = " (the credit pipeline: see CREDIT.md)" if key == "credit" else ""
+            note = " (the credit pipeline: see docs/credit.md)" if key == "credit" else ""
             lines.append(f"| `{key}` | `{_type_name(hint)}` | `{default!r}`{note} |")
         lines.append("")
         for cls_, key in nested:

@@ -1,4 +1,4 @@
-"""IGPO's gold-answer probe (CREDIT.md §3.1): teacher-forced mean log-prob of the gold answer
+"""IGPO's gold-answer probe (docs/credit.md#gold-answer-probe): teacher-forced mean log-prob of the gold answer
 after each turn, with the model that sampled (no grad). It implements the credit library's
 :class:`agentgym.credit.GoldAnswerScorer` (``score``, plus ``trajectory_gold_logprobs`` so the
 library never rebuilds token contexts from text).

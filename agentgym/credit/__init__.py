@@ -1,4 +1,4 @@
-"""Turn-level credit assignment for multi-turn agentic RL (numpy only; CREDIT.md has the maths).
+"""Turn-level credit assignment for multi-turn agentic RL (numpy only; docs/credit.md has the maths).
 
 Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
 ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, void-turn

@@ -1,9 +1,10 @@
 """``TurnBatch``: the flat, columnar input of every credit estimator (one row per turn).
 
 A turn is identified by the explicit pair (trajectory, turn index) and nothing else: never by
-reward or advantage values (the released IGPO/A²TGPO code merges turns that way, CREDIT.md §3.4,
-§4.4). Rows are kept in canonical order (trajectory by trajectory, turns ascending); builders
-sort once and record the permutation so results can be mapped back to the caller's row order.
+reward or advantage values (the released IGPO/A²TGPO code merges turns that way:
+docs/credit.md#igpo-accumulation and #a2tgpo). Rows are kept in canonical order (trajectory by
+trajectory, turns ascending); builders sort once and record the permutation so results can be
+mapped back to the caller's row order.
 
 Per-trajectory columns are indexed by trajectory code (``traj_group``, ``outcome``, ``infra``,
 ``gold_logp0``). Trajectories with ``failure == "infra"`` stay in the batch (so outputs align with

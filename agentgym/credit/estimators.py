@@ -1,4 +1,4 @@
-"""Turn-level advantage estimators as pure functions of a :class:`TurnBatch` (CREDIT.md §2–5).
+"""Turn-level advantage estimators as pure functions of a :class:`TurnBatch` (docs/credit.md).
 
 Each returns a float array with one value per row (canonical row order). ``include`` is a
 per-trajectory mask of the trajectories that enter the group statistics; infra failures are
@@ -13,7 +13,7 @@ Conventions (they change the numbers, so they are explicit):
 * The last turn of every trajectory is its outcome (answer) turn, whatever it contains: a void
   turn or a turn cut by ``max_turns`` is scored with the trajectory's outcome there. All earlier
   turns are information-gain turns. This is agentgym's definition of the case IGPO's code handles
-  by a turn-count mismatch fallback (CREDIT.md §3.2) [recon].
+  by a turn-count mismatch fallback (docs/credit.md#turn-reward) [recon].
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def gigpo(
     include: np.ndarray | None = None,
     anchors: tuple[np.ndarray, int] | None = None,
 ) -> np.ndarray:
-    """GiGPO: ``A = A^E + ω·A^S`` (CREDIT.md §2.1), on the env's per-turn rewards.
+    """GiGPO: ``A = A^E + ω·A^S`` (docs/credit.md#gigpo), on the env's per-turn rewards.
 
     A^E: the episode return ``Σ_t r_t`` normalised in the prompt group. ``episode_stats``
     picks whose statistics: ``"trajectory"`` counts each trajectory once (paper Eq. 3, the worked
@@ -286,7 +286,7 @@ def igpo(
     ig_weight: float = 1.0,
     include: np.ndarray | None = None,
 ) -> np.ndarray:
-    """IGPO (CREDIT.md §3): normalised IG turn rewards plus the outcome, accumulated backwards.
+    """IGPO (docs/credit.md#igpo): normalised IG turn rewards plus the outcome, accumulated backwards.
 
     ``norm``: ``"separate"`` z-scores the IG values pooled over all turns and rollouts of the
     prompt, and the outcomes over the rollouts, apart (v2, the default); ``"joint"`` pools both
@@ -332,7 +332,7 @@ def a2tgpo(
     outcome: bool = True,
     include: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A²TGPO (CREDIT.md §4): returns (advantage, clip scale) per row.
+    """A²TGPO (docs/credit.md#a2tgpo): returns (advantage, clip scale) per row.
 
     IG is z-scored per (prompt, turn position) → ñ. ``D_t = Σ_{j≥t} γ^{j−t} ñ_j`` over IG turns
     only, ``A_t = α·D_t/√(n−t) + Â^O`` with n the trajectory's IG-turn count, and the outcome
@@ -359,10 +359,10 @@ def a2tgpo(
 
 
 def tempo(batch: TurnBatch, *, lam: float = 1.0, include: np.ndarray | None = None) -> np.ndarray:
-    """TEMPO / prefix-to-tree at the turn level (CREDIT.md §6) [recon: no released code].
+    """TEMPO / prefix-to-tree at the turn level (docs/credit.md#tempo) [recon: no released code].
 
     Trajectories of a prompt group are inserted in a trie whose edges are turns keyed by
-    ``batch.branch`` (canonical (action, next observation), CREDIT.md's turn-level adaptation).
+    ``batch.branch`` (canonical (action, next observation), docs/credit.md's turn-level adaptation).
     ``r̃`` is the outcome z-scored in the group (population std + 1e-6: the reviewer's "divided by
     std(r)"); λ = 1 by default (the paper's weighting is unverified). ``V(node)`` is the mean ``r̃`` of the trajectories through it;
     ``δ_t = V(after turn t) − V(before turn t)`` and ``A_t = r̃ + λ·δ_t``. δ is 0 exactly where a
@@ -399,7 +399,7 @@ def tempo(batch: TurnBatch, *, lam: float = 1.0, include: np.ndarray | None = No
 
 # -- masks, filters, penalties ------------------------------------------------------------
 def void_loss_mask(batch: TurnBatch) -> np.ndarray:
-    """SimpleTIR: 0 on every turn of a trajectory with a void turn, else 1 (CREDIT.md §5.2).
+    """SimpleTIR: 0 on every turn of a trajectory with a void turn, else 1 (docs/credit.md#void-masking).
 
     The per-turn ``void`` flag comes from the env's parser. Whether void trajectories stay in the
     group statistics is the caller's ``include`` choice (the pipeline's ``void_in_group_stats``).

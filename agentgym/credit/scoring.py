@@ -1,4 +1,4 @@
-"""The gold-answer scorer interface for information-gain credit (CREDIT.md §3.1).
+"""The gold-answer scorer interface for information-gain credit (docs/credit.md#gold-answer-probe).
 
 The trainer owns the model, so it implements the scorer: teacher-forced, length-normalised mean
 log-prob of the gold answer given a context, computed with the rollout policy and no gradient.
@@ -129,7 +129,7 @@ def gold_token_range(offsets: Sequence[tuple[int, int]], start: int, end: int) -
     pseudo-response, from a tokenizer's ``offset_mapping``.
 
     A token overlapping the gold span counts as gold (e.g. ``"\\nParis"`` merged into one token);
-    tokens wholly inside the template's prefix or suffix do not (CREDIT.md §3.1, §10.2).
+    tokens wholly inside the template's prefix or suffix do not (docs/credit.md#gold-answer-probe, #properties).
     """
     inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
     if not inside:

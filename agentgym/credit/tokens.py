@@ -1,4 +1,4 @@
-"""From per-turn credit to per-token arrays, by explicit spans only (CREDIT.md §10.6).
+"""From per-turn credit to per-token arrays, by explicit spans only (docs/credit.md#properties).
 
 Turns are located by their ``action_span`` (``[start, end)`` token offsets), never by where the
 advantage or reward changes value: two adjacent turns with equal advantages stay two turns, and

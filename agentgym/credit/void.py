@@ -1,4 +1,4 @@
-"""SimpleTIR's void-turn judge (CREDIT.md §5.1), for tests and for envs that want its semantics.
+"""SimpleTIR's void-turn judge (docs/credit.md#void-turns), for tests and for envs that want its semantics.
 
 The credit pipeline never parses text: it reads the per-turn ``void`` flag the env's parser set
 during the rollout. This function is the reference definition of that flag for SimpleTIR parity.

@@ -1,4 +1,4 @@
-"""CREDIT.md §9: one prompt ("capital of France", gold "Paris"), G = 4, as trajectory dicts."""
+"""docs/credit.md#worked-example: one prompt ("capital of France", gold "Paris"), G = 4, as trajectory dicts."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def gold_logp(order=("t1", "t2", "t3", "t4")):
     return [GOLD_LOGP[t] for t in order]
 
 
-# Expected per-turn values, CREDIT.md §9 (4 decimals).
+# Expected per-turn values, docs/credit.md#worked-example (4 decimals).
 GIGPO = {"t1": [0.9869, 0.8333], "t2": [0.9394, 0.975, 0.8333], "t3": [-0.9631, -0.975, -0.5],
          "t4": [-0.9631, -1.1667]}
 GIGPO_STEP = {"t1": [0.4869, 0.3333], "t2": [0.4394, 0.475, 0.3333], "t3": [-0.4631, -0.475, 0.0],

@@ -1,4 +1,4 @@
-"""CREDIT.md §10: the unit-test checklist, one test (or a few) per item."""
+"""docs/credit.md#properties: the unit-test checklist, one test (or a few) per item."""
 
 from __future__ import annotations
 

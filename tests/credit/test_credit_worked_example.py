@@ -1,4 +1,4 @@
-"""CREDIT.md §9 to 4 decimals, through the estimators and through pipeline configs."""
+"""docs/credit.md#worked-example to 4 decimals, through the estimators and through pipeline configs."""
 
 from __future__ import annotations
 

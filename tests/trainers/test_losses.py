@@ -45,7 +45,7 @@ def test_dual_clip_bounds_negative_advantage_loss():
 
 
 def test_adaptive_clip_scale_moves_the_bounds():
-    """CREDIT.md §9.3: ε=(0.2, 0.28), A>0, ρ=1.5 → upper bound 1.3188 at c=1.1386."""
+    """docs/credit.md#worked-a2tgpo: ε=(0.2, 0.28), A>0, ρ=1.5 → upper bound 1.3188 at c=1.1386."""
     cfg = LossConfig(clip_low=0.2, clip_high=0.28)
     logp = torch.log(torch.tensor([1.5, 1.5]))
     loss, _ = _loss(logp, torch.zeros(2), torch.ones(2), cfg, scale=torch.tensor([1.1386, 0.8614]))
