@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -475,7 +477,8 @@ def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta:
         "# Credit assignment on controlled bifurcation tasks (tabular policy)",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Machine: {meta['machine']}; total wall {meta['total_s']:.0f} s.",
+        f"Machine: {meta['machine']}; total wall {meta['total_s']:.0f} s; 1-min load average "
+        f"{meta.get('load', '—')}; commit {meta.get('commit', '—')}.",
         "",
         f"Bifurcation-v0: p_good {meta['p_good']}, p_bad {meta['p_bad']}, {meta['n_options']} options, "
         f"1 distractor stage, no observation noise. {meta['seeds']} seeds (one task each), groups of "
@@ -799,6 +802,19 @@ def discussion(bif: list[BifResult], sok: list[SokResult], raw: Sequence[BifResu
     return "\n\n".join(t.strip() for t in out)
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+
+
+def _commit() -> str:
+    """Short hash of the checked-out commit (+ "-dirty" with uncommitted tracked changes), or "unknown"."""
+    try:
+        return _git("rev-parse", "--short", "HEAD") + ("-dirty" if _git("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 horizons, 3 seeds, short budgets")
@@ -823,6 +839,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     estimators = [e for e in args.estimators.split(",") if e]
     probe_iters = 2 if quick else 8
     t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
     bif: list[BifResult] = []
     for h in horizons:
         for ts in sorted({0, h // 2, h - 1}):
@@ -848,7 +865,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = agentgym.make(BIF_ID)
     meta = {
         "command": " ".join([".venv/bin/python bench/credit_bifurcation.py", *argv]),
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}, {os.cpu_count()} CPUs",
+        "load": f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end", "commit": _commit(),
         "total_s": time.perf_counter() - t0, "p_good": env.p_good, "p_bad": env.p_bad, "n_options": env.n_options,
         "seeds": seeds, "group_size": args.group_size, "iterations": iters, "lr": args.lr,
         "rms_norm": not args.no_rms, "probe_groups": probe_iters * seeds,
