@@ -839,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     estimators = [e for e in args.estimators.split(",") if e]
     probe_iters = 2 if quick else 8
     t0 = time.perf_counter()
-    load0 = os.getloadavg()[0]
+    load0, commit = os.getloadavg()[0], _commit()  # the code this run uses, before any later edit
     bif: list[BifResult] = []
     for h in horizons:
         for ts in sorted({0, h // 2, h - 1}):
@@ -866,7 +866,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     meta = {
         "command": " ".join([".venv/bin/python bench/credit_bifurcation.py", *argv]),
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}, {os.cpu_count()} CPUs",
-        "load": f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end", "commit": _commit(),
+        "load": f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end", "commit": commit,
         "total_s": time.perf_counter() - t0, "p_good": env.p_good, "p_bad": env.p_bad, "n_options": env.n_options,
         "seeds": seeds, "group_size": args.group_size, "iterations": iters, "lr": args.lr,
         "rms_norm": not args.no_rms, "probe_groups": probe_iters * seeds,
