@@ -1,4 +1,4 @@
-"""bench/credit_lm.py --quick: the tiny transformer trains with each credit method through the real
+"""bench/credit_lm.py --smoke: the tiny transformer trains with each credit method through the real
 trainer and the report is written. No assertion on which method wins (the budget is tiny)."""
 
 from __future__ import annotations
