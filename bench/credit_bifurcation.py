@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -71,9 +73,19 @@ ESTIMATORS: dict[str, tuple[dict[str, Any], str | None]] = {
     "igpo_oracle": ({"method": "igpo"}, "oracle"),  # log-prob IG, separate norm, γ 1
     "igpo_learned": ({"method": "igpo"}, "learned"),
     "a2tgpo_oracle": ({"method": "a2tgpo"}, "oracle"),  # α 0.3, turn-group norm
+    # Baselines for the step-size question (issue 24): the RMS division gives an estimator that puts
+    # less |A| on filler turns a larger step on t*. `grpo_lr_sqrtH` is GRPO at lr·√H; `oracle_credit`
+    # is GRPO's advantage kept on t* only (perfect localisation). With the RMS division both take the
+    # same step on t* (rms over H turns of one nonzero turn = |A|/√H), so their π(good | t*) curves agree.
+    "grpo_lr_sqrtH": ({"method": "grpo"}, None),
+    "oracle_credit": ({"method": "grpo"}, None),
 }
+LR_SQRT_H = frozenset({"grpo_lr_sqrtH"})
+DECISIVE_ONLY = frozenset({"oracle_credit"})
+DEFAULT_ESTIMATORS = ("grpo", "grpo_lr_sqrtH", "oracle_credit", "gigpo", "igpo_oracle", "igpo_learned",
+                      "a2tgpo_oracle")
 COLORS = {"grpo": "black", "gigpo": "tab:blue", "igpo_oracle": "tab:orange", "igpo_learned": "tab:red",
-          "a2tgpo_oracle": "tab:green"}
+          "a2tgpo_oracle": "tab:green", "grpo_lr_sqrtH": "tab:gray", "oracle_credit": "tab:purple"}
 
 
 # -- IG scorers (agentgym.credit's GoldAnswerScorer protocol, trajectory form) -----------------
@@ -203,7 +215,17 @@ class Localisation:
 
     @property
     def ratio(self) -> float:
-        return self.at_star / self.elsewhere if self.elsewhere > 0 else float("nan")
+        if self.elsewhere > 0:
+            return self.at_star / self.elsewhere
+        return math.inf if self.at_star > 0 else float("nan")
+
+    @property
+    def mass(self) -> float:
+        """Share of the total |A| mass on t* (the group-mean |A| summed over turns)."""
+        if self.profile is None:
+            return float("nan")
+        total = float(self.profile.sum())
+        return self.at_star / total if total > 0 else float("nan")
 
 
 def bootstrap_ci(x: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -256,7 +278,14 @@ def _pg_step(logits: np.ndarray, probs: np.ndarray, stages: np.ndarray, actions:
     logits += grad
 
 
-def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple(ESTIMATORS), *, seeds: int = 10,
+def _turn_credit(name: str, res: Any, seeds: int, group_size: int, horizon: int, t_star: int) -> np.ndarray:
+    """(runs, G, H) masked advantages; ``oracle_credit`` keeps t* only (every turn here is a valid
+    choice, so the turn index is the stage)."""
+    adv = (res.advantages * res.loss_mask).reshape(seeds, group_size, horizon)
+    return np.where(np.arange(horizon) == t_star, adv, 0.0) if name in DECISIVE_ONLY else adv
+
+
+def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = DEFAULT_ESTIMATORS, *, seeds: int = 10,
                     group_size: int = 8, iterations: int = 150, lr: float = 0.1, probe_iters: int = 8,
                     rms_norm: bool = True, env_kwargs: dict[str, Any] | None = None,
                     seed0: int = 0) -> list[BifResult]:
@@ -284,7 +313,7 @@ def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple
         for trajs, _, _ in probe:
             sc = OracleValueScorer(uniform, good, t_star, p_good, p_bad) if scorer_kind == "oracle" else warm
             res = assign_credit(trajs, config, scorer=sc if scorer_kind else None)
-            loc_probe.add(res.advantages.reshape(seeds, group_size, horizon), t_star)
+            loc_probe.add(_turn_credit(name, res, seeds, group_size, horizon, t_star), t_star)
 
         rng = np.random.default_rng([seed0, horizon, t_star, 2])  # same action stream start for all
         logits = np.zeros((seeds, horizon, K))
@@ -301,13 +330,14 @@ def run_bifurcation(horizon: int, t_star: int, estimators: Sequence[str] = tuple
                       else learned if scorer_kind == "learned" else None)
             res = assign_credit(trajs, config, scorer=scorer)
             credit_s += time.perf_counter() - tc
-            adv = (res.advantages * res.loss_mask).reshape(seeds, group_size, horizon)
+            adv = _turn_credit(name, res, seeds, group_size, horizon, t_star)
             turns += res.batch.n_rows
             rms_sum += float(np.sqrt((adv**2).mean((1, 2))).mean())
             loc_train.add(adv, t_star)
             if scorer_kind == "learned":
                 learned.update(trajs)
-            _pg_step(logits, probs, stages, actions, adv, lr, rms_norm)
+            _pg_step(logits, probs, stages, actions, adv, lr * (math.sqrt(horizon) if name in LR_SQRT_H else 1.0),
+                     rms_norm)
             probs = _softmax(logits)
             curve.append(probs[np.arange(seeds), t_star, good])
         wall = time.perf_counter() - t0
@@ -447,7 +477,8 @@ def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta:
         "# Credit assignment on controlled bifurcation tasks (tabular policy)",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Machine: {meta['machine']}; total wall {meta['total_s']:.0f} s.",
+        f"Machine: {meta['machine']}; total wall {meta['total_s']:.0f} s; 1-min load average "
+        f"{meta.get('load', '—')}; commit {meta.get('commit', '—')}.",
         "",
         f"Bifurcation-v0: p_good {meta['p_good']}, p_bad {meta['p_bad']}, {meta['n_options']} options, "
         f"1 distractor stage, no observation noise. {meta['seeds']} seeds (one task each), groups of "
@@ -457,34 +488,44 @@ def write_markdown(path: Path, bif: list[BifResult], sok: list[SokResult], meta:
         "Estimator configs are the library defaults (`grpo`; `gigpo` γ 0.95, ω 1, F_norm 1; `igpo` log-prob IG, "
         "separate normalisation, γ 1; `a2tgpo` α 0.3). IG scorer: `oracle` = log of the exact success "
         "probability of the state after each turn under the rollout policy; `learned` = log of a "
-        "Laplace-smoothed success rate per state_key from earlier iterations (see the module docstring).",
+        "Laplace-smoothed success rate per state_key from earlier iterations (see the module docstring). "
+        "Baselines for the step size: `grpo_lr_sqrtH` = GRPO at lr·√H; `oracle_credit` = GRPO's advantage "
+        "kept on t* only (perfect localisation), which under the RMS division takes exactly GRPO lr·√H's step "
+        "on t*.",
         "",
         "Columns: **loc** = share of groups whose group-mean |A| is strictly largest at t* (ties, e.g. "
         "GRPO's equal credit on every turn, and all-zero groups count as misses); **ratio** = mean |A| at "
         f"t* / mean |A| on the other turns; *probe* = {meta['probe_groups']} uniform-policy groups per "
         "config, the same for every estimator; *train* = all training groups. **to 90%** = episodes until "
         "the policy's exact π(good | t*) ≥ 0.9: mean over the runs that reached it [bootstrap 95% CI]; "
-        "**Δ vs GRPO** = paired per-seed difference (not reached counts as the budget), mean [95% CI].",
+        "**Δ vs GRPO** = paired per-seed difference (not reached counts as the budget), mean [95% CI]; "
+        "**Δ vs GRPO lr·√H** = the same against GRPO at lr·√H; **|A| mass on t*** = share of the group-mean "
+        "|A| summed over turns that lies on t*, training groups (GRPO: 1/H).",
         "",
-        "| H | t* | estimator | loc probe | ratio probe | loc train | ratio train | reached | to 90% | "
-        "Δ vs GRPO | final π(good) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| H | t* | estimator | loc probe | ratio probe | loc train | ratio train | |A| mass on t* (train) | "
+        "reached | to 90% | Δ vs GRPO | Δ vs GRPO lr·√H | final π(good) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     verdicts: dict[str, dict[str, list[str]]] = {}
     for (h, ts), rs in sorted(by_cfg.items()):
-        base = rs.get("grpo")
+        base, tuned = rs.get("grpo"), rs.get("grpo_lr_sqrtH")
         for name, r in rs.items():
             reached = int((~np.isnan(r.to_90)).sum())
-            delta = "—"
+            delta = delta_tuned = "—"
             if base is not None and name != "grpo":
                 m, lo, hi = paired_delta(r.to_90, base.to_90, budget)
                 delta = f"{m:+.0f} [{lo:+.0f}, {hi:+.0f}]"
                 tag = f"H={h}, t*={ts} ({position_name(h, ts)})"
                 verdicts.setdefault(name, {}).setdefault(_verdict(m, lo, hi), []).append(tag)
+            if tuned is not None and name not in ("grpo", "grpo_lr_sqrtH"):
+                m, lo, hi = paired_delta(r.to_90, tuned.to_90, budget)
+                delta_tuned = f"{m:+.0f} [{lo:+.0f}, {hi:+.0f}]"
+                verdicts.setdefault(f"{name} vs GRPO lr·√H", {}).setdefault(_verdict(m, lo, hi), []).append(
+                    f"H={h}, t*={ts} ({position_name(h, ts)})")
             lines.append(
                 f"| {h} | {ts} | {name} | {r.probe.share:.2f} | {r.probe.ratio:.2f} | {r.train.share:.2f} | "
-                f"{r.train.ratio:.2f} | {reached}/{len(r.to_90)} | {_fmt_ci(r.to_90)} | {delta} | "
-                f"{r.curve[:, -1].mean():.3f} |")
+                f"{r.train.ratio:.2f} | {r.train.mass:.2f} | {reached}/{len(r.to_90)} | {_fmt_ci(r.to_90)} | {delta} | "
+                f"{delta_tuned} | {r.curve[:, -1].mean():.3f} |")
 
     lines += ["", "## Wall time per estimator (all bifurcation configs, training only)", "",
               "| estimator | train wall s | of which assign_credit s | credit µs / turn | turns |",
@@ -637,6 +678,28 @@ def discussion(bif: list[BifResult], sok: list[SokResult], raw: Sequence[BifResu
     not_late = [(h, t) for (h, t, e) in cfg if e == "grpo" and t != h - 1]
     late = [(h, t) for (h, t, e) in cfg if e == "grpo" and t == h - 1]
     ig = [e for e in ("igpo_oracle", "igpo_learned") if e in names]
+    if {"grpo", "grpo_lr_sqrtH"} <= names:
+        tuned = [(h, t) for (h, t, e) in cfg if e == "grpo_lr_sqrtH"]
+        text = ("**Step size, not credit (issue 24).** Dividing each group's advantages by their RMS over all H "
+                "turns gives an estimator that puts less |A| on filler turns a larger step on t*, and in a tabular "
+                "policy the filler logits cannot affect π(good | t*). GRPO at lr·√H needs "
+                f"{_rng([mean90(cfg[(h, t, 'grpo_lr_sqrtH')]) / mean90(cfg[(h, t, 'grpo')]) for (h, t) in tuned], '{:.2f}')}"
+                "× the episodes of GRPO at the common lr. ")
+        if "oracle_credit" in names:
+            gap = max(float(np.abs(cfg[(h, t, "oracle_credit")].curve - cfg[(h, t, "grpo_lr_sqrtH")].curve).max())
+                      for (h, t) in tuned)
+            text += ("Perfect localisation (`oracle_credit`: GRPO's advantage on t* only) takes exactly GRPO lr·√H's "
+                     f"step on t*: their π(good | t*) curves agree to {gap:.0e} in every config. ")
+        for e in ig:
+            rows = [(h, t, mean90(cfg[(h, t, e)]), mean90(cfg[(h, t, "grpo_lr_sqrtH")])) for (h, t) in not_late]
+            d = [paired_delta(cfg[(h, t, e)].to_90, cfg[(h, t, "grpo_lr_sqrtH")].to_90, budget) for (h, t) in not_late]
+            text += (f"Against that baseline {e} (decisive turn not last) is faster in {sum(hi < 0 for _, _, hi in d)}"
+                     f"/{len(d)} configs, slower in {sum(lo > 0 for _, lo, _ in d)}/{len(d)} (mean episodes to 90 %, "
+                     f"{e} vs GRPO lr·√H: " + "; ".join(f"H={h} t*={t}: {a:.0f} vs {b:.0f}" for h, t, a, b in rows)
+                     + "). ")
+        text += ("So the common-lr gaps below measure how each estimator spreads |A| over turns under the RMS "
+                 "division, not better credit; √H is the analytic match to the oracle's step, not a sweep.")
+        out.append(text)
     if "grpo" in names and ig and not_late:
         speed = [mean90(cfg[(h, t, "grpo")]) / mean90(cfg[(h, t, e)]) for (h, t) in not_late for e in ig]
         early = sorted((h, mean90(cfg[(h, 0, "grpo")]) / mean90(cfg[(h, 0, ig[0])])) for (h, t) in not_late if t == 0)
@@ -645,13 +708,14 @@ def discussion(bif: list[BifResult], sok: list[SokResult], raw: Sequence[BifResu
         best = all(mean90(cfg[(h, t, ig[0])]) <= min(mean90(cfg[(h, t, e)]) for e in names if e not in ig)
                    for (h, t) in not_late)
         grows = len(early) > 1 and all(a[1] < b[1] for a, b in zip(early, early[1:], strict=False))
-        text = (("Information gain (IGPO) is the clear winner whenever the decisive turn is not the last one: "
-                 if wins and best else "Information gain (IGPO) against GRPO, decisive turn not last: ")
+        text = (("Information gain (IGPO) is the fastest estimator whenever the decisive turn is not the last one: "
+                 if wins and best else "Information gain (IGPO) against GRPO at the common lr, decisive turn not last: ")
                 + f"{_rng(speed, '{:.1f}')}× fewer episodes than GRPO to reach π(good) ≥ 0.9"
                 + (f", and the gap grows with the horizon at t* = 0 ({', '.join(f'H={h}: {x:.1f}×' for h, x in early)})"
                    if grows else "")
-                + ". The IG at t* is a deterministic function of the choice, so it carries the decisive signal "
-                "without the Bernoulli outcome noise, and it is there even in groups whose outcomes tie. ")
+                + (" — the step-size effect above, matched by GRPO at lr·√H. " if "grpo_lr_sqrtH" in names else ". ")
+                + "The IG at t* is a deterministic function of the choice (no Bernoulli outcome noise) and is "
+                "there even in groups whose outcomes tie. ")
         if len(ig) == 2:
             d = [paired_delta(cfg[(h, t, "igpo_learned")].to_90, cfg[(h, t, "igpo_oracle")].to_90, budget)
                  for (h, t) in not_late]
@@ -731,10 +795,24 @@ def discussion(bif: list[BifResult], sok: list[SokResult], raw: Sequence[BifResu
                    f"(mean step group {g['gigpo'].extra.get('mean_step_group_size', float('nan')):.1f} turns). ")
     out.append("**Caveats.** A tabular policy has separate logits per stage, so credit misplaced on filler turns "
                "costs nothing at t*; only the size and noise of the t* credit matter after RMS scaling. What "
-               "localisation buys with shared parameters is not measured here. One learning rate for all (not tuned "
-               "per estimator); the RMS division is a choice (see the sensitivity table). The tasks are idealised: "
+               "localisation buys with shared parameters is not measured here. One learning rate for all but "
+               "`grpo_lr_sqrtH` (no estimator was tuned by a sweep); the RMS division is a choice (see the sensitivity "
+               "table). The tasks are idealised: "
                "one decisive turn, its status Markov in state_key, outcome noise p_good/p_bad = 0.9/0.1.")
     return "\n\n".join(t.strip() for t in out)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+
+
+def _commit() -> str:
+    """Short hash of the checked-out commit (+ "-dirty" with uncommitted tracked changes), or "unknown"."""
+    try:
+        return _git("rev-parse", "--short", "HEAD") + ("-dirty" if _git("status", "--porcelain", "-uno") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -746,7 +824,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--no-rms", action="store_true", help="do not divide advantages by their batch RMS")
-    ap.add_argument("--estimators", default=",".join(ESTIMATORS))
+    ap.add_argument("--estimators", default=",".join(DEFAULT_ESTIMATORS),
+                    help=f"comma separated, from {', '.join(ESTIMATORS)}")
     ap.add_argument("--out", type=Path, default=None, help="output dir (default bench/results; quick: runs/)")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
@@ -760,6 +839,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     estimators = [e for e in args.estimators.split(",") if e]
     probe_iters = 2 if quick else 8
     t0 = time.perf_counter()
+    load0, commit = os.getloadavg()[0], _commit()  # the code this run uses, before any later edit
     bif: list[BifResult] = []
     for h in horizons:
         for ts in sorted({0, h // 2, h - 1}):
@@ -785,7 +865,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = agentgym.make(BIF_ID)
     meta = {
         "command": " ".join([".venv/bin/python bench/credit_bifurcation.py", *argv]),
-        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}, {os.cpu_count()} CPUs",
+        "load": f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end", "commit": commit,
         "total_s": time.perf_counter() - t0, "p_good": env.p_good, "p_bad": env.p_bad, "n_options": env.n_options,
         "seeds": seeds, "group_size": args.group_size, "iterations": iters, "lr": args.lr,
         "rms_norm": not args.no_rms, "probe_groups": probe_iters * seeds,

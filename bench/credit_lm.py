@@ -15,7 +15,10 @@ over the pool every ``eval_every`` iterations from a fixed RNG stream. Seeds cha
 sampling and update order; the tiny model's initial weights and tokenizer are built once (seed 0)
 and shared by every run. Credit configs: ``grpo``; ``gigpo`` γ 0.95, ω 1, F_norm 1; ``igpo`` log-prob IG, separate normalisation, γ 1, with the
 zero-variance group filter the IGPO recipe pairs it with; ``a2tgpo`` α 0.3, β 0.3; every method with
-the demo's ``invalid_turn_penalty`` 0.1 (see PENALTY).
+the demo's ``invalid_turn_penalty`` 0.1 (see PENALTY); ``oracle`` = GRPO's advantage kept on the
+decisive turn only, the ceiling of credit placement. Each cell trains on the first pool of ``tasks``
+consecutive seeds that is perceivable and balanced (distinct decisive scenes, no good label on more
+than half the tasks; :func:`pool_problems`): an aliased pool caps success below 1 for any credit.
 
 Information gain needs ℓ_t, the log-prob of "the gold answer" after turn t. Bifurcation has no
 answer the tiny LM could be teacher-forced on (it is never trained to predict success), so ℓ_t =
@@ -29,7 +32,8 @@ Metrics per run: episodes (training rollouts) until eval success ≥ 0.9 (first 
 with any nonzero advantage: **loc** = share of groups whose mean |A| is strictly largest on the
 decisive stage, **ratio** = mean |A| on the decisive stage / mean |A| on the other stages; wall time.
 
-    .venv/bin/python bench/credit_lm.py --quick          # one cell, two seeds, tiny budget (CI)
+    .venv/bin/python bench/credit_lm.py --quick          # seconds: pool balance + oracle mechanics (CI)
+    .venv/bin/python bench/credit_lm.py --smoke          # one cell, two seeds, tiny training budget
     .venv/bin/python bench/credit_lm.py --cells 4:early,4:late --seeds 5 --workers 2
     .venv/bin/python bench/credit_lm.py --report-only --findings bench/results/credit_lm_reading.md
 """
@@ -37,14 +41,17 @@ decisive stage, **ratio** = mean |A| on the decisive stage / mean |A| on the oth
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import math
 import platform
+import random
 import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -61,12 +68,17 @@ ENV_ID = "agentgym/Bifurcation-v0"
 PENALTY = {"invalid_turn_penalty": 0.1}
 METHODS: dict[str, tuple[dict[str, Any], bool]] = {  # name -> (credit config, needs the IG critic)
     "grpo": ({"method": "grpo", **PENALTY}, False),
+    # The ceiling of credit placement: GRPO's advantage kept only on the decisive turn, 0 on valid
+    # filler turns (invalid turns keep their format credit). Bench-only: it needs t* from the env.
+    "oracle": ({"method": "grpo", **PENALTY}, False),
     "gigpo": ({"method": "gigpo", "gamma": 0.95, "omega": 1.0, **PENALTY}, False),
     "igpo": ({"method": "igpo", "group_filter": {"zero_variance": True}, **PENALTY}, True),
     "a2tgpo": ({"method": "a2tgpo", **PENALTY}, True),
 }
-COLORS = {"grpo": "black", "gigpo": "tab:blue", "igpo": "tab:orange", "a2tgpo": "tab:green"}
+DECISIVE_ONLY = frozenset({"oracle"})
+COLORS = {"grpo": "black", "oracle": "tab:purple", "gigpo": "tab:blue", "igpo": "tab:orange", "a2tgpo": "tab:green"}
 _STAGE = re.compile(r"stage=(\d+)\|")
+N_OPTIONS = 3
 
 
 def _critic_class() -> type:
@@ -83,11 +95,63 @@ def t_star_of(horizon: int, position: str) -> int:
     return {"early": 0, "late": horizon - 1}[position]
 
 
+def env_kwargs(horizon: int, t_star: int) -> dict[str, Any]:
+    return {"horizon": horizon, "t_star": t_star, "n_options": N_OPTIONS, "p_good": 1.0, "p_bad": 0.0}
+
+
+# -- the task pool ------------------------------------------------------------------------------
+def pool_tasks(horizon: int, t_star: int, seed_start: int, n: int) -> list[tuple[int, str, str]]:
+    """``(seed, decisive scene, good label)`` of the pool the trainer cycles over (seeds
+    ``seed_start`` … ``seed_start + n − 1``)."""
+    import agentgym
+
+    env = agentgym.make(ENV_ID, **env_kwargs(horizon, t_star))
+    out = []
+    for seed in range(seed_start, seed_start + n):
+        env.reset(seed=seed)
+        task = env.unwrapped.task
+        out.append((seed, task.scenes[t_star], task.good_label))
+    return out
+
+
+def pool_problems(pool: Sequence[tuple[int, str, str]]) -> list[str]:
+    """Why a pool is not perceivable and balanced ([] if it is). Two tasks with the same decisive
+    scene and different good labels cap success below 1 for a policy that reads the scene (issue 24:
+    the old 0.75 plateau); a good label on more than half the tasks rewards "always pick it"."""
+    scenes = Counter(scene for _, scene, _ in pool)
+    labels = Counter(label for _, _, label in pool)
+    out = [f"decisive scene {scene.split('.')[0]!r} on {k} tasks" for scene, k in scenes.items() if k > 1]
+    out += [f"good label {label} on {k} of {len(pool)} tasks" for label, k in labels.items() if 2 * k > len(pool)]
+    return out
+
+
+def balanced_seed_start(horizon: int, t_star: int, n: int, search: int = 1000) -> int:
+    """The first ``seed_start`` ≥ 0 whose pool of ``n`` tasks has no :func:`pool_problems`."""
+    from agentgym.envs.bifurcation import DECISION_SCENES
+
+    if n > len(DECISION_SCENES):
+        raise ValueError(f"a pool of {n} tasks cannot have distinct decisive scenes: Bifurcation has "
+                         f"{len(DECISION_SCENES)}")
+    for start in range(search):
+        if not pool_problems(pool_tasks(horizon, t_star, start, n)):
+            return start
+    raise ValueError(f"no balanced pool of {n} tasks with seed_start < {search} (H={horizon}, t*={t_star})")
+
+
+def describe_pool(horizon: int, t_star: int, seed_start: int, n: int) -> str:
+    pool = pool_tasks(horizon, t_star, seed_start, n)
+    problems = pool_problems(pool)
+    return (f"H={horizon} t*={t_star}: seeds {seed_start}–{seed_start + n - 1}: "
+            + ", ".join(f"{scene.split()[0]}→{label}" for _, scene, label in pool)
+            + (f" — NOT balanced: {'; '.join(problems)}" if problems else " — balanced"))
+
+
 def recipe_overrides(cfg: dict[str, Any], method: str, seed: int, model_dir: Path, out_dir: Path) -> list[str]:
     h, t_star = cfg["horizon"], t_star_of(cfg["horizon"], cfg["position"])
+    kw = ", ".join(f"{k}: {v}" for k, v in env_kwargs(h, t_star).items())
     return [
         f"name=credit-lm-{method}", f"seed={seed}", f"model.path={model_dir}", "model.device=cpu",
-        f"env.kwargs={{horizon: {h}, t_star: {t_star}, n_options: 3, p_good: 1.0, p_bad: 0.0}}",
+        f"env.kwargs={{{kw}}}", f"rollout.seed_start={cfg['seed_start']}",
         f"rollout.tasks_per_iter={cfg['tasks']}", f"rollout.task_pool={cfg['tasks']}",
         f"rollout.group_size={cfg['group']}",
         f"credit={json.dumps(METHODS[method][0])}",
@@ -102,8 +166,8 @@ class _Credit:
     """The trainer's credit hook: the IG critic's ℓ for IG methods, then the library pipeline, and
     localisation counts on the decisive stage."""
 
-    def __init__(self, t_star: int, critic: Any | None):
-        self.t_star, self.critic = t_star, critic
+    def __init__(self, t_star: int, critic: Any | None, decisive_only: bool = False):
+        self.t_star, self.critic, self.decisive_only = t_star, critic, decisive_only
         self.hits = self.groups = 0
         self.abs_star = self.abs_other = 0.0
         self.n_star = self.n_other = 0
@@ -119,18 +183,28 @@ class _Credit:
         out = pipeline(TurnBatch.from_trajectories(trajs, gold_logp=gold))
         if self.critic is not None:
             self.critic.update(dicts)
-        self._localise(trajs, out.per_trajectory("advantages"), out.per_trajectory("loss_mask"))
-        return TurnCredit(out.per_trajectory("advantages"), out.per_trajectory("loss_mask"),
-                          out.per_trajectory("clip_scale"), dict(out.metrics))
+        adv = out.per_trajectory("advantages")
+        if self.decisive_only:
+            adv = [[a if turn.parse_error or self.stage(turn) == self.t_star else 0.0 for turn, a in zip(t.turns, row,
+                                                                                                         strict=True)]
+                   for t, row in zip(trajs, adv, strict=True)]
+        self._localise(trajs, adv, out.per_trajectory("loss_mask"))
+        return TurnCredit(adv, out.per_trajectory("loss_mask"), out.per_trajectory("clip_scale"), dict(out.metrics))
+
+    @staticmethod
+    def stage(turn: Any) -> int | None:
+        """The Bifurcation stage a turn answered (from its state_key), None if not a stage."""
+        match = _STAGE.search(turn.state_key or "")
+        return None if match is None else int(match.group(1))
 
     def _localise(self, trajs: list[Any], adv: list[list[float]], mask: list[list[float]]) -> None:
         groups: dict[str, dict[int, list[float]]] = {}
         for t, a, m in zip(trajs, adv, mask, strict=True):
             for turn, x, w in zip(t.turns, a, m, strict=True):
-                stage = _STAGE.search(turn.state_key or "")
+                stage = self.stage(turn)
                 if stage is None or not w:
                     continue
-                groups.setdefault(t.group_id, {}).setdefault(int(stage.group(1)), []).append(abs(x))
+                groups.setdefault(t.group_id, {}).setdefault(stage, []).append(abs(x))
         for by_stage in groups.values():
             star = by_stage.get(self.t_star, [])
             other = [v for s, vals in by_stage.items() if s != self.t_star for v in vals]
@@ -148,7 +222,69 @@ class _Credit:
     def summary(self) -> dict[str, float]:
         star = self.abs_star / max(self.n_star, 1)
         other = self.abs_other / max(self.n_other, 1)
-        return {"loc": self.hits / max(self.groups, 1), "ratio": star / other if other > 0 else float("nan")}
+        total = self.abs_star + self.abs_other
+        return {"loc": self.hits / max(self.groups, 1), "ratio": star / other if other > 0 else float("nan"),
+                "mass": self.abs_star / total if total > 0 else float("nan")}
+
+
+class _MixedPolicy:
+    """A seeded random policy: a valid label most of the time, otherwise an invalid reply, so the
+    quick check sees decisive, filler and invalid turns."""
+
+    name = "mixed-random"
+
+    def __init__(self, seed: int, invalid: float = 0.2):
+        self.rng, self.invalid = random.Random(seed), invalid
+
+    async def act(self, messages: list[Any], env: Any) -> Any:
+        from agentgym.policies.base import Completion
+
+        if self.rng.random() < self.invalid:
+            return Completion(text="no idea")
+        return Completion(text=f"<answer>{self.rng.choice(env.unwrapped.labels)}</answer>")
+
+
+def quick_check(cells: Sequence[tuple[int, str]], tasks: int, group: int = 8, seed: int = 0) -> list[str]:
+    """Seconds, no model: (1) each cell's pool is perceivable and balanced; (2) the oracle's
+    mechanics on real env rollouts through the real pipeline and the bench's credit hook: every
+    valid turn off t* gets 0, the decisive turn and invalid turns get GRPO's advantage, and the
+    |A| mass of valid turns is all on t*. Raises AssertionError on a failure; returns the report."""
+    from agentgym.credit import TurnBatch, build_pipeline
+    from agentgym.registry import spec
+    from agentgym.rollout import plan, rollout
+
+    lines = []
+    for h, pos in cells:
+        t_star = t_star_of(h, pos)
+        start = balanced_seed_start(h, t_star, tasks)
+        problems = pool_problems(pool_tasks(h, t_star, start, tasks))
+        assert not problems, problems
+        lines.append("pool " + describe_pool(h, t_star, start, tasks))
+        items = plan(f"quick-h{h}-{pos}", seeds=range(start, start + tasks), group_size=group)
+        trajs = asyncio.run(rollout(spec(ENV_ID), _MixedPolicy(seed), items, env_kwargs=env_kwargs(h, t_star),
+                                    threads=False))
+        grpo = build_pipeline(METHODS["grpo"][0])(TurnBatch.from_trajectories(trajs)).per_trajectory("advantages")
+        hook = _Credit(t_star, None, decisive_only=True)
+        oracle = hook(trajs, build_pipeline(METHODS["oracle"][0]), None).advantages
+        on = off = off_oracle = invalid = 0.0
+        for t, g_row, o_row in zip(trajs, grpo, oracle, strict=True):
+            for turn, g, o in zip(t.turns, g_row, o_row, strict=True):
+                if turn.parse_error:
+                    assert o == g, (t.traj_id, turn.index)
+                    invalid += abs(o)
+                elif hook.stage(turn) == t_star:
+                    assert o == g, (t.traj_id, turn.index)
+                    on += abs(o)
+                else:
+                    off_oracle += abs(o)
+                    assert o == 0.0, (t.traj_id, turn.index, o)
+                    off += abs(g)
+        assert on > 0 and off > 0, "no credit to move: the check would pass vacuously"
+        summary = hook.summary()
+        lines.append(f"oracle H={h} t*={t_star}: valid-turn |A| mass on t* {on / (on + off_oracle):.2f} (GRPO's would be "
+                     f"{on / (on + off):.2f}); all-turn mass {summary['mass']:.2f}, invalid turns keep "
+                     f"{invalid:.1f} of GRPO's |A|")
+    return lines
 
 
 def run_one(task: tuple[dict[str, Any], str, int, str]) -> dict[str, Any]:
@@ -161,7 +297,7 @@ def run_one(task: tuple[dict[str, Any], str, int, str]) -> dict[str, Any]:
 
     torch.set_num_threads(cfg["threads"])
     t_star = t_star_of(cfg["horizon"], cfg["position"])
-    credit = _Credit(t_star, _critic_class()() if METHODS[method][1] else None)
+    credit = _Credit(t_star, _critic_class()() if METHODS[method][1] else None, method in DECISIVE_ONLY)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="credit-lm-") as tmp:
         recipe = load_recipe("demo_bifurcation", recipe_overrides(cfg, method, seed, Path(model_dir), Path(tmp)))
@@ -171,6 +307,7 @@ def run_one(task: tuple[dict[str, Any], str, int, str]) -> dict[str, Any]:
     curve = [(int(r["iteration"]) * per_iter, float(r["eval/success_rate"])) for r in rows if "eval/success_rate" in r]
     reached = next((ep for ep, s in curve if s >= 0.9), None)
     return {"horizon": cfg["horizon"], "position": cfg["position"], "t_star": t_star, "method": method,
+            "seed_start": cfg["seed_start"],
             "seed": seed, "episodes_to_90": reached, "final_success": curve[-1][1], "start_success": curve[0][1],
             "curve": curve, "budget": cfg["iterations"] * per_iter, "wall_s": wall, **credit.summary()}
 
@@ -189,7 +326,13 @@ def run_grid(cfg: dict[str, Any], cells: Sequence[tuple[int, str]], methods: Seq
     """Runs seed-major (every cell and method of seed 0, then seed 1, …) so a deadline leaves a
     balanced subset; each finished run is appended to ``runs_file`` at once."""
     build_model(model_dir)
-    tasks = [({**cfg, "horizon": h, "position": pos}, m, s, str(model_dir))
+    starts = {}
+    for h, pos in cells:  # a perceivable, balanced pool per cell, asserted and printed
+        t_star = t_star_of(h, pos)
+        starts[h, pos] = balanced_seed_start(h, t_star, cfg["tasks"])
+        assert not pool_problems(pool_tasks(h, t_star, starts[h, pos], cfg["tasks"]))
+        print("pool " + describe_pool(h, t_star, starts[h, pos], cfg["tasks"]), flush=True)
+    tasks = [({**cfg, "horizon": h, "position": pos, "seed_start": starts[h, pos]}, m, s, str(model_dir))
              for s in seeds for h, pos in cells for m in methods]
     out: list[dict[str, Any]] = []
 
@@ -253,6 +396,11 @@ def truncate(rows: list[dict[str, Any]], iterations: int) -> list[dict[str, Any]
     return out
 
 
+def cfg_tasks(row: dict[str, Any]) -> int:
+    """The pool size a run trained on."""
+    return int(row["config"]["tasks"]) if "config" in row else int(FULL["tasks"])
+
+
 def _mean_or_dash(values: list[float]) -> str:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return f"{np.mean(finite):.2f}" if finite else "—"
@@ -291,23 +439,30 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
         "**ratio** = mean |A| on the decisive stage / on the others (means over seeds). **curve** = mean "
         "eval success over the evals after the start (the area under the learning curve, a speed measure "
         "when no run reaches 90%). **Δ final vs GRPO** = final success minus GRPO's with the same seed "
-        "(mean ± std over the seeds both ran; a seed gives every method the same SFT start).",
+        "(mean ± std over the seeds both ran; a seed gives every method the same SFT start). **|A| mass** = "
+        "share of all |A| (every trained turn) on the decisive stage (GRPO ≈ 1/H); — for runs recorded before it "
+        "was measured. **pool** = the task pool's check (:func:`pool_problems`): runs on an aliased pool "
+        "(two tasks with one decisive scene and different good labels) cannot reach 1.0 with any credit.",
         "",
-        "| H | t* | method | runs | start | to 90% | final success | curve | Δ final vs GRPO | loc | ratio "
-        "| wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| H | t* | method | pool | runs | start | to 90% | final success | curve | Δ final vs GRPO | loc "
+        "| |A| mass | ratio | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for h, pos in cells:
         for m in methods:
             rs = [r for r in rows if (r["horizon"], r["position"], r["method"]) == (h, pos, m)]
             if not rs:
                 continue
+            starts = sorted({r.get("seed_start", 0) for r in rs})  # runs before issue 24 used seed 0 on
+            problems = [p for st in starts for p in pool_problems(pool_tasks(h, rs[0]["t_star"], st, cfg_tasks(rs[0])))]
+            pool = ("balanced" if not problems else "aliased: " + "; ".join(problems)) + f" (seeds from {starts})"
             lines.append(
-                f"| {h} | {pos} ({rs[0]['t_star']}) | {m} | {len(rs)} | {np.mean([r['start_success'] for r in rs]):.2f} | "
+                f"| {h} | {pos} ({rs[0]['t_star']}) | {m} | {pool} | {len(rs)} | {np.mean([r['start_success'] for r in rs]):.2f} | "
                 f"{_median_spread([r['episodes_to_90'] for r in rs], rs[0]['budget'])} | "
                 f"{np.mean([r['final_success'] for r in rs]):.2f} ± {np.std([r['final_success'] for r in rs]):.2f} | "
                 f"{np.mean([curve_mean(r) for r in rs]):.2f} | {_paired_vs_grpo(rs, rows)} | "
-                f"{np.mean([r['loc'] for r in rs]):.2f} | {_mean_or_dash([r['ratio'] for r in rs])} | "
+                f"{np.mean([r['loc'] for r in rs]):.2f} | {_mean_or_dash([r.get('mass') for r in rs])} | "
+                f"{_mean_or_dash([r['ratio'] for r in rs])} | "
                 f"{np.mean([r['wall_s'] for r in rs]):.0f} |")
     lines += ["", *meta.get("findings", [])]
     text = "\n".join(lines) + "\n"
@@ -346,13 +501,15 @@ def _plot(rows: list[dict[str, Any]], cells: list[tuple[int, str]], methods: lis
 
 FULL = {"tasks": 4, "group": 8, "iterations": 12, "eval_every": 2, "eval_episodes": 8, "sft_steps": 100,
         "sft_episodes": 64, "threads": 1}
-QUICK = {"tasks": 2, "group": 4, "iterations": 2, "eval_every": 1, "eval_episodes": 2, "sft_steps": 5,
+SMOKE = {"tasks": 2, "group": 4, "iterations": 2, "eval_every": 1, "eval_episodes": 2, "sft_steps": 5,
          "sft_episodes": 8, "threads": 1}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="one cell (H=4, early), two seeds, a tiny budget")
+    ap.add_argument("--quick", action="store_true",
+                    help="seconds, no model: assert each cell's pool balance and the oracle's mechanics")
+    ap.add_argument("--smoke", action="store_true", help="train: one cell (H=4, early), two seeds, a tiny budget")
     ap.add_argument("--cells", default="4:early,4:late,8:early,8:late", help="H:early|late, comma separated")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seeds", default="5", help="N (seeds 0 … N−1) or a comma-separated list of seeds")
@@ -365,12 +522,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a sentence for the report (scope, what was not run)")
     ap.add_argument("--findings", help="a markdown file appended to the report (the reading of the results)")
     args = ap.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
+    if args.quick:
+        cells = [(int(h), p) for h, p in (c.split(":") for c in args.cells.split(","))]
+        print("\n".join(quick_check(cells, FULL["tasks"])))
+        return 0
+    cfg = dict(SMOKE if args.smoke else FULL)
     if args.iterations:
         cfg["iterations"] = args.iterations
     out = Path(args.out)
     runs_file = out / RUNS_FILE.name
-    cells = [(4, "early")] if args.quick else [(int(h), p) for h, p in (c.split(":") for c in args.cells.split(","))]
+    cells = [(4, "early")] if args.smoke else [(int(h), p) for h, p in (c.split(":") for c in args.cells.split(","))]
     methods = args.methods.split(",")
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -384,14 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = truncate(rows, args.iterations)
             cfg["iterations"] = args.iterations
     else:
-        seeds = range(2) if args.quick else (
+        seeds = range(2) if args.smoke else (
             [int(x) for x in args.seeds.split(",") if x] if "," in args.seeds else range(int(args.seeds)))
         if not seeds:
             ap.error(f"--seeds {args.seeds!r} selects no seed: give a count N >= 1 or a list such as 0, or 0,3")
         out.mkdir(parents=True, exist_ok=True)
         deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
         rows = run_grid(cfg, cells, methods, list(seeds), workers=args.workers, model_dir=Path(args.model_dir),
-                        runs_file=None if args.quick else runs_file, deadline=deadline)
+                        runs_file=None if args.smoke else runs_file, deadline=deadline)
     meta = {**cfg, "command": command, "machine": f"{platform.machine()}, {platform.python_version()}, CPU",
             "note": args.note or f"{len(rows)} runs, total wall {time.perf_counter() - t0:.0f} s.",
             "findings": Path(args.findings).read_text().splitlines() if args.findings else []}
