@@ -191,3 +191,24 @@ def test_retokenized_and_drifted_turns_are_counted(tiny_model_dir):
     assert turns[1].action_token_ids == spelled + [chat.eos_id]  # sampled ids are never replaced
     seq = to_sequence(annotate_tokens(traj, chat, None))
     assert seq.input_ids[slice(*turns[3].action_span)] == chat.encode("a<|im_end|>b") + [chat.eos_id]
+
+
+def test_a_training_step_on_text_only_turns_reports_them(tiny_model_dir, tmp_path):
+    """A policy that returns text only (as an OpenAI-compatible server without token ids would):
+    the step re-tokenises its turns, trains on them and says so in its metrics."""
+    from agentgym.policies.simple import ScriptedPolicy
+    from agentgym.trainers.config import recipe_from_dict
+    from agentgym.trainers.trainer import Trainer
+
+    recipe = recipe_from_dict({
+        "env": {"id": "agentgym/Bifurcation-v0", "kwargs": {"horizon": 2}},
+        "model": {"path": str(tiny_model_dir), "device": "cpu"},
+        "rollout": {"tasks_per_iter": 2, "group_size": 2}, "loss": {"kl": "none"},
+        "sft": {"steps": 0}, "eval": {"episodes_per_task": 0},
+        "train": {"iterations": 1, "out_dir": str(tmp_path), "tensorboard": False, "plot": False},
+    })
+    trainer = Trainer(recipe, resume=False)
+    trainer.policy = ScriptedPolicy(epsilon=0.5, seed=0)
+    metrics = trainer.step()
+    assert metrics["rollout/retokenized_turns"] == metrics["rollout/turns_mean"] * 4 > 0
+    assert metrics["rollout/drifted_turns"] == 0 and metrics["batch/loss_tokens"] > 0
