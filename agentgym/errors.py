@@ -72,7 +72,8 @@ class RecipeError(ConfigError):
 
 
 class TemplateError(ConfigError):
-    """The chat template cannot be extended by token deltas (not prefix-preserving)."""
+    """The chat template cannot continue a sampled completion: its assistant turns do not end with
+    the EOS token, or it drops an assistant message's text once another message follows."""
 
 
 # -- registry -----------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ class TransformersPolicy(Policy):
 
     The first call of an episode renders the chat template; later calls append the new
     observation as a template delta to the tokens already there (prompt + sampled ids), so the
-    policy's own text is never re-tokenised. Concurrent episodes' calls are gathered into one
+    policy's own text is never re-tokenised, whatever the template would re-render differently
+    (see :mod:`agentgym.trainers.chat`). Concurrent episodes' calls are gathered into one
     batch: the batch closes once the event loop has gone a few rounds with no new request. The
     core engine builds envs in threads, so which requests share a batch (and so the sampled
     tokens) can depend on timing; runs are bitwise reproducible with one episode in flight.
@@ -205,7 +206,7 @@ class TransformersPolicy(Policy):
         if len(messages) != n + 2 or messages[-2]["role"] != "assistant" or messages[-2]["content"] != text:
             raise ValueError("messages do not continue this policy's last completion for this env; "
                              "token-in/token-out needs the conversation the policy produced")
-        return ids + self.chat.delta_ids(messages[-1], ids)
+        return ids + self.chat.delta_ids(messages[:-1], messages[-1], ids)
 
     async def act(self, messages: list[Message], env: TextEnv) -> Completion:
         prompt = self.prompt_ids(messages, env)
@@ -217,7 +218,7 @@ class TransformersPolicy(Policy):
         sample = await future
         if sample.finish_reason == CONTEXT_LENGTH:
             raise ContextLengthExceeded(f"a prompt of {len(prompt)} tokens leaves no room in the model's context")
-        text = self.chat.tokenizer.decode(sample.token_ids, skip_special_tokens=True)
+        text = self.chat.decode(sample.token_ids)
         self._contexts[id(env)] = (len(messages), text, prompt + sample.token_ids)
         return Completion(text=text, token_ids=sample.token_ids, logprobs=sample.logprobs,
                           prompt_token_ids=prompt, finish_reason=sample.finish_reason,

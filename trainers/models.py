@@ -105,7 +105,7 @@ def load_policy(
         tokenizer.chat_template = chat_template
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    chat = ChatTokenizer(tokenizer)  # fails fast on a template that is not prefix-preserving
+    chat = ChatTokenizer(tokenizer)  # fails fast on a template that cannot continue a completion
     ref_model = None
     if reference and not use_lora:
         ref_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)

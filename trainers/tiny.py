@@ -5,9 +5,8 @@ The tokenizer is trained here with the ``tokenizers`` library on text the built-
 passed as ``env_ids`` (the trainer passes its recipe's env), so env text is short in tokens.
 Punctuation is one token per character (markup tags such as ``<answer>`` stay whole): text grids
 (``#..G.``) then have one token per cell, so a cell's column is its token's offset in the row;
-merged runs (``.#``, ``##.``) hid it from a tiny model. Its ChatML template follows Qwen2.5's layout, tool calls and tool results included
-(:data:`CHATML_TEMPLATE`), and is prefix-preserving, which
-:class:`agentgym.trainers.chat.ChatTokenizer` checks on load.
+merged runs (``.#``, ``##.``) hid it from a tiny model. Its ChatML template follows Qwen2.5's layout, tool calls and tool
+results included (:data:`CHATML_TEMPLATE`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
 
 from .batch import Batch, make_batch
-from .chat import annotate_tokens, to_sequence
+from .chat import annotate_tokens, retokenize, to_sequence
 from .config import Recipe, RecipeError
 from .credit_bridge import CreditFn, TurnCredit, assign_credit
 from .generation import GenerationBackend, HFGenerator, TransformersPolicy
@@ -278,9 +278,8 @@ class Trainer:
                 explored = (tuple(history), turn.action) in expert.exploration
                 mask.append(1.0 if s.imitate_exploration or not explored else 0.0)
                 history.append(("assistant", turn.action))
-                turn.action_token_ids = chat.encode(turn.action) + [chat.eos_id]
-                turn.action_logprobs = None
             masks.append(mask)
+        retokenize(demos, chat)
         seqs = [to_sequence(annotate_tokens(t, chat, self.system_prompt)) for t in demos]
         ones = [[1.0] * t.num_turns for t in demos]
         batch = make_batch(seqs, ones, masks, ones, chat.pad_id).to(self.pm.device)
@@ -349,6 +348,7 @@ class Trainer:
         t0 = time.perf_counter()
         self._on_phase("rollout")
         trajs, sampling = self.collect_batch()
+        tokens = retokenize(trajs, self.pm.chat)  # before credit: the info-gain scorer reads token ids too
         self._save_samples(trajs)
         t1 = time.perf_counter()
         self._on_phase("credit")
@@ -364,7 +364,7 @@ class Trainer:
         self.backend.sync_weights(self.pm.model)
         t2 = time.perf_counter()
         self.iteration += 1
-        return {**rollout_metrics(trajs), **sampling, **credit.metrics, **stats,
+        return {**rollout_metrics(trajs), **tokens, **sampling, **credit.metrics, **stats,
                 "time/rollout_s": t1 - t0, "time/update_s": t2 - t1}
 
     def _save_samples(self, trajs: list[Trajectory]) -> None:

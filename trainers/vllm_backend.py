@@ -116,18 +116,24 @@ def installed_vllm() -> tuple[str, str] | None:
 
 
 def _import_vllm() -> Any:
+    """vLLM, once it is known to be able to run here: ``pip install agentgym-rl[vllm]`` on a machine
+    without a GPU installs the CUDA build, which imports fine and fails obscurely later."""
     found = installed_vllm()
     if found is None:
         raise ImportError("the in-process vLLM backend needs vLLM: pip install 'agentgym-rl[vllm]' "
                           f"(Linux with a CUDA GPU); {CPU_BUILD_HINT}") from None
     dist, version = found
     check_vllm_version(version)
+    import torch
     import vllm
     from vllm.platforms import current_platform
 
     if current_platform.is_unspecified():  # a CUDA build that found no GPU: LLM() would fail obscurely
         raise ImportError(f"vLLM ({dist} {version}) found no device to run on: it is a GPU build and this "
                           f"machine has no GPU; {CPU_BUILD_HINT}")
+    if not current_platform.is_cpu() and torch.version.cuda is None and torch.version.hip is None:
+        raise ImportError(f"vLLM ({dist} {version}) is a GPU build but torch {torch.__version__} is a CPU build, "
+                          f"which cannot run it; install torch for your GPU, or {CPU_BUILD_HINT}")
     return vllm
 
 

@@ -23,18 +23,22 @@ def policy_model(tiny_model_dir):
     return load_policy(tiny_model_dir, device="cpu")
 
 
-def test_template_check_rejects_non_prefix_preserving(policy_model):
+@pytest.mark.parametrize(("template", "error"), [
+    # earlier assistant turns rendered without their text: where a completion ends is lost
+    ("{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+     "{{ '<|im_start|>assistant\n<|im_end|>\n' }}{% else %}"
+     "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
+     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}", "drops an assistant message"),
+    # assistant turns closed by a newline, not EOS: a sampled EOS could not be continued
+    ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+     "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}", "does not end an assistant turn"),
+])
+def test_templates_that_cannot_be_continued_are_refused(policy_model, template, error):
     tok = policy_model.tokenizer
     saved = tok.chat_template
-    # Like Qwen3: earlier assistant turns are rendered without their content.
-    tok.chat_template = (
-        "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
-        "{{ '<|im_start|>assistant\n<|im_end|>\n' }}{% else %}"
-        "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-    )
+    tok.chat_template = template
     try:
-        with pytest.raises(TemplateError, match="prefix-preserving"):
+        with pytest.raises(TemplateError, match=error):
             ChatTokenizer(tok)
     finally:
         tok.chat_template = saved

