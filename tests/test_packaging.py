@@ -1,12 +1,17 @@
+import importlib.util
 import json
 import os
 import site
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from support import SOURCE_ROOTS, build_wheel, source_files
 
 ROOT = Path(__file__).parent.parent
@@ -122,3 +127,47 @@ def test_installed_wheel_trains_the_bundled_demo_recipe(installed: Path, tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "runs" / "demo-bifurcation" / "metrics.jsonl").read_text().splitlines()]
     assert rows and "rollout/success_rate" in rows[-1]
     assert (tmp_path / "runs" / "tiny-model" / "config.json").is_file()
+
+
+def _dists_needed_by(name: str) -> list[Any]:
+    """``name``'s installed distribution and those it requires (markers evaluated, no extras)."""
+    seen: dict[str, Any] = {}
+    todo = [name]
+    while todo:
+        key = canonicalize_name(todo.pop())
+        if key not in seen:
+            seen[key] = dist = metadata.distribution(key)
+            todo += [r.name for r in map(Requirement, dist.requires or [])
+                     if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return list(seen.values())
+
+
+def test_the_wheel_with_a_cpu_torch_first_pulls_no_cuda(wheel: Path, tmp_path: Path) -> None:
+    """README's CPU install: torch from PyTorch's CPU index first, then the wheel with [train]. Step one is
+    stood in for by this environment's CPU torch (only it and its requirements made visible in a fresh venv);
+    step two is resolved for real against the configured indexes, whose newest torch is a CUDA build."""
+    torch_version = metadata.version("torch") if importlib.util.find_spec("torch") else ""
+    if not torch_version.endswith("+cpu"):
+        pytest.skip(f"needs a CPU build of torch in the test environment, found {torch_version or 'none'}")
+    venv, only_torch = tmp_path / "venv", tmp_path / "torch-site"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    only_torch.mkdir()
+    for dist in _dists_needed_by("torch"):
+        for top in {Path(f).parts[0] for f in dist.files if not str(f).startswith("..")} - {"__pycache__"}:
+            if not top.endswith(".pth") and not (only_torch / top).exists():
+                (only_torch / top).symlink_to(Path(dist.locate_file(top)))
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "torch_only.pth").write_text(f"{only_torch}\n")
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "-q",
+                           "--report", str(report), f"{wheel}[train]"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pulled = {item["metadata"]["name"].lower(): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    assert "agentgym-rl" in pulled and "transformers" in pulled
+    assert sorted(n for n in pulled if n.startswith(("nvidia-", "cuda-", "triton", "torch"))) == []
+    installed_torch = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+    assert installed_torch == torch_version
