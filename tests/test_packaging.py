@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -171,3 +172,27 @@ def test_the_wheel_with_a_cpu_torch_first_pulls_no_cuda(wheel: Path, tmp_path: P
     installed_torch = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
                                      check=True, capture_output=True, text=True).stdout.strip()
     assert installed_torch == torch_version
+
+
+def test_setup_sh_skips_an_up_to_date_venv_and_reinstalls_after_a_change(tmp_path: Path) -> None:
+    """scripts/setup.sh on a tiny project of the same layout: a fresh tree installs, the same inputs again
+    install nothing, a changed pyproject.toml installs again."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    project = ('[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+               '[project]\nname = "setup-probe"\nversion = "0"\n[project.optional-dependencies]\ndev = []\n'
+               "[tool.setuptools]\npy-modules = []\n")
+    (tmp_path / "pyproject.toml").write_text(project)
+
+    def setup() -> str:
+        done = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "installing agentgym[dev]" in setup()
+    again = setup()
+    assert "up to date" in again and "installing" not in again
+    (tmp_path / "pyproject.toml").write_text(project.replace('version = "0"', 'version = "1"'))
+    assert "installing agentgym[dev]" in setup()
+    assert subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "-m", "pip", "show", "setup-probe"],
+                          capture_output=True, text=True, check=True).stdout.count("Version: 1") == 1
