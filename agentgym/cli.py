@@ -99,12 +99,29 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 
 # -- envs ---------------------------------------------------------------------------------
 @envs_app.command("list")
-def envs_list() -> None:
+def envs_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the specs as a JSON array (every field)."),
+) -> None:
     """List every registered env: built-ins, installed plugins and --env-file declarations."""
-    table = Table(Column("id", no_wrap=True), "max turns", "description", "entry point")
-    for env_spec in registry.all_specs():
-        table.add_row(env_spec.id, str(env_spec.max_turns), env_spec.description, env_spec.entry_point)
-    console.print(table)
+    specs = registry.all_specs()
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(s) for s in specs], indent=2))
+    elif console.is_terminal and console.width >= _WIDE_TABLE:
+        table = Table(Column("id", no_wrap=True), "max turns", "description", "entry point")
+        for env_spec in specs:
+            table.add_row(env_spec.id, str(env_spec.max_turns), env_spec.description, env_spec.entry_point)
+        console.print(table)
+    else:  # piped or narrow: one line per env, the description cut to the width (rich's 80 when piped)
+        id_width = max([len("id"), *(len(s.id) for s in specs)])
+        rows = [("id", "turns", "description"), *((s.id, str(s.max_turns or "-"), s.description) for s in specs)]
+        room = max(console.width - id_width - 9, 20)
+        for env_id, turns, description in rows:
+            if len(description) > room:
+                description = description[:room - 1].rstrip() + "…"
+            typer.echo(f"{env_id:<{id_width}}  {turns:>5}  {description}".rstrip())
+
+
+_WIDE_TABLE = 140  # below this the table wraps each description over many lines
 
 
 @envs_app.command("show")

@@ -36,6 +36,7 @@ import importlib.util
 import inspect
 import json
 import shlex
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -88,7 +89,11 @@ class MCPClient:
             raise ValueError("timeout must be > 0")
         self.server = server
         self.timeout = timeout
-        self._transport = _transport(server, env, cwd)
+        # A stdio server's stderr goes to a file of ours, not the console (where it would cut through a
+        # rollout's progress); its tail is quoted in the InfraError that ends a failed episode.
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        self._stderr_at_close = ""
+        self._transport = _transport(server, env, cwd, self._stderr)
         self.session: ClientSession | None = None
         self.instructions: str | None = None
         self._loop = asyncio.new_event_loop()
@@ -107,11 +112,25 @@ class MCPClient:
         except BaseException as e:
             self.close()
             if isinstance(e, concurrent.futures.TimeoutError):
-                raise InfraError(f"MCP server {self.describe()} did not start within {timeout:g}s") from None
-            raise InfraError(f"could not connect to MCP server {self.describe()}: {_describe(e)}") from e
+                raise InfraError(f"MCP server {self.describe()} did not start within {timeout:g}s"
+                                 + self._stderr_note()) from None
+            raise InfraError(f"could not connect to MCP server {self.describe()}: {_describe(e)}"
+                             + self._stderr_note()) from e
 
     def describe(self) -> str:
         return self.server if isinstance(self.server, str) else shlex.join(self.server)
+
+    def stderr_tail(self, limit: int = 2000) -> str:
+        """The last ``limit`` characters a stdio server wrote to stderr ('' for an HTTP server)."""
+        if self._stderr.closed:
+            return self._stderr_at_close[-limit:]
+        size = self._stderr.seek(0, 2)
+        self._stderr.seek(max(0, size - limit))
+        return self._stderr.read().strip()
+
+    def _stderr_note(self) -> str:
+        tail = self.stderr_tail()
+        return f" (server stderr: {tail})" if tail else ""
 
     async def _hold(self, opened: concurrent.futures.Future[None]) -> None:
         """The task that owns the connection: open it, wait for close(), leave it."""
@@ -147,11 +166,11 @@ class MCPClient:
         try:
             return future.result()
         except InfraError as e:
-            self._lost_error = str(e)
-            raise
+            self._lost_error = str(e) + self._stderr_note()
+            raise InfraError(self._lost_error) from e
         except Exception as e:
             if _is_infra(e):
-                self._lost_error = f"MCP server {self.describe()}: {what}: {_describe(e)}"
+                self._lost_error = f"MCP server {self.describe()}: {what}: {_describe(e)}" + self._stderr_note()
                 raise InfraError(self._lost_error) from e
             raise
 
@@ -203,6 +222,8 @@ class MCPClient:
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+        self._stderr_at_close = self.stderr_tail()
+        self._stderr.close()
 
     def __enter__(self) -> MCPClient:
         return self
@@ -211,7 +232,8 @@ class MCPClient:
         self.close()
 
 
-def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | Path | None) -> Callable[[], Any]:
+def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | Path | None,
+               errlog: Any) -> Callable[[], Any]:
     """A factory of the SDK's transport context manager for ``server``."""
     if isinstance(server, str) and server.startswith(("http://", "https://")):
         from mcp.client.streamable_http import streamable_http_client
@@ -224,7 +246,7 @@ def _transport(server: str | Sequence[str], env: Mapping[str, str] | None, cwd: 
         raise ValueError("server: an empty command")
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=dict(env) if env else None,
                                    cwd=str(cwd) if cwd is not None else None)
-    return lambda: stdio_client(params)
+    return lambda: stdio_client(params, errlog=errlog)
 
 
 def _leaves(e: BaseException) -> list[BaseException]:

@@ -95,7 +95,7 @@ def write_view(run_dir: str | Path, out: str | Path | None = None) -> Path:
 def view(
     run_dir: Path = typer.Argument(..., help="A rollout directory (holds trajectories.jsonl).", exists=True,
                                    file_okay=False),
-    out: Path = typer.Option(None, help=f"Where to write the page [default: RUN_DIR/{VIEW}]."),
+    out: Path = typer.Option(None, help=rf"Where to write the page. \[default: RUN_DIR/{VIEW}]"),
 ) -> None:
     """Write a static HTML viewer of a run: groups side by side, turns coloured by advantage."""
     from agentgym.store import CorruptStoreError

@@ -21,6 +21,17 @@ else
   }
 fi
 
+# Skip everything when .venv was set up by this script, with these extras, from this pyproject.toml
+# (a fresh clone has no stamp; any change to these inputs, or a failed run, installs again).
+stamp=.venv/.agentgym-setup
+inputs="$(cat pyproject.toml scripts/setup.sh; echo "extras=${extras} torch=${AGENTGYM_TORCH:-} $(python3 --version)")"
+want="$(printf '%s' "${inputs}" | sha256sum | cut -d' ' -f1)"
+if [[ -x .venv/bin/python && "$(cat "${stamp}" 2>/dev/null)" == "${want}" ]]; then
+  say "up to date: .venv has agentgym[${extras}] for this pyproject.toml (rm ${stamp} to reinstall)"
+  exit 0
+fi
+rm -f "${stamp}"
+
 if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv ($(python3 --version))"
 fi
@@ -33,4 +44,5 @@ if [[ ",${extras}," == *,train,* ]]; then
 fi
 say "installing agentgym[${extras}] (editable)"
 pip install -e ".[${extras}]"
+echo "${want}" > "${stamp}"
 say "ready: .venv/bin/agentgym, .venv/bin/python -m pytest"

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -9,8 +10,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import agentgym
+from agentgym import registry
 from agentgym.cli import app
 from agentgym.store import read_jsonl
+from agentgym.trainers.recipes import RECIPES_DIR
 
 runner = CliRunner()
 TESTS = Path(__file__).parent
@@ -248,3 +251,25 @@ def test_seed_makes_random_and_epsilon_rollouts_repeat_at_any_concurrency(tmp_pa
         episodes = list(runs[0].values())
         assert len({tuple(a) for a in episodes}) > len(episodes) // 4, policy  # group members differ
         assert run(f"{policy}-seed8", policy, "8", "8") != runs[0], policy
+
+
+def test_envs_list_piped_is_one_line_per_env_within_80_columns_and_json_has_every_field():
+    specs = registry.all_specs()
+    listed = runner.invoke(app, ["envs", "list"], env={"COLUMNS": "80"})  # not a terminal, like a pipe
+    lines = listed.output.splitlines()
+    assert listed.exit_code == 0 and len(lines) == len(specs) + 1
+    assert all(len(line) <= 80 for line in lines)
+    assert [line.split()[0] for line in lines[1:]] == [s.id for s in specs]
+    as_json = json.loads(cli("envs", "list", "--json").output)
+    assert as_json == [dataclasses.asdict(s) for s in specs]
+
+
+def test_train_and_view_help_name_the_recipes_and_the_defaults():
+    def help_of(command: str) -> str:
+        return runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).output
+
+    train_help = help_of("train")
+    for recipe in RECIPES_DIR.glob("*.yaml"):
+        assert f"  {recipe.stem}: " in train_help, recipe.stem
+    assert "demo_bifurcation: The embedded demo: a tiny Qwen2 model" in train_help
+    assert "Where to write the page. [default: RUN_DIR/view.html]" in help_of("view")

@@ -1,12 +1,18 @@
+import importlib.util
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from support import SOURCE_ROOTS, build_wheel, source_files
 
 ROOT = Path(__file__).parent.parent
@@ -122,3 +128,71 @@ def test_installed_wheel_trains_the_bundled_demo_recipe(installed: Path, tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "runs" / "demo-bifurcation" / "metrics.jsonl").read_text().splitlines()]
     assert rows and "rollout/success_rate" in rows[-1]
     assert (tmp_path / "runs" / "tiny-model" / "config.json").is_file()
+
+
+def _dists_needed_by(name: str) -> list[Any]:
+    """``name``'s installed distribution and those it requires (markers evaluated, no extras)."""
+    seen: dict[str, Any] = {}
+    todo = [name]
+    while todo:
+        key = canonicalize_name(todo.pop())
+        if key not in seen:
+            seen[key] = dist = metadata.distribution(key)
+            todo += [r.name for r in map(Requirement, dist.requires or [])
+                     if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return list(seen.values())
+
+
+def test_the_wheel_with_a_cpu_torch_first_pulls_no_cuda(wheel: Path, tmp_path: Path) -> None:
+    """README's CPU install: torch from PyTorch's CPU index first, then the wheel with [train]. Step one is
+    stood in for by this environment's CPU torch (only it and its requirements made visible in a fresh venv);
+    step two is resolved for real against the configured indexes, whose newest torch is a CUDA build."""
+    torch_version = metadata.version("torch") if importlib.util.find_spec("torch") else ""
+    if not torch_version.endswith("+cpu"):
+        pytest.skip(f"needs a CPU build of torch in the test environment, found {torch_version or 'none'}")
+    venv, only_torch = tmp_path / "venv", tmp_path / "torch-site"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    only_torch.mkdir()
+    for dist in _dists_needed_by("torch"):
+        for top in {Path(f).parts[0] for f in dist.files if not str(f).startswith("..")} - {"__pycache__"}:
+            if not top.endswith(".pth") and not (only_torch / top).exists():
+                (only_torch / top).symlink_to(Path(dist.locate_file(top)))
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "torch_only.pth").write_text(f"{only_torch}\n")
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "-q",
+                           "--report", str(report), f"{wheel}[train]"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pulled = {item["metadata"]["name"].lower(): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    assert "agentgym-rl" in pulled and "transformers" in pulled
+    assert sorted(n for n in pulled if n.startswith(("nvidia-", "cuda-", "triton", "torch"))) == []
+    installed_torch = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('torch'))"],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+    assert installed_torch == torch_version
+
+
+def test_setup_sh_skips_an_up_to_date_venv_and_reinstalls_after_a_change(tmp_path: Path) -> None:
+    """scripts/setup.sh on a tiny project of the same layout: a fresh tree installs, the same inputs again
+    install nothing, a changed pyproject.toml installs again."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "setup.sh", tmp_path / "scripts" / "setup.sh")
+    project = ('[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+               '[project]\nname = "setup-probe"\nversion = "0"\n[project.optional-dependencies]\ndev = []\n'
+               "[tool.setuptools]\npy-modules = []\n")
+    (tmp_path / "pyproject.toml").write_text(project)
+
+    def setup() -> str:
+        done = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    assert "installing agentgym[dev]" in setup()
+    again = setup()
+    assert "up to date" in again and "installing" not in again
+    (tmp_path / "pyproject.toml").write_text(project.replace('version = "0"', 'version = "1"'))
+    assert "installing agentgym[dev]" in setup()
+    assert subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "-m", "pip", "show", "setup-probe"],
+                          capture_output=True, text=True, check=True).stdout.count("Version: 1") == 1

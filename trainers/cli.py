@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .recipes import summaries
 
 __all__ = ["make_tiny_model", "recipe_keys", "train"]
 
@@ -65,6 +68,11 @@ def train(
     console.print(f"metrics: {trainer.logger.path}")
     if rec.train.plot:
         console.print(f"learning curve: {Path(rec.train.out_dir) / 'learning_curve.png'}")
+
+
+# `train --help` names the bundled recipes ("\b": Click keeps the lines as they are).
+train.__doc__ += "\n\n\b\nBundled recipes (agentgym train NAME):\n" + "\n".join(
+    f"  {name}: {escape(summary)}" for name, summary in summaries().items())
 
 
 def make_tiny_model(

@@ -21,6 +21,7 @@ from agentgym.errors import RecipeError
 from .generation import SamplingParams
 from .losses import LossConfig
 from .models import LoraConfig
+from .recipes import RECIPES_DIR
 
 __all__ = [
     "EnvConfig",
@@ -37,7 +38,6 @@ __all__ = [
     "recipe_from_dict",
 ]
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
 @dataclass

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import threading
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -179,6 +182,47 @@ def chromium_path(path: str | None = None) -> str:
     return found
 
 
+def process_tree(roots: set[int]) -> set[int]:
+    """``roots`` and every live process descending from them (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # it exited meanwhile
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    tree = {pid for pid in roots if pid in parents}
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return tree
+
+
+def _reap(pids: set[int], wait: float) -> None:
+    """Wait up to ``wait`` seconds for ``pids`` to exit (Chromium's helpers outlive ``browser.close()`` by
+    seconds), then SIGKILL the rest, so that no browser process outlives the pool."""
+    deadline = time.monotonic() + wait
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = {pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)}
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
 class BrowserPool:
     """Chromium processes shared by every chromium-backend env of the process.
 
@@ -204,6 +248,7 @@ class BrowserPool:
         self.thread.start()
         self._playwright: Any = None
         self._browsers: list[Any] = []
+        self._browser_pids: dict[Any, set[int]] = {}
         self._next = 0
 
     @classmethod
@@ -221,12 +266,14 @@ class BrowserPool:
             if self.users > 0:
                 return
             self._shared.pop((self.executable, self.size), None)
+        processes: set[int] = set()
         try:
-            self.run(self._shutdown(), timeout=TIMEOUT_S)
+            processes = self.run(self._shutdown(), timeout=TIMEOUT_S)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(TIMEOUT_S)
             self.loop.close()
+            _reap(processes, wait=10.0)
 
     def run(self, coro: Any, timeout: float = TIMEOUT_S * 2) -> Any:
         """Run ``coro`` on the pool's loop and wait; failures of the browser become InfraError."""
@@ -256,9 +303,16 @@ class BrowserPool:
     async def _launch(self) -> Any:
         # Playwright starts each browser with a fresh temporary --user-data-dir of its own (and
         # deletes it on close); it refuses one passed in ``args``.
-        return await self._playwright.chromium.launch(executable_path=self.executable, args=CHROMIUM_FLAGS)
+        browser = await self._playwright.chromium.launch(executable_path=self.executable, args=CHROMIUM_FLAGS)
+        cdp = await browser.new_browser_cdp_session()  # the browser process's id, to reap its tree on close
+        info = await cdp.send("SystemInfo.getProcessInfo")
+        await cdp.detach()
+        self._browser_pids[browser] = {p["id"] for p in info["processInfo"] if p["type"] == "browser"}
+        return browser
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self) -> set[int]:
+        """Close the browsers and the driver; the browsers' processes (still exiting) to wait for."""
+        processes = process_tree(set().union(*self._browser_pids.values()))
         for browser in self._browsers:
             try:
                 await browser.close()
@@ -266,7 +320,8 @@ class BrowserPool:
                 pass
         if self._playwright is not None:
             await self._playwright.stop()
-        self._browsers, self._playwright = [], None
+        self._browsers, self._playwright, self._browser_pids = [], None, {}
+        return processes
 
 
 class ChromiumBackend:

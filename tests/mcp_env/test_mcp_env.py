@@ -223,3 +223,16 @@ def test_random_text_never_crashes_the_env(env: MCPToolEnv) -> None:
         if terminated or truncated:
             env.reset(seed=rng.randint(0, 9))
     assert answered >= 20
+
+
+def test_a_stdio_servers_stderr_stays_off_the_console_and_is_quoted_when_it_fails(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    noisy = "import sys; print('boom: NOTES_DB is not set', file=sys.stderr, flush=True); sys.exit(1)"
+    with pytest.raises(InfraError, match="server stderr: boom: NOTES_DB is not set"):
+        MCPClient([sys.executable, "-c", noisy], timeout=10)
+    chatty = [*SHOP[:1], "-c", "import sys, runpy; print('starting the shop', file=sys.stderr, flush=True);"
+              f" runpy.run_path({SHOP[1]!r}, run_name='__main__')"]
+    with MCPClient(chatty, timeout=30) as client:
+        assert client.list_tools()
+        assert client.stderr_tail() == "starting the shop"
+    assert "boom" not in capfd.readouterr().err and "starting the shop" not in capfd.readouterr().err

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from test_registered_envs import _random_action  # noqa: E402
 
 import agentgym
 from agentgym.core import INFO_DEFAULTS, InfraError
-from agentgym.envs.webshop.backends import BrowserPool, chromium_path
+from agentgym.envs.webshop.backends import BrowserPool, _reap, chromium_path, process_tree
 
 ENV_ID = "agentgym/WebShop-v0"
 
@@ -169,3 +171,40 @@ def test_dead_browser_is_an_infra_failure() -> None:
     finally:
         env.close()
     assert chromium_processes() == set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def test_close_returns_after_every_process_of_the_browsers_has_exited() -> None:
+    """Chromium's helpers outlive browser.close() by seconds on a loaded machine; close() waits for the
+    whole process tree of each browser (then kills what is left), so nothing of ours runs after it."""
+    env = agentgym.make(ENV_ID, placement="local", backend="chromium", browsers=2)
+    env.reset(seed=0)
+    env.reset(seed=1)  # the second browser
+    pool = next(iter(BrowserPool._shared.values()))
+    tree = process_tree(set().union(*pool._browser_pids.values()))
+    assert len(pool._browser_pids) == 2 and len(tree) > 2
+    env.close()
+    assert [pid for pid in tree if _alive(pid)] == []
+
+
+def test_reap_kills_what_has_not_exited_in_time() -> None:
+    stubborn = "import subprocess, sys, time;" \
+               " subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); time.sleep(600)"
+    proc = subprocess.Popen([sys.executable, "-c", stubborn])
+    deadline = time.monotonic() + 10
+    while len(tree := process_tree({proc.pid})) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(tree) == 2
+    _reap(tree, wait=0.2)  # neither exits by itself: the SIGKILL after the wait ends both
+    proc.wait(5)
+    deadline = time.monotonic() + 5  # a killed process takes a moment to become a zombie
+    while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in tree if _alive(pid)] == []
