@@ -107,7 +107,8 @@ class ConsoleProgress(Progress):
         if console.is_terminal:
             self.bars = RichProgress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
                                      console=console)
-            self._run_bar = self.bars.add_task("iterations", total=iterations, completed=start, status="")
+            self._run_bar = self.bars.add_task("iterations", total=iterations, completed=start,
+                                               status=f"{start}/{iterations}")
             self._phase_bar = self.bars.add_task("", total=None, status="", visible=False)
 
     def __enter__(self) -> ConsoleProgress:
@@ -122,7 +123,7 @@ class ConsoleProgress(Progress):
     def iteration_done(self, i: int) -> None:
         super().iteration_done(i)
         if self.bars is not None:
-            self.bars.update(self._run_bar, completed=i, status=self.run_eta())
+            self.bars.update(self._run_bar, completed=i, status=f"{i}/{self.iterations} {self.run_eta()}")
 
     def _show(self, ended: bool = False) -> None:
         p = self.phase
