@@ -56,11 +56,12 @@ def auto_threads() -> int:
     """torch's CPU threads when a recipe leaves ``train.threads`` unset: one core fewer than this
     process may use (at least 1, at most :data:`MAX_AUTO_THREADS`).
 
-    torch's own default takes every core, and its threads spin while they wait for each other: on
-    a 2-core machine already busy with another process the warm start ran ~10× slower on 2 threads
-    than on 1 (bench/demo_phases.py), while on 2 idle cores 2 threads were ~1.7× faster. The core
-    left free keeps a shared or small machine out of that trap (and serves the env steps and
-    tokenisation); the cap is a guess (larger counts were not measured), ``train.threads`` overrides it.
+    torch's own default takes every core, and its threads spin while they wait for each other. The
+    demo's first 40 SFT steps on a shared 2-core machine: 18 s on 1 thread (load 3.4), 196 s on 2
+    (load 6.1); on the same cores idle (load 0.5, bench/demo_phases.py) 12.5 s on 1, 7.2 s on 2.
+    Losing 1.7× when idle beats losing 10× when busy, so a core is left free (it also serves the
+    env steps and tokenisation); the cap is a guess (more cores were not measured), and
+    ``train.threads`` overrides it all.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores - 1, MAX_AUTO_THREADS))
