@@ -167,6 +167,10 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
+    """``threads``: torch's CPU threads (process-wide); None: one fewer than the usable cores, at
+    most 8 (torch's own default takes them all, and its waiting threads spin: on a busy 2-core
+    machine that made the demo's warm start ~10x slower; see ``auto_threads`` in trainers/trainer.py)."""
+
     iterations: int = 100
     max_seq_len: int = 4096
     out_dir: str = "runs/train"
@@ -175,6 +179,11 @@ class TrainConfig:
     tensorboard: bool = True
     plot: bool = True
     samples_per_iter: int = 4  # trajectories of each iteration kept in out_dir/samples/trajectories.jsonl
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 (or null: automatic), got {self.threads}")
 
 
 @dataclass

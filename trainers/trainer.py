@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import shutil
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,27 @@ from .info_gain import TransformersGoldScorer
 from .losses import aggregate, kl_penalty, loss_denominator, policy_loss, sequence_logprobs
 from .metrics import MetricsLogger, plot_learning_curve, rollout_metrics
 from .models import PolicyModel, load_policy
+from .progress import Progress
 from .tiny import make_tiny_model, tiny_corpus_envs
 
-__all__ = ["Trainer", "make_backend"]
+__all__ = ["Trainer", "auto_threads", "make_backend"]
+
+MAX_AUTO_THREADS = 8
+
+
+def auto_threads() -> int:
+    """torch's CPU threads when a recipe leaves ``train.threads`` unset: one core fewer than this
+    process may use (at least 1, at most :data:`MAX_AUTO_THREADS`).
+
+    torch's own default takes every core, and its threads spin while they wait for each other. The
+    demo's first 40 SFT steps on a shared 2-core machine: 18 s on 1 thread (load 3.4), 196 s on 2
+    (load 6.1); on the same cores idle (load 0.5, bench/demo_phases.py) 12.5 s on 1, 7.2 s on 2.
+    Losing 1.7× when idle beats losing 10× when busy, so a core is left free (it also serves the
+    env steps and tokenisation); the cap is a guess (more cores were not measured), and
+    ``train.threads`` overrides it all.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores - 1, MAX_AUTO_THREADS))
 
 
 def make_backend(recipe: Recipe, pm: PolicyModel) -> GenerationBackend:
@@ -67,6 +87,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, *, resume: bool = True, credit_fn: CreditFn | None = None):
         self.recipe, self.credit_fn = recipe, credit_fn or assign_credit
+        torch.set_num_threads(recipe.train.threads or auto_threads())  # process-wide: torch has one pool
         self.out = Path(recipe.train.out_dir)
         self.env_spec = registry.spec(recipe.env.id)  # unregistered id: UnknownEnvError, with close matches
         self.pipeline = build_pipeline(recipe.credit)  # a bad credit config fails before any loading
@@ -118,7 +139,7 @@ class Trainer:
         self.task_cursor = 0
         self.logger = MetricsLogger(self.out, tensorboard=recipe.train.tensorboard)
         self.samples = TrajectoryStore(self.out / "samples")
-        self._on_phase: Callable[[str], None] = lambda phase: None
+        self.progress = Progress(recipe.train.iterations)
         self._ray_envs: Any = None  # agentgym.ray_rollout.RayEnvPool, started at the first rollout
         if ckpt is not None:
             self._load_state(ckpt)
@@ -140,8 +161,10 @@ class Trainer:
         r = self.recipe.rollout
         return [r.seed_start + ((start + i) % r.task_pool if r.task_pool else start + i) for i in range(count)]
 
-    def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None) -> list[Trajectory]:
-        """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed).
+    def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None,
+                phase: str | None = None) -> list[Trajectory]:
+        """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed),
+        reported to :attr:`progress` as ``phase`` (when given) episode by episode.
 
         With ``rollout.ray`` the envs step in Ray actors; the engine and the policy stay here."""
         items = plan(tag, seeds=seeds, group_size=group_size)
@@ -150,11 +173,13 @@ class Trainer:
             from agentgym.ray_rollout import RayEnvPool
 
             self._ray_envs = RayEnvPool(self.env_spec, workers=r.ray_workers, address=r.ray_address)
-        with self.pm.autocast():  # generation runs on this thread, inside the event loop
+        with self._phase(phase, len(items), "episodes") as advance, self.pm.autocast():
+            # generation runs on this thread, inside the event loop
             trajs = asyncio.run(rollout(
                 self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
                 env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
                 threads=not r.deterministic, make_env=self._ray_envs and self._ray_envs.make,
+                on_done=lambda traj: advance(1),
             ))
         errors = [t for t in trajs if t.failure == "error"]
         if errors:  # a bug in the env's or the user's code (a verifier that raised): never train on it
@@ -179,15 +204,27 @@ class Trainer:
         return make_batch(seqs, [credit.advantages[i] for i in keep], masks,
                           [credit.clip_scale[i] for i in keep], self.pm.chat.pad_id)
 
+    @contextmanager
+    def _phase(self, name: str | None, total: int, unit: str) -> Iterator[Callable[[int], None]]:
+        """Report a phase to :attr:`progress` (``name`` None: nothing); yields its ``advance(n)``.
+        An exception leaves the phase in flight, so that the caller can say where the run stopped."""
+        if name is None:
+            yield lambda n: None
+            return
+        self.progress.start(name, total, unit)
+        yield self.progress.advance
+        self.progress.end()
+
     # -- the update ---------------------------------------------------------------------
     @torch.no_grad()
-    def _logprobs(self, model: Any, batch: Batch) -> torch.Tensor:
+    def _logprobs(self, model: Any, batch: Batch, advance: Callable[[int], None] = lambda n: None) -> torch.Tensor:
         """Log-probs on the loss tokens only (the only ones any loss term or metric reads)."""
         out = torch.zeros_like(batch.rollout_logp)
         temperature, o = self.recipe.generation.sampling.temperature, self.recipe.optim
         for rows, mb in batch.micro_batches(o.micro_batch_size, o.micro_batch_tokens, o.packing):
             out[rows, : mb.input_ids.shape[1]] = sequence_logprobs(
                 model, mb.input_ids, mb.attention_mask, temperature, positions=mb.loss_mask > 0, packed=o.packing)[0]
+            advance(len(rows))
         return out
 
     def on_policy(self, batch_size: int) -> bool:
@@ -201,16 +238,21 @@ class Trainer:
 
         On-policy (see :meth:`on_policy`) the old log-probs are the update forward's own,
         detached: the ratio is exactly 1 with the same gradient, and a whole no-grad forward
-        over the batch is saved."""
-        cfg, o, model = self.recipe.loss, self.recipe.optim, self.pm.model
+        over the batch is saved. Its progress counts sequences through every forward pass."""
         batch = batch.to(self.pm.device)
         on_policy = self.on_policy(len(batch))
+        passes = self.recipe.optim.epochs + (not on_policy) + (self.recipe.loss.kl != "none")
+        with self._phase("update", passes * len(batch), "sequences") as advance:
+            return self._update(batch, on_policy, advance)
+
+    def _update(self, batch: Batch, on_policy: bool, advance: Callable[[int], None]) -> dict[str, float]:
+        cfg, o, model = self.recipe.loss, self.recipe.optim, self.pm.model
         if not on_policy:
-            batch.old_logp = self._logprobs(model, batch)  # θ_old: the weights that sampled
+            batch.old_logp = self._logprobs(model, batch, advance)  # θ_old: the weights that sampled
         is_log_ratios: list[torch.Tensor] = []  # θ_old vs the rollout engine, on sampled tokens
         if cfg.kl != "none":
             with self.pm.reference() as ref:
-                batch.ref_logp = self._logprobs(ref, batch)
+                batch.ref_logp = self._logprobs(ref, batch, advance)
         stats: dict[str, list[float]] = defaultdict(list)
         mini = o.mini_batch_size or len(batch)
         for _ in range(o.epochs):
@@ -239,6 +281,7 @@ class Trainer:
                     step["loss/policy"] += aggregate(pg.detach(), m, denom).item()
                     step["collapse/entropy"] += aggregate(ent.detach(), m, n_tokens).item()
                     step["collapse/clip_fraction"] += aggregate(clipped, m, n_tokens).item()
+                    advance(len(micro))
                 step["collapse/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, o.max_grad_norm))
                 self.optimizer.step()
                 self.scheduler.step()
@@ -267,7 +310,7 @@ class Trainer:
         """
         s = self.recipe.sft
         expert = _ExplorationRecorder(epsilon=s.epsilon, seed=self.recipe.seed)
-        demos = self.collect(self.task_seeds(0, s.episodes), 1, "sft", policy=expert)
+        demos = self.collect(self.task_seeds(0, s.episodes), 1, "sft", policy=expert, phase="SFT demos")
         chat = self.pm.chat
         masks = []
         for traj in demos:
@@ -285,15 +328,17 @@ class Trainer:
         batch = make_batch(seqs, ones, masks, ones, chat.pad_id).to(self.pm.device)
         opt = torch.optim.AdamW(self.params, lr=s.lr)
         losses = []
-        for _ in range(s.steps):
-            mb = batch.select(torch.randperm(len(batch), generator=self.shuffle)[: s.batch_size].to(self.pm.device))
-            with self.pm.autocast():
-                logp, _ = sequence_logprobs(self.pm.model, mb.input_ids, mb.attention_mask)
-            loss = aggregate(-logp, mb.loss_mask, max(float(mb.loss_mask.sum()), 1.0))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        with self._phase("SFT warm start", s.steps, "steps") as advance:
+            for _ in range(s.steps):
+                mb = batch.select(torch.randperm(len(batch), generator=self.shuffle)[: s.batch_size].to(self.pm.device))
+                with self.pm.autocast():
+                    logp, _ = sequence_logprobs(self.pm.model, mb.input_ids, mb.attention_mask)
+                loss = aggregate(-logp, mb.loss_mask, max(float(mb.loss_mask.sum()), 1.0))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                advance(1)
         return {"sft/loss_first": losses[0] if losses else 0.0, "sft/loss_last": losses[-1] if losses else 0.0,
                 "sft/demo_success_rate": sum(t.success for t in demos) / max(len(demos), 1),
                 "sft/imitated_turn_share": sum(map(sum, masks)) / max(sum(map(len, masks)), 1)}
@@ -304,7 +349,8 @@ class Trainer:
         state = torch.get_rng_state()
         torch.manual_seed(self.recipe.seed + 10_000)
         try:
-            trajs = self.collect(self.task_seeds(0, r.task_pool or r.tasks_per_iter), e.episodes_per_task, "eval")
+            trajs = self.collect(self.task_seeds(0, r.task_pool or r.tasks_per_iter), e.episodes_per_task, "eval",
+                                 phase="eval")
         finally:
             torch.set_rng_state(state)
         return sum(t.success for t in trajs) / max(len(trajs), 1)
@@ -324,7 +370,8 @@ class Trainer:
         rounds = dropped = 0
         while True:
             tag = f"it{self.iteration:05d}" + (f"-r{rounds}" if rounds else "")
-            trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, tag)
+            trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, tag,
+                                 phase="rollout")
             self.task_cursor += r.tasks_per_iter
             rounds += 1
             if not r.dynamic_sampling:
@@ -346,17 +393,15 @@ class Trainer:
     def step(self) -> dict[str, Any]:
         """One RL iteration; returns its metrics."""
         t0 = time.perf_counter()
-        self._on_phase("rollout")
         trajs, sampling = self.collect_batch()
         tokens = retokenize(trajs, self.pm.chat)  # before credit: the info-gain scorer reads token ids too
         self._save_samples(trajs)
         t1 = time.perf_counter()
-        self._on_phase("credit")
-        with self.pm.autocast():
+        with self._phase("credit", 1, "batches") as advance, self.pm.autocast():
             credit = self.credit_fn(trajs, self.pipeline, self.scorer)
+            advance(1)
         if not any(a for row in credit.advantages for a in row):
             warnings.warn(NO_SIGNAL, RuntimeWarning, stacklevel=2)
-        self._on_phase("update")
         self.backend.sleep()
         with self.pm.autocast():
             stats = self.update(self.to_batch(trajs, credit))
@@ -376,28 +421,27 @@ class Trainer:
 
     def fit(
         self, on_iteration: Callable[[int, dict[str, Any]], None] | None = None, *, until: int | None = None,
-        on_phase: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> list[dict[str, Any]]:
         """Run (or resume) to ``train.iterations`` (or stop at ``until``); returns every logged row.
 
         A fresh run first does the SFT warm start and the initial eval, then checkpoints
-        iteration 0, so a resumed run never repeats or skips the warm start. ``on_phase`` hears
-        the name of each phase as it starts (progress displays).
+        iteration 0, so a resumed run never repeats or skips the warm start. ``progress`` hears
+        every phase unit by unit, and each finished iteration (progress displays).
         """
-        if on_phase is not None:
-            self._on_phase = on_phase
+        if progress is not None:
+            self.progress = progress
         rec = self.recipe
         end = rec.train.iterations if until is None else min(until, rec.train.iterations)
         if self.latest_checkpoint() is None:
             start: dict[str, Any] = {}
             if rec.sft.steps:
-                self._on_phase("SFT warm start")
                 start.update(self.sft())
                 self.backend.sync_weights(self.pm.model)
             if rec.eval.episodes_per_task:
-                self._on_phase("eval")
                 start["eval/success_rate"] = self.evaluate()
             self.logger.log(0, start)
+            self.progress.iteration_done(0)
             if on_iteration is not None:
                 on_iteration(0, start)
             self.save_checkpoint()
@@ -406,9 +450,9 @@ class Trainer:
             e = rec.eval
             last = self.iteration == rec.train.iterations
             if e.episodes_per_task and (last or (e.every and self.iteration % e.every == 0)):
-                self._on_phase("eval")
                 metrics["eval/success_rate"] = self.evaluate()
             self.logger.log(self.iteration, metrics)
+            self.progress.iteration_done(self.iteration)
             if on_iteration is not None:
                 on_iteration(self.iteration, metrics)
             if self.iteration % rec.train.checkpoint_every == 0 or last:

@@ -15,6 +15,7 @@ from agentgym.registry import UnknownEnvError
 from agentgym.store import read_jsonl
 from agentgym.trainers.cli import make_tiny_model, train
 from agentgym.trainers.config import RECIPES_DIR, RecipeError, load_recipe, recipe_from_dict, recipe_reference
+from agentgym.trainers.progress import Progress
 from agentgym.trainers.trainer import Trainer
 from agentgym.trajectory import Trajectory
 
@@ -177,15 +178,25 @@ def test_same_recipe_and_seed_give_identical_runs(tiny_model_dir, tmp_path):
         recipe = small_recipe(tiny_model_dir, tmp_path / name, env={"id": "tests/JitteryBifurcation-v0"},
                               rollout={"concurrency": 8}, sft={"epsilon": 0.5},
                               train={"iterations": 2, "samples_per_iter": 3})
-        rows = Trainer(recipe).fit(on_phase=phases.append)
+        rows = Trainer(recipe).fit(progress=PhaseNames(phases))
         runs.append([{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows])
     assert len(runs[0]) == 3 and "sft/loss_first" in runs[0][0] and "loss/policy" in runs[0][-1]
     assert runs[0] == runs[1]
-    assert phases[:7] == ["SFT warm start", "rollout", "credit", "update", "rollout", "credit", "update"]
+    assert phases[:8] == ["SFT demos", "SFT warm start", "rollout", "credit", "update", "rollout", "credit", "update"]
     # A few trajectories of each iteration are kept, in the store's format, for reading later.
     samples = list(read_jsonl(tmp_path / "a" / "samples" / "trajectories.jsonl"))
     assert [s["traj_id"][:7] for s in samples] == ["it00000"] * 3 + ["it00001"] * 3
     assert all(s["turns"] and s["turns"][0]["action_token_ids"] for s in samples)
+
+
+class PhaseNames(Progress):
+    def __init__(self, names):
+        super().__init__()
+        self.names = names
+
+    def start(self, name, total, unit):
+        super().start(name, total, unit)
+        self.names.append(name)
 
 
 def test_a_run_that_builds_its_tiny_model_repeats_one_that_found_it(tmp_path):
@@ -253,7 +264,7 @@ def _fake_rounds(trainer, outcomes_per_round):
     """Make ``collect`` return groups with the given outcomes, one list of groups per call."""
     rounds = iter(outcomes_per_round)
 
-    def collect(seeds, group_size, tag, policy=None):
+    def collect(seeds, group_size, tag, policy=None, phase=None):
         groups = next(rounds)
         return [Trajectory(f"{tag}-t{i}-{k}", f"{tag}-t{i}", f"task{seeds[i]}", "env", seeds[i], "p",
                            outcome=float(o or 0), terminated=True, failure="infra" if o is None else None)
@@ -328,7 +339,7 @@ def test_sft_masks_exactly_the_explored_turns(tiny_model_dir, tmp_path):
     explored = []
     original = Trainer.collect
 
-    def collect(self, seeds, group_size, tag, policy=None):  # record which turns the expert explored on
+    def collect(self, seeds, group_size, tag, policy=None, phase=None):  # record which turns the expert explored on
         if policy is not None:
             act = policy.act_sync
 
@@ -338,7 +349,7 @@ def test_sft_masks_exactly_the_explored_turns(tiny_model_dir, tmp_path):
                 return completion
 
             policy.act_sync = act_sync
-        return original(self, seeds, group_size, tag, policy)
+        return original(self, seeds, group_size, tag, policy, phase)
 
     Trainer.collect = collect
     try:
