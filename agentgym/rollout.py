@@ -92,7 +92,7 @@ async def run_episode(
 
     The policy sees the episode as :func:`agentgym.policies.base.current_episode` (seeded
     policies derive their randomness from it)."""
-    with running_episode(Episode(item.seed, item.member, item.task_index)):
+    with running_episode(Episode(item.seed, item.member, item.task_index, item.traj_id)):
         return await _play(env, policy, item, env_id=env_id, max_tokens=max_tokens, step_timeout=step_timeout)
 
 

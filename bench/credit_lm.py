@@ -166,8 +166,9 @@ class _Credit:
     """The trainer's credit hook: the IG critic's ℓ for IG methods, then the library pipeline, and
     localisation counts on the decisive stage."""
 
-    def __init__(self, t_star: int, critic: Any | None, decisive_only: bool = False):
-        self.t_star, self.critic, self.decisive_only = t_star, critic, decisive_only
+    def __init__(self, t_star: int | Sequence[int], critic: Any | None, decisive_only: bool = False):
+        self.stars = frozenset([t_star] if isinstance(t_star, int) else t_star)  # the decisive stage(s)
+        self.critic, self.decisive_only = critic, decisive_only
         self.hits = self.groups = 0
         self.abs_star = self.abs_other = 0.0
         self.n_star = self.n_other = 0
@@ -185,7 +186,7 @@ class _Credit:
             self.critic.update(dicts)
         adv = out.per_trajectory("advantages")
         if self.decisive_only:
-            adv = [[a if turn.parse_error or self.stage(turn) == self.t_star else 0.0 for turn, a in zip(t.turns, row,
+            adv = [[a if turn.parse_error or self.stage(turn) in self.stars else 0.0 for turn, a in zip(t.turns, row,
                                                                                                          strict=True)]
                    for t, row in zip(trajs, adv, strict=True)]
         self._localise(trajs, adv, out.per_trajectory("loss_mask"))
@@ -206,8 +207,8 @@ class _Credit:
                     continue
                 groups.setdefault(t.group_id, {}).setdefault(stage, []).append(abs(x))
         for by_stage in groups.values():
-            star = by_stage.get(self.t_star, [])
-            other = [v for s, vals in by_stage.items() if s != self.t_star for v in vals]
+            star = [v for s, vals in by_stage.items() if s in self.stars for v in vals]
+            other = [v for s, vals in by_stage.items() if s not in self.stars for v in vals]
             self.abs_star += sum(star)
             self.n_star += len(star)
             self.abs_other += sum(other)
@@ -216,8 +217,8 @@ class _Credit:
                 continue
             self.groups += 1
             means = {s: float(np.mean(v)) for s, v in by_stage.items()}
-            best_other = max((v for s, v in means.items() if s != self.t_star), default=-1.0)
-            self.hits += int(means.get(self.t_star, -1.0) > best_other)
+            best_other = max((v for s, v in means.items() if s not in self.stars), default=-1.0)
+            self.hits += int(min((v for s, v in means.items() if s in self.stars), default=-1.0) > best_other)
 
     def summary(self) -> dict[str, float]:
         star = self.abs_star / max(self.n_star, 1)

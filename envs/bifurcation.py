@@ -35,9 +35,20 @@ action (a ``parse_error`` turn; it counts towards ``max_turns``) re-shows the sa
 keeps the same key. ``info["stage"]`` is the decision index; it equals the turn index when
 every action was valid, and ``t_star`` counts stages.
 
-kwargs: ``horizon`` (stages), ``t_star`` (None = drawn per seed), ``p_good``, ``p_bad``
-(``p_bad == p_good`` is the null control: no stage matters), ``n_options`` (2–6),
-``n_distractors`` (0 … horizon−1; None = 1, or 0 when horizon is 1), ``noise``, ``max_turns`` (None = 2 × horizon).
+**Several decisive stages** (``t_stars``, the regime of the turn-level credit papers): each
+has its own good label and the episode succeeds with ``p_good`` only if *every* decisive choice
+was good (else ``p_bad``), so a failed episode can hold good decisions that an episode-level
+advantage punishes. ``decisive`` in the state_key is then ``good`` while every decisive choice
+so far was good, ``bad`` after the first bad one. **Independent outcomes**
+(``independent_outcomes``): each episode draws its outcome from its own rng, keyed by the
+episode's id in the rollout engine (:func:`agentgym.policies.base.current_episode`), by
+``options["outcome_seed"]`` when given, else by how many resets this env instance has done —
+so group members with the same choices can get different outcomes, reproducibly.
+
+kwargs: ``horizon`` (stages), ``t_star`` (None = drawn per seed), ``t_stars`` (the decisive
+stages, overrides ``t_star``), ``p_good``, ``p_bad`` (``p_bad == p_good`` is the null control:
+no stage matters), ``n_options`` (2–6), ``n_distractors`` (0 … horizon − #decisive; None = 1, or
+0 when no stage is left), ``noise``, ``independent_outcomes``, ``max_turns`` (None = 2 × horizon).
 """
 
 from __future__ import annotations
@@ -46,12 +57,14 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from agentgym.core import StepResult, TextEnv
 from agentgym.parsers import extract_action
+from agentgym.policies.base import current_episode
 
 __all__ = ["BifurcationEnv", "BifurcationTask", "parse_choice"]
 
@@ -128,10 +141,20 @@ class BifurcationTask:
     menus: tuple[tuple[str, ...], ...]  # per stage: option texts in label order
     good_label: str
     noise_seed: int
+    # every decisive stage and its good label; () = just t_star with good_label
+    decisive: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def good_labels(self) -> dict[int, str]:
+        """Decisive stage -> its good label."""
+        return dict(self.decisive) if self.decisive else {self.t_star: self.good_label}
 
     @property
     def task_id(self) -> str:
-        digest = hashlib.sha1(json.dumps(dataclasses.asdict(self)).encode()).hexdigest()[:12]
+        fields = dataclasses.asdict(self)
+        if not self.decisive:  # one decisive stage: the id it had before t_stars existed
+            del fields["decisive"]
+        digest = hashlib.sha1(json.dumps(fields).encode()).hexdigest()[:12]
         return f"bifurcation-H{self.horizon}-t{self.t_star}-{digest}"
 
 
@@ -146,30 +169,42 @@ class BifurcationEnv(TextEnv):
         *,
         horizon: int = 5,
         t_star: int | None = None,
+        t_stars: Sequence[int] | None = None,
         p_good: float = 0.9,
         p_bad: float = 0.1,
         n_options: int = 3,
         n_distractors: int | None = None,
         noise: float = 0.0,
+        independent_outcomes: bool = False,
         max_turns: int | None = None,
         render_mode: str | None = None,
     ):
         if horizon < 1:
             raise ValueError(f"horizon must be ≥ 1, got {horizon}")
+        if t_stars is not None:
+            stars = sorted({int(s) for s in t_stars})
+            if not stars or len(stars) != len(t_stars) or not all(0 <= s < horizon for s in stars):
+                raise ValueError(f"t_stars must be distinct stages in [0, {horizon - 1}], got {list(t_stars)}")
+            if t_star is not None and t_star != stars[0]:
+                raise ValueError(f"t_star {t_star} is not the first of t_stars {stars}; give one of them")
+            t_star = stars[0]
         if t_star is not None and not 0 <= t_star < horizon:
             raise ValueError(f"t_star must be in [0, {horizon - 1}], got {t_star}")
         if not 0.0 <= p_bad <= p_good <= 1.0:
             raise ValueError(f"need 0 ≤ p_bad ≤ p_good ≤ 1, got p_good={p_good}, p_bad={p_bad}")
         if not 2 <= n_options <= MAX_OPTIONS:
             raise ValueError(f"n_options must be in [2, {MAX_OPTIONS}], got {n_options}")
+        n_decisive = 1 if t_stars is None else len(t_stars)
         if n_distractors is None:
-            n_distractors = min(1, horizon - 1)
-        if not 0 <= n_distractors <= horizon - 1:
-            raise ValueError(f"n_distractors must be in [0, {horizon - 1}], got {n_distractors}")
+            n_distractors = min(1, horizon - n_decisive)
+        if not 0 <= n_distractors <= horizon - n_decisive:
+            raise ValueError(f"n_distractors must be in [0, {horizon - n_decisive}], got {n_distractors}")
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise}")
         super().__init__(max_turns=2 * horizon if max_turns is None else max_turns, render_mode=render_mode)
         self.horizon, self.fixed_t_star = horizon, t_star
+        self.t_stars = None if t_stars is None or len(t_stars) == 1 else tuple(sorted(int(s) for s in t_stars))
+        self.independent_outcomes, self.resets = independent_outcomes, 0
         self.p_good, self.p_bad = p_good, p_bad
         self.n_options, self.n_distractors, self.noise = n_options, n_distractors, noise
         self.labels = [str(i + 1) for i in range(n_options)]
@@ -184,11 +219,12 @@ class BifurcationEnv(TextEnv):
         rng = self.np_random
         horizon = self.horizon
         t_star = int(rng.integers(horizon)) if self.fixed_t_star is None else self.fixed_t_star
-        others = [s for s in range(horizon) if s != t_star]
-        distractors = {int(s) for s in rng.choice(others, self.n_distractors, replace=False)}
+        stars = self.t_stars or (t_star,)
+        others = [s for s in range(horizon) if s not in stars]
+        distractors = {int(s) for s in rng.choice(others, self.n_distractors, replace=False)} if others else set()
         kinds, scenes, menus = [], [], []
         for stage in range(horizon):
-            kind = "decisive" if stage == t_star else "distractor" if stage in distractors else "filler"
+            kind = "decisive" if stage in stars else "distractor" if stage in distractors else "filler"
             pool = FILLER_SCENES if kind == "filler" else DECISION_SCENES
             scene, options = pool[int(rng.integers(len(pool)))]
             picks = rng.choice(len(options), self.n_options, replace=False)
@@ -196,8 +232,11 @@ class BifurcationEnv(TextEnv):
             scenes.append(scene)
             menus.append(tuple(options[int(i)] for i in picks))
         good_label = self.labels[int(rng.integers(self.n_options))]
-        return BifurcationTask(horizon, t_star, tuple(kinds), tuple(scenes), tuple(menus), good_label,
-                               int(rng.integers(2**31)))
+        noise_seed = int(rng.integers(2**31))  # drawn before the extra labels: one-t* tasks are unchanged
+        decisive = () if self.t_stars is None else (
+            (t_star, good_label), *((s, self.labels[int(rng.integers(self.n_options))]) for s in stars[1:]))
+        return BifurcationTask(horizon, t_star, tuple(kinds), tuple(scenes), tuple(menus), good_label, noise_seed,
+                               decisive)
 
     @property
     def state_key(self) -> str:
@@ -229,13 +268,20 @@ class BifurcationEnv(TextEnv):
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.task = self._draw_task()
         self.stage, self.choices, self.decisive = 0, [], "pending"
+        self.resets += 1
         outcome_seed = options.get("outcome_seed")
+        if outcome_seed is None and self.independent_outcomes:
+            episode = current_episode()
+            outcome_seed = (int(hashlib.sha1(episode.traj_id.encode()).hexdigest()[:15], 16)
+                            if episode is not None and episode.traj_id else self.resets)
         self.outcome_rng = (self.np_random if outcome_seed is None
                             else np.random.default_rng([self.task.noise_seed, int(outcome_seed)]))
         intro = (f"You set out on a journey of {self.horizon} stages. At each stage pick one option; "
                  "you learn at the end whether you arrived.\n\n")
         info = self._info(task_id=self.task.task_id, good_label=self.task.good_label,
                           kinds=list(self.task.kinds))
+        if self.task.decisive:
+            info["good_labels"] = {str(s): label for s, label in self.task.decisive}
         return intro + self._menu_text(), info
 
     def _step(self, action: str) -> StepResult:
@@ -245,8 +291,9 @@ class BifurcationEnv(TextEnv):
             obs = f"Invalid reply: {error}.\n\n{self._menu_text()}"
             return obs, 0.0, False, False, self._info(parse_error=error, void=True)
         index = self.labels.index(label)
-        if self.stage == self.task.t_star:
-            self.decisive = "good" if label == self.task.good_label else "bad"
+        good = self.task.good_labels.get(self.stage)
+        if good is not None and self.decisive != "bad":  # one bad decisive choice fails the journey
+            self.decisive = "good" if label == good else "bad"
         self.choices.append(index)
         chosen = self.task.menus[self.stage][index]
         self.stage += 1
@@ -264,7 +311,7 @@ class BifurcationEnv(TextEnv):
         return list(self.labels)
 
     def expert_action(self) -> str:
-        """The good option at ``t_star``; the first option elsewhere (it does not matter)."""
-        if self.task is not None and self.stage == self.task.t_star:
-            return self.task.good_label
+        """The good option at a decisive stage; the first option elsewhere (it does not matter)."""
+        if self.task is not None:
+            return self.task.good_labels.get(self.stage, self.labels[0])
         return self.labels[0]

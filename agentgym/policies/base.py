@@ -57,6 +57,7 @@ class Episode:
     seed: int
     member: int
     task: int = 0
+    traj_id: str = ""  # unique per episode of a run (an env may key per-episode randomness on it)
 
 
 _EPISODE: contextvars.ContextVar[Episode | None] = contextvars.ContextVar("agentgym_episode", default=None)
