@@ -638,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cells", default="4:early")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--sweep-seeds", type=int, help=f"seeds per lr in the sweep (default {FULL['sweep_seeds']})")
     ap.add_argument("--deadline-min", type=float, help="start no run after this many minutes")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--work-dir", default=str(ROOT / "runs" / "credit-lm-protocol"))
@@ -663,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs_file = out / RUNS_NAME
     if not args.report_only:
         deadline = None if args.deadline_min is None else time.time() + 60 * args.deadline_min
-        bench = Bench(FULL, runs_file, Path(args.work_dir), workers=args.workers, deadline=deadline)
+        cfg = {**FULL, **({"sweep_seeds": args.sweep_seeds} if args.sweep_seeds else {})}
+        bench = Bench(cfg, runs_file, Path(args.work_dir), workers=args.workers, deadline=deadline)
         for cell in cells:
             (bench.ceilings if args.ceilings else bench.grid)(cell, range(args.seeds))
     print(write_report(read_runs(runs_file), meta, out))
