@@ -386,15 +386,21 @@ def bootstrap_ci(values: Sequence[float], n: int = 10_000, seed: int = 0) -> tup
 
 
 def paired_ratios(rows: list[dict[str, Any]], method: str, lrs: dict[str, float]) -> dict[int, float]:
-    """Seed -> method's episodes / GRPO's, both at their tuned lr (episodes 0 on both: ratio 1)."""
+    """Seed -> method's episodes / GRPO's, both at their tuned lr (equal episodes, 0 included: 1)."""
+    out = {}
+    for seed, (run, base) in paired_runs(rows, method, lrs).items():
+        a, b = censored(run), censored(base)
+        out[seed] = 1.0 if a == b else a / max(b, 1.0)
+    return out
+
+
+def paired_runs(rows: list[dict[str, Any]], method: str,
+                lrs: dict[str, float]) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """Seed -> (method's run, GRPO's run), both at their tuned lr."""
     def at(m: str) -> dict[int, dict[str, Any]]:
         return {r["seed"]: r for r in rows if r["kind"] == "rl" and r["method"] == m and r["lr"] == lrs.get(m)}
     base, other = at("grpo"), at(method)
-    out = {}
-    for seed in sorted(set(base) & set(other)):
-        a, b = censored(other[seed]), censored(base[seed])
-        out[seed] = 1.0 if a == b else a / max(b, 1.0)
-    return out
+    return {seed: (other[seed], base[seed]) for seed in sorted(set(base) & set(other))}
 
 
 def verdict(ratios: Sequence[float]) -> tuple[str, float, tuple[float, float]]:
@@ -592,9 +598,17 @@ def cell_report(cell: Cell, rows: list[dict[str, Any]]) -> list[str]:
         v, mean, (lo, hi) = verdict(list(ratios.values()))
         words = {"clears": f"clears: CI upper ≤ {CLAIM}", "no": f"**no** — mean ratio > {CLAIM}",
                  "not shown": f"not shown — mean ≤ {CLAIM} but the CI reaches above it"}[v]
+        pairs = paired_runs(rows, m, lrs)
+        both = sum(a["episodes_to_90"] is None and b["episodes_to_90"] is None for a, b in pairs.values())
+        if both:
+            words += (f"; on {both} of {len(pairs)} seeds neither run held 0.9 within the budget (ratio 1 there: "
+                      "censored, not measured)")
+        diffs = [a["auc"] - b["auc"] for a, b in pairs.values()]
+        dlo, dhi = bootstrap_ci(diffs)
         out.append(f"* **{m} / GRPO** episodes to 0.9, paired by seed at tuned lr ({len(ratios)} seeds): per seed "
                    f"{ {s: round(x, 2) for s, x in ratios.items()} }; mean {mean:.2f}, bootstrap 95 % CI "
-                   f"[{lo:.2f}, {hi:.2f}] → {words}")
+                   f"[{lo:.2f}, {hi:.2f}] → {words}. Secondary: AUC {m} − GRPO per seed mean {np.mean(diffs):+.3f}, "
+                   f"95 % CI [{dlo:+.3f}, {dhi:+.3f}]")
     return [*out, ""]
 
 
