@@ -618,7 +618,7 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
     loads = [x for r in rows for x in r.get("load", [])]
     lines = [
         "# Issue 24's protocol: turn-level credit with a shared-weights policy (ceilings first)", "",
-        f"Command: `{meta['command']}`  ",
+        f"Command: `` {meta['command']} ``  ",
         f"Commit(s): {', '.join(sorted({r['commit'] for r in rows}))}; machine: {meta['machine']}; "
         f"load (1-min, at each run's start and end) {min(loads, default=0):.1f}–{max(loads, default=0):.1f}; "
         f"{len(rows)} runs, {sum(r['wall_s'] for r in rows) / 60:.0f} min of run wall time; finished "
