@@ -34,6 +34,7 @@ the ``info`` keys the engine reads. Needs the ``openenv`` extra (its ``websocket
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from typing import Any, ClassVar
 
 import httpx
@@ -87,6 +88,7 @@ class OpenEnvEnv(TextEnv):
         self.action_field, self.observation_field = action_field, observation_field
         self.action_schema: dict[str, Any] | None = None
         self._ws: Any = None
+        self._ws_stack = ExitStack()
         self._legal: list[str] = []
         self._server_prompt: str | None = None
 
@@ -101,8 +103,10 @@ class OpenEnvEnv(TextEnv):
         if self.action_schema is None:
             self._read_schema()
         ws_url = "ws" + self._http_url()[4:] + "/ws"
+        stack = ExitStack()
         try:
-            self._ws = connect(ws_url, open_timeout=self.timeout, max_size=None, proxy=None)
+            self._ws = stack.enter_context(connect(ws_url, open_timeout=self.timeout, max_size=None, proxy=None))
+            self._ws_stack = stack
         except Exception as e:  # noqa: BLE001 — refused, DNS, handshake: the server is not there
             raise InfraError(f"cannot open an OpenEnv session at {ws_url}: {type(e).__name__}: {e}") from e
 
@@ -142,8 +146,9 @@ class OpenEnvEnv(TextEnv):
             self._disconnect()
             raise InfraError(f"OpenEnv server {self.base_url}: no answer to {what} within {self.timeout:g}s") from e
         except Exception as e:  # noqa: BLE001 — a closed connection, a reply that is not JSON
+            reason = self._parting_error() or f"{type(e).__name__}: {e}"
             self._disconnect()
-            raise InfraError(f"OpenEnv server {self.base_url}: {what} failed: {type(e).__name__}: {e}") from e
+            raise InfraError(f"OpenEnv server {self.base_url}: {what} failed: {reason}") from e
         data = reply.get("data") or {}
         if reply.get("type") == "error":
             if what == "step" and data.get("code") == "VALIDATION_ERROR":
@@ -153,14 +158,22 @@ class OpenEnvEnv(TextEnv):
                              f"({data.get('code', 'no code')})")
         return data
 
+    def _parting_error(self) -> str | None:
+        """The error a server sent before it closed the session (a refused session: ``CAPACITY_REACHED``)."""
+        try:
+            data = json.loads(self._ws.recv(timeout=0.5)).get("data") or {}
+            return f"{data['message']} ({data['code']})"
+        except Exception:  # noqa: BLE001 — it sent none
+            return None
+
     def _disconnect(self) -> None:
         if self._ws is not None:
             ws, self._ws = self._ws, None
             try:
-                ws.send(json.dumps({"type": "close"}))
-                ws.close()
-            except Exception:  # noqa: BLE001, S110 — a connection already gone has nothing to close
+                ws.send(json.dumps({"type": "close"}))  # the server ends the session (and closes its env)
+            except Exception:  # noqa: BLE001, S110 — a connection already gone has no session to end
                 pass
+            self._ws_stack.close()
 
     # -- the env -------------------------------------------------------------------------
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
