@@ -14,8 +14,9 @@ the Environment it serves:
   ``seed``, ``task_id`` and ``system_prompt``, and the step's ``info`` (its JSON-safe keys);
 * nothing the client sends crashes the session: a malformed action (no ``message``, one that
   is not a string, unknown fields) comes back as an observation with ``error:
-  "malformed_action"`` explaining it (the env never sees it, no turn is spent); a step before
-  ``reset`` is ``error: "no_episode"``, one after the episode ended ``error: "episode_over"``;
+  "malformed_action"`` explaining it (the env never sees it, no turn is spent), a reset with a
+  seed that is not a non-negative integer ``error: "malformed_reset"``; a step before ``reset``
+  is ``error: "no_episode"``, one after the episode ended ``error: "episode_over"``;
 * failures are typed: an env's :class:`~agentgym.errors.InfraError` ends the episode with
   ``failure: "infra"`` (do not score it), any other exception from the env's code with
   ``failure: "error"``; both set ``done`` and ``error``, and the server logs the traceback.
@@ -85,7 +86,7 @@ def _classes() -> tuple[type, type, type]:
         failure: str | None = Field(default=None, description="'infra': the env's infrastructure failed (do not "
                                     "score the episode); 'error': a bug in the env's code; 'agent': the agent's fault.")
         error: str | None = Field(default=None, description="Why this message did not play a normal step: "
-                                  "malformed_action, no_episode, episode_over, infra or env_error.")
+                                  "malformed_action, malformed_reset, no_episode, episode_over, infra or env_error.")
         seed: int | None = Field(default=None, description="The episode's seed (on reset).")
         task_id: str | None = Field(default=None, description="The episode's task (on reset).")
         system_prompt: str | None = Field(default=None, description="The env's instructions (on reset).")
@@ -108,9 +109,13 @@ def _classes() -> tuple[type, type, type]:
 
         def reset(self, seed: int | None = None, episode_id: str | None = None,
                   options: dict[str, Any] | None = None) -> AgentGymObservation:
+            problem = _malformed_reset(seed, options)
+            if problem:
+                return AgentGymObservation(text=f"Malformed reset: {problem}; no episode was started.",
+                                           error="malformed_reset", turn=self.env.turn)
             seed = self.next_seed if seed is None else seed
             self.next_seed = seed + 1
-            self.started, self.episode_id = False, episode_id or uuid.uuid4().hex
+            self.started, self.episode_id = False, str(episode_id or uuid.uuid4().hex)
             try:
                 obs, info = self.env.reset(seed=seed, options=options)
             except InfraError as e:
@@ -195,6 +200,15 @@ def _malformed(action: Any) -> str:
     return ""
 
 
+def _malformed_reset(seed: Any, options: Any) -> str:
+    """Why a reset's data is unusable ('' when it is fine)."""
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        return f"seed must be a non-negative integer, got {seed!r}"
+    if options is not None and not isinstance(options, dict):
+        return f"options must be an object, got {type(options).__name__}"
+    return ""
+
+
 def observation_model() -> type:
     """The pydantic class of the observations ``serve-openenv`` sends (its fields are the protocol)."""
     return _classes()[1]
@@ -227,11 +241,14 @@ def serve_openenv(
     {"message": "<action text>"}; observations carry text, reward, done and the episode's
     details (turn, success, legal_actions, failure). A malformed action is answered with a readable
     observation (error "malformed_action"), never a crash; an env's infrastructure failure ends the
-    episode with failure "infra". Example client:
+    episode with failure "infra". Needs the openenv extra. Example client:
 
         from openenv.core import GenericEnvClient
         with GenericEnvClient(base_url="http://127.0.0.1:8000").sync() as env:
             result = env.reset(seed=0); result = env.step({"message": "..."})
+
+    The other way round, agentgym.openenv_env.OpenEnvEnv plays any running OpenEnv server as an
+    agentgym env (docs/openenv.md).
     """
     from agentgym import registry
     from agentgym.cli import _fail, _loopback_socket, _parse_pairs, _serve_asgi

@@ -134,6 +134,19 @@ def test_a_malformed_action_is_a_readable_observation(bifurcation_url: str, acti
         assert env.step({"message": "1"}).observation["turn"] == 1  # the session goes on
 
 
+@pytest.mark.parametrize("data, problem", [
+    ({"seed": -1}, "seed must be a non-negative integer, got -1"),
+    ({"seed": "seven"}, "got 'seven'"),
+    ({"seed": 1, "options": [1]}, "options must be an object, got list"),
+])
+def test_a_malformed_reset_is_a_readable_observation(bifurcation_url: str, data: dict, problem: str) -> None:
+    with client(bifurcation_url) as env:
+        result = env.reset(**data)
+        assert result.observation["error"] == "malformed_reset" and problem in result.observation["text"]
+        assert env.step({"message": "1"}).observation["error"] == "no_episode"  # no episode was started
+        assert env.reset(seed=1).observation["error"] is None
+
+
 def test_steps_outside_an_episode_are_readable(bifurcation_url: str) -> None:
     with client(bifurcation_url) as env:
         result = env.step({"message": "1"})
