@@ -27,8 +27,8 @@ Whose fault a failure is:
   code): :class:`~agentgym.errors.EnvCodeError`.
 
 Fields ``serve-openenv`` adds are used when present: ``terminated``/``truncated``, ``success``,
-``legal_actions`` (so ``--policy random`` plays legal moves), ``system_prompt``, ``task_id`` and
-the ``info`` keys the engine reads. Needs the ``openenv`` extra (its ``websockets`` client).
+``failure: "agent"``, ``legal_actions`` (so ``--policy random`` plays legal moves),
+``system_prompt``, ``task_id`` and the ``info`` keys the engine reads. Needs the ``openenv`` extra (its ``websockets`` client).
 """
 
 from __future__ import annotations
@@ -211,6 +211,8 @@ class OpenEnvEnv(TextEnv):
         terminated = done and not truncated
         self._legal = [] if done else _strings(observation.get("legal_actions"))
         info = _info(observation)
+        if observation.get("failure") == "agent":  # the served env ended the episode for the agent's fault
+            info["failure"] = "agent"
         if done and isinstance(observation.get("success"), bool):
             info["success"] = observation["success"]
         return self._text(observation), float(data.get("reward") or 0.0), terminated, truncated, info

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from openenv_support import Child, guess_server, serve_cli, serving
-from support import FlakyEnv
+from support import EchoEnv, FlakyEnv
 from typer.testing import CliRunner
 
 import agentgym
 from agentgym.cli import app
+from agentgym.core import Failure, StepResult
 from agentgym.errors import EnvCodeError, InfraError
 from agentgym.openenv_env import OpenEnvEnv
 from agentgym.store import read_jsonl
@@ -112,6 +113,31 @@ def test_rollout_engine_plays_concurrent_sessions_on_an_openenv_native_server(gu
     rows = list(read_jsonl(tmp_path / "run" / "trajectories.jsonl"))
     assert len(rows) == 8 and all(r["failure"] is None and r["truncated"] for r in rows)
     assert all(t["parse_error"] for r in rows for t in r["turns"]) and all(len(r["turns"]) == 3 for r in rows)
+
+
+class QuitterEnv(EchoEnv):
+    """EchoEnv that ends the episode as the agent's failure when told to quit."""
+
+    def _step(self, action: str) -> StepResult:
+        if action == "quit":
+            return "You gave up.", 0.0, True, False, {"failure": Failure.AGENT, "success": False}
+        return super()._step(action)
+
+
+def test_the_served_envs_verdicts_come_through() -> None:
+    with serving(QuitterEnv) as url:
+        env = OpenEnvEnv(url)
+        env.reset(seed=0)
+        obs, reward, terminated, truncated, info = env.step("quit")
+        assert (obs, terminated, truncated, info["failure"], info["success"]) == (
+            "You gave up.", True, False, "agent", False)
+        env.reset(seed=0)
+        assert env.legal_actions() == [str(n) for n in range(10)]
+        for _ in range(4):  # EchoEnv's max_turns is 4: the served env truncates, the adapter says so
+            obs, reward, terminated, truncated, info = env.step("wrong")
+        assert env.legal_actions() == [] and info["failure"] is None
+        assert truncated and not terminated and info["success"] is False
+        env.close()
 
 
 def test_infra_failures_are_typed() -> None:
