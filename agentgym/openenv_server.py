@@ -223,7 +223,26 @@ def build_app(make_env: Callable[[], TextEnv], *, name: str, first_seed: int = 0
     probe = make_env()  # a bad env id or kwarg fails here, not in every session
     probe.close()
     factory = functools.partial(served_cls, make_env, first_seed, name)
-    return create_fastapi_app(factory, action_cls, observation_cls, max_concurrent_envs=max_sessions)
+    return _QuietDisconnects(create_fastapi_app(factory, action_cls, observation_cls,
+                                                max_concurrent_envs=max_sessions))
+
+
+class _QuietDisconnects:
+    """ASGI wrapper: a client that closes its WebSocket while the server closes it too (as
+    openenv-core's own client does) makes openenv-core's endpoint raise ``WebSocketDisconnect``
+    from its cleanup; that is a session ending, not an error worth a traceback on stderr."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from starlette.websockets import WebSocketDisconnect
+
+        try:
+            await self.app(scope, receive, send)
+        except WebSocketDisconnect:
+            if scope["type"] != "websocket":
+                raise
 
 
 def serve_openenv(

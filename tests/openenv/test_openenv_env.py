@@ -5,11 +5,12 @@ openenv-core's own server helpers (guess_server.py, typed actions: JSON mode).""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openenv_support import Child, guess_server, serve_cli, serving
+from openenv_support import Child, client, guess_server, serve_cli, serving
 from support import EchoEnv, FlakyEnv
 from typer.testing import CliRunner
 
@@ -179,3 +180,16 @@ def test_bad_arguments_fail_at_construction() -> None:
         OpenEnvEnv("127.0.0.1:8000")
     with pytest.raises(ValueError, match="timeout"):
         OpenEnvEnv("http://127.0.0.1:8000", timeout=0)
+
+
+def test_sessions_end_without_tracebacks_on_the_server(bifurcation: Child) -> None:
+    """Closing a session (ours or openenv-core's client) is a session ending, not an error on the
+    server's stderr (openenv-core's endpoint raises from its cleanup when both sides close)."""
+    for _ in range(3):
+        env = OpenEnvEnv(bifurcation.url)
+        env.reset(seed=0)
+        env.close()
+        with client(bifurcation.url) as theirs:
+            theirs.reset(seed=0)
+    time.sleep(1)
+    assert "Traceback" not in "".join(bifurcation.stderr)
