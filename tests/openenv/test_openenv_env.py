@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 import agentgym
 from agentgym.cli import app
 from agentgym.core import Failure, StepResult
+from agentgym.envcheck import run_checks
 from agentgym.errors import EnvCodeError, InfraError
 from agentgym.openenv_env import OpenEnvEnv
+from agentgym.registry import unregister
 from agentgym.store import read_jsonl
 
 
@@ -76,6 +78,17 @@ def test_the_served_envs_prompt_and_legal_actions_come_through(bifurcation: Chil
         assert env.action_field == "message" and env.observation_field == "text"
     finally:
         env.close()
+
+
+def test_the_remote_env_passes_every_check_of_agentgym_check(bifurcation: Child) -> None:
+    """The env contract (Gymnasium's checker, reset determinism, state keys, success, red-team
+    attacks) holds through the server, as `agentgym check` runs it."""
+    spec = agentgym.register("remote/Bifurcation-v0", OpenEnvEnv, kwargs={"base_url": bifurcation.url}, force=True)
+    try:
+        results = run_checks(spec, seeds=2)
+    finally:
+        unregister(spec.id)
+    assert [(r.name, r.status, r.reason) for r in results if r.status not in ("PASS", "INFO")] == []
 
 
 def test_an_openenv_native_server_is_played_in_json_mode(guess: Child) -> None:
