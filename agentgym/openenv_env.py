@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -96,6 +97,9 @@ class OpenEnvEnv(TextEnv):
     def _http_url(self) -> str:
         return "http" + self.base_url[2:] if self.base_url.startswith("ws") else self.base_url
 
+    def _loopback(self) -> bool:
+        return urlsplit(self.base_url).hostname in ("localhost", "127.0.0.1", "::1")
+
     def _connect(self) -> None:
         from websockets.sync.client import connect
 
@@ -105,7 +109,9 @@ class OpenEnvEnv(TextEnv):
         ws_url = "ws" + self._http_url()[4:] + "/ws"
         stack = ExitStack()
         try:
-            self._ws = stack.enter_context(connect(ws_url, open_timeout=self.timeout, max_size=None, proxy=None))
+            # A proxy from the environment applies to remote servers, never to this machine's own.
+            proxy = None if self._loopback() else True
+            self._ws = stack.enter_context(connect(ws_url, open_timeout=self.timeout, max_size=None, proxy=proxy))
             self._ws_stack = stack
         except Exception as e:  # noqa: BLE001 — refused, DNS, handshake: the server is not there
             raise InfraError(f"cannot open an OpenEnv session at {ws_url}: {type(e).__name__}: {e}") from e
@@ -114,7 +120,7 @@ class OpenEnvEnv(TextEnv):
         """The action and observation schemas, and from them the text fields (see the module doc)."""
         url = self._http_url() + "/schema"
         try:
-            response = httpx.get(url, timeout=self.timeout, trust_env=False)
+            response = httpx.get(url, timeout=self.timeout, trust_env=not self._loopback())
             response.raise_for_status()
             schema = response.json()
         except (httpx.HTTPError, ValueError) as e:
