@@ -31,7 +31,7 @@ def bifurcation() -> Iterator[Child]:
     child.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def guess() -> Iterator[Child]:
     child = guess_server()
     yield child
@@ -177,10 +177,11 @@ def test_infra_failures_are_typed() -> None:
         second.close()
 
 
-def test_a_server_that_dies_mid_episode_is_an_infra_failure(guess: Child) -> None:
-    env = OpenEnvEnv(guess.url, timeout=10)
+def test_a_server_that_dies_mid_episode_is_an_infra_failure() -> None:
+    server = guess_server()  # its own: this test kills it
+    env = OpenEnvEnv(server.url, timeout=10)
     env.reset(seed=0)
-    guess.stop()
+    server.stop()
     with pytest.raises(InfraError, match="step failed"):
         env.step('{"guess": 50}')
     with pytest.raises(InfraError):
