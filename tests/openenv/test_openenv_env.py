@@ -5,6 +5,8 @@ openenv-core's own server helpers (guess_server.py, typed actions: JSON mode).""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +114,15 @@ def test_an_openenv_native_server_is_played_in_json_mode(guess: Child) -> None:
         assert (obs, reward, terminated, info["success"]) == ("Correct!", 1.0, True, True)
     finally:
         env.close()
+
+
+def test_the_adapter_does_not_import_openenv_core(guess: Child) -> None:
+    """It speaks the protocol itself (websockets, httpx): no gradio import on the client side."""
+    code = ("import sys; from agentgym.openenv_env import OpenEnvEnv; "
+            f"env = OpenEnvEnv({guess.url!r}); env.reset(seed=0); env.step('{{\"guess\": 3}}'); env.close(); "
+            "print(sorted(m for m in sys.modules if m == 'openenv' or m.startswith(('openenv.', 'gradio'))))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
 
 
 def test_rollout_engine_plays_concurrent_sessions_on_an_openenv_native_server(guess: Child, tmp_path: Path) -> None:
