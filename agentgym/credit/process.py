@@ -1,0 +1,215 @@
+"""Turn rewards that come from outside the env: answer consensus (SIOP) and per-turn judge scores (MAPO).
+
+Both produce one advantage per turn row of a :class:`TurnBatch`, like the estimators in
+:mod:`agentgym.credit.estimators`, and follow the same conventions (``include`` is the
+per-trajectory statistics mask; rows of left-out trajectories get 0). docs/credit.md#siop and
+#mapo state the maths and what is reconstructed.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .batch import TurnBatch
+from .estimators import _include, _no_score_penalty, _turn_group_codes
+from .segments import VERL_NORM, Norm, segment_mean_std, zscore
+
+__all__ = [
+    "MAX_MAGNITUDE",
+    "answer_clusters",
+    "mapo",
+    "normalise_answer",
+    "siop",
+    "siop_rewards",
+]
+
+Equivalent = Callable[[str, str], bool]
+
+MAX_MAGNITUDE = 1e150
+"""Largest turn reward or return a z-score accepts: beyond it the squared deviations overflow."""
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalise_answer(text: str) -> str:
+    """Lower-case, punctuation to spaces, whitespace collapsed: SIOP's exact-match normal form."""
+    return " ".join(str(text).lower().translate(_PUNCT).split())
+
+
+def answer_clusters(
+    answers: Sequence[str | None],
+    groups: Sequence[int] | np.ndarray,
+    *,
+    equivalent: Equivalent | None = None,
+    include: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str | None], np.ndarray]:
+    """Cluster each prompt group's final answers; returns (q, reference answer, cluster code) per trajectory.
+
+    Within a group, trajectories are visited in order; an answer not yet clustered opens a cluster
+    and every later unclustered answer ``equivalent`` to it joins (SIOP's greedy NLI clustering,
+    with a pluggable test; default: equal :func:`normalise_answer` forms). ``q = |c| / K`` with K
+    the group's answered trajectories; the reference is the first member's answer, stripped.
+    No answer (None or blank), or a trajectory outside ``include``: q = 0, reference None, code −1.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(answers)
+    if len(groups) != n:
+        raise ValueError(f"answer_clusters: {n} answers for {len(groups)} group codes")
+    inc = np.ones(n, dtype=bool) if include is None else np.asarray(include, dtype=bool)
+    q = np.zeros(n)
+    refs: list[str | None] = [None] * n
+    code = np.full(n, -1, dtype=np.int64)
+    members: dict[int, list[int]] = {}
+    for i, a in enumerate(answers):
+        if inc[i] and a is not None and str(a).strip():
+            members.setdefault(int(groups[i]), []).append(i)
+    next_code = 0
+    for idx in members.values():
+        clusters: list[list[int]] = []
+        if equivalent is None:
+            by_key: dict[str, list[int]] = {}
+            for i in idx:
+                by_key.setdefault(normalise_answer(str(answers[i])), []).append(i)
+            clusters = list(by_key.values())  # dicts keep first-seen order: the greedy order
+        else:
+            open_ = list(idx)
+            while open_:
+                head, rest = open_[0], open_[1:]
+                same = [j for j in rest if equivalent(str(answers[head]).strip(), str(answers[j]).strip())]
+                clusters.append([head, *same])
+                taken = set(same)
+                open_ = [j for j in rest if j not in taken]
+        for members_c in clusters:
+            for i in members_c:
+                q[i] = len(members_c) / len(idx)
+                refs[i] = str(answers[members_c[0]]).strip()
+                code[i] = next_code
+            next_code += 1
+    return q, refs, code
+
+
+def _check_magnitude(values: np.ndarray, mask: np.ndarray, what: str) -> None:
+    big = mask & (np.abs(values) > MAX_MAGNITUDE)
+    if big.any():
+        raise ValueError(f"{what}: |value| {float(np.abs(values[big]).max()):.3g} exceeds {MAX_MAGNITUDE:g}, "
+                         "too large to normalise; rescale the scores")
+
+
+# -- SIOP ----------------------------------------------------------------------------------
+def siop_rewards(
+    batch: TurnBatch, q: np.ndarray, *, lam: float = 0.5, eps: float = 1e-8
+) -> np.ndarray:
+    """SIOP's per-turn process reward (before normalisation), one per row.
+
+    ``r_t = q·(log(p̂_t + eps) − log(p̂_{t−1} + eps))`` with ``log p̂_t = batch.ref_logp`` (mean
+    log-prob of the trajectory's reference answer after turn t) and ``log p̂_{−1} =
+    batch.ref_logp0`` (prompt only); the final turn adds ``(1 − λ)·q``. A term whose log-probs
+    are not finite is 0 (SIOP's code skips them). A one-turn trajectory gets only ``(1 − λ)·q``
+    (the code scores no context for it). ``q = 0`` (no answer) gives 0 everywhere.
+    """
+    if batch.ref_logp is None or batch.ref_logp0 is None:
+        raise ValueError("SIOP needs reference-answer log-probs (batch.ref_logp): build the batch with ref_logp, "
+                         "or run the pipeline with trajectories and a scorer")
+    if eps < 0:
+        raise ValueError(f"SIOP eps must be ≥ 0, got {eps}")
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != (batch.n_traj,):
+        raise ValueError(f"SIOP q must have one value per trajectory ({batch.n_traj}), got shape {q.shape}")
+    after = batch.ref_logp
+    before = np.empty_like(after)
+    before[1:] = after[:-1]
+    has = batch.lengths > 0
+    before[batch.starts[has]] = batch.ref_logp0[has]
+    ok = np.isfinite(after) & np.isfinite(before)
+
+    def log_p(x: np.ndarray) -> np.ndarray:
+        return np.logaddexp(x, np.log(eps)) if eps > 0 else x
+
+    with np.errstate(invalid="ignore"):
+        gain = np.where(ok, log_p(np.where(ok, after, 0.0)) - log_p(np.where(ok, before, 0.0)), 0.0)
+    qr = q[batch.traj]
+    r = np.where(batch.lengths[batch.traj] > 1, qr * gain, 0.0)
+    r = r + np.where(batch.is_last, (1.0 - lam) * qr, 0.0)
+    return r
+
+
+def siop(
+    batch: TurnBatch,
+    q: np.ndarray,
+    *,
+    lam: float = 0.5,
+    eps: float = 1e-8,
+    gamma: float = 1.0,
+    std: bool = True,
+    include: np.ndarray | None = None,
+) -> np.ndarray:
+    """SIOP advantage (docs/credit.md#siop): :func:`siop_rewards` z-scored per prompt group, summed backwards.
+
+    As SIOP's released ``compute_siop_turn_level_advantage``: every turn row of the group's
+    trajectories is pooled (a trajectory with no answer contributes its zeros), unbiased std,
+    a std below 1e-6 counts as 1, ``(r − μ)/(σ + 1e-6)``; then ``A_t = Σ_{k≥t} γ^{k−t} r̃_k``.
+    """
+    _no_score_penalty(batch, "siop")
+    inc = _include(batch, include)
+    row_inc = inc[batch.traj]
+    r = siop_rewards(batch, q, lam=lam, eps=eps)
+    _check_magnitude(r, row_inc, "SIOP turn reward")
+    mean, sd, _ = segment_mean_std(r, batch.group, batch.n_groups, mask=row_inc, norm=VERL_NORM)
+    sd = np.where(sd < VERL_NORM.eps, 1.0, sd)
+    z = r - mean[batch.group]
+    if std:
+        z = z / (sd[batch.group] + VERL_NORM.eps)
+    z = np.where(row_inc, z, 0.0)
+    return np.where(row_inc, batch.suffix_sum(z, gamma), 0.0)
+
+
+# -- MAPO ----------------------------------------------------------------------------------
+def mapo(
+    batch: TurnBatch,
+    *,
+    scores: np.ndarray | None = None,
+    gamma: float = 1.0,
+    lam: float = 0.5,
+    std: bool = True,
+    include: np.ndarray | None = None,
+    norm: Norm = VERL_NORM,
+) -> np.ndarray:
+    """MAPO mixed advantage (docs/credit.md#mapo) [recon: the mixing rule is not published in code].
+
+    ``G_t = Σ_{k≥t} γ^{k−t} s_k`` over per-turn scores ``s`` (``scores``, default
+    ``batch.turn_score``). ``A^turn`` z-scores G across the rollouts of the prompt group at the
+    same turn position; ``A^batch`` z-scores it over every turn row of the batch;
+    ``A = λ·A^turn + (1 − λ)·A^batch``. A turn position held by one rollout has ``A^turn = 0``.
+    A NaN or infinite score is an error naming the trajectory and turn; so is a return beyond
+    :data:`MAX_MAGNITUDE`.
+    """
+    _no_score_penalty(batch, "mapo")
+    s = batch.turn_score if scores is None else np.asarray(scores, dtype=np.float64)
+    if s is None:
+        raise ValueError("MAPO needs per-turn scores (batch.turn_score, e.g. a judge's): build the batch with "
+                         "turn_score, or give the stage score_key (the trajectory info key holding them)")
+    if s.shape != (batch.n_rows,):
+        raise ValueError(f"MAPO scores must have one value per turn row ({batch.n_rows}), got shape {s.shape}")
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"MAPO lam must lie in [0, 1], got {lam}")
+    inc = _include(batch, include)
+    row_inc = inc[batch.traj]
+    bad = row_inc & ~np.isfinite(s)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"MAPO: trajectory {_label(batch.traj_ids, int(batch.traj[r]))!r} turn "
+                         f"{int(batch.turn_index[r])} has score {s[r]} ({int(bad.sum())} non-finite scores)")
+    g = batch.suffix_sum(np.where(row_inc, s, 0.0), gamma)
+    _check_magnitude(g, row_inc, "MAPO return")
+    codes, n = _turn_group_codes(batch)
+    a_turn = zscore(g, codes, n, mask=row_inc, norm=norm, std=std)
+    a_batch = zscore(g, np.zeros(batch.n_rows, dtype=np.int64), 1, mask=row_inc, norm=norm, std=std)
+    return np.where(row_inc, lam * a_turn + (1.0 - lam) * a_batch, 0.0)
+
+
+def _label(labels: Any, code: int) -> Any:
+    return code if labels is None else str(labels[code])
