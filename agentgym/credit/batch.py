@@ -332,7 +332,7 @@ class TurnBatch:
         ℓ_0 goes to ``gold_logp0``; ℓ_{t+1} to the row of turn t. Without ℓ_T the outcome turn
         holds NaN (it needs none).
         """
-        glp, g0 = self._logp_rows(gold_logp, "gold_logp")
+        glp, g0 = self._logp_rows(gold_logp, "gold log-probs")
         new = self.replace(gold_logp=glp, gold_logp0=g0)
         new.__post_init__()
         return new
@@ -343,7 +343,7 @@ class TurnBatch:
         SIOP also scores the context after the final turn, so give T + 1 values per trajectory
         (with T the final turn's row holds NaN and its information-gain term is 0).
         """
-        rlp, r0 = self._logp_rows(ref_logp, "ref_logp")
+        rlp, r0 = self._logp_rows(ref_logp, "reference log-probs")
         new = self.replace(ref_logp=rlp, ref_logp0=r0)
         new.__post_init__()
         return new
@@ -361,12 +361,12 @@ class TurnBatch:
 
     def _logp_rows(self, lists: Sequence[Sequence[float]], what: str) -> tuple[np.ndarray, np.ndarray]:
         if len(lists) != self.n_traj:
-            raise ValueError(f"{what} has {len(lists)} lists for {self.n_traj} trajectories")
+            raise ValueError(f"{what}: {len(lists)} lists for {self.n_traj} trajectories")
         rows = np.full(self.n_rows, np.nan)
         first = np.full(self.n_traj, np.nan)
         for i, (start, T, ells) in enumerate(zip(self.starts.tolist(), self.lengths.tolist(), lists, strict=True)):
             if len(ells) not in (T, T + 1) and not (T == 0 and len(ells) <= 1):
-                raise ValueError(f"trajectory {i}: {len(ells)} {what} values for {T} turns (need T or T+1)")
+                raise ValueError(f"trajectory {i}: {len(ells)} {what} for {T} turns (need T or T+1)")
             if len(ells):
                 first[i] = ells[0]
                 rows[start : start + len(ells) - 1] = ells[1:]
