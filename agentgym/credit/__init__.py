@@ -1,7 +1,7 @@
 """Turn-level credit assignment for multi-turn agentic RL (numpy only; docs/credit.md has the maths).
 
 Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
-ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, SIOP, MAPO,
+ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, SIOP, MAPO, MatchTIR,
 void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
 
     from agentgym.credit import TurnBatch, build_pipeline
@@ -26,7 +26,18 @@ from .estimators import (
     void_loss_mask,
 )
 from .pipeline import STAGES, CreditResult, Pipeline, assign_credit, build_pipeline, load_config
-from .process import answer_clusters, mapo, normalise_answer, siop, siop_rewards
+from .process import (
+    answer_clusters,
+    mapo,
+    match_tool_calls,
+    matchtir,
+    matchtir_turn_rewards,
+    normalise_answer,
+    optimal_assignment,
+    siop,
+    siop_rewards,
+    tool_similarity,
+)
 from .report import credit_records, summary
 from .scoring import (
     GoldAnswerScorer,
@@ -70,7 +81,11 @@ __all__ = [
     "is_void_simpletir",
     "load_config",
     "mapo",
+    "match_tool_calls",
+    "matchtir",
+    "matchtir_turn_rewards",
     "normalise_answer",
+    "optimal_assignment",
     "rloo",
     "segment_mean_std",
     "siop",
@@ -78,6 +93,7 @@ __all__ = [
     "summary",
     "tempo",
     "text_contexts",
+    "tool_similarity",
     "token_turn_ids",
     "turn_level_ratio",
     "broadcast_to_tokens",

@@ -394,6 +394,64 @@ class Mapo(Stage):
 
 
 @dataclass
+class MatchTIR(Stage):
+    """MatchTIR: turn rewards from matching the agent's tool calls to a gold trace, dual-level
+    advantage (:func:`process.matchtir`).
+
+    From trajectories: each turn's ``tool_calls`` against the trajectory's ``info[gold_key]`` (a
+    list of ``{name, arguments}``; ToolWorld stores ``gold_trace``), matched with ``assignment``
+    (``hungarian`` optimal, ``greedy`` as released, ``soft`` Sinkhorn); plus the env's turn
+    reward (the task score on the answer turn) when ``env_reward``. From a bare batch:
+    ``batch.turn_score`` holds the matching rewards.
+    """
+
+    name: ClassVar[str] = "matchtir"
+    estimator: ClassVar[bool] = True
+    assignment: str = "hungarian"
+    reg: float = 0.1
+    gamma: float = 0.9
+    mix: float = 0.5
+    std: bool = True
+    gold_key: str = "gold_trace"
+    env_reward: bool = True
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if self.assignment not in process.ASSIGNMENTS:
+            raise ValueError(f"matchtir assignment must be one of {process.ASSIGNMENTS}, got {self.assignment!r}")
+        if b.trajectories is not None:
+            match = np.concatenate([np.zeros(0), *self._match_rows(b)])
+        elif b.turn_score is not None:
+            match = b.turn_score
+        else:
+            raise ValueError("matchtir needs trajectories (tool calls and info[gold_key]) or batch.turn_score")
+        live = (~b.infra & s.include)[b.traj]
+        s.diagnostics["matchtir_match_mean"] = float(match[live].mean()) if live.any() else 0.0
+        r = match + b.reward if self.env_reward else match
+        s.add("matchtir", self.weight * process.matchtir(b, rewards=r, gamma=self.gamma, mix=self.mix,
+                                                         std=self.std, include=s.include))
+
+    def _match_rows(self, b: TurnBatch) -> list[np.ndarray]:
+        out = []
+        for i, t in enumerate(b.trajectories or []):
+            T = int(b.lengths[i])
+            info = (t.get("info") if isinstance(t, Mapping) else getattr(t, "info", None)) or {}
+            if b.infra[i]:
+                out.append(np.zeros(T))
+                continue
+            gold = info.get(self.gold_key)
+            if not isinstance(gold, list):
+                raise ValueError(f"matchtir: trajectory {i} has no gold trace list in info[{self.gold_key!r}] "
+                                 f"(got {gold!r})")
+            turns = (t.get("turns") if isinstance(t, Mapping) else getattr(t, "turns", None)) or []
+            calls = [list((u.get("tool_calls") if isinstance(u, Mapping) else getattr(u, "tool_calls", None)) or [])
+                     for u in turns]
+            out.append(process.matchtir_turn_rewards(calls, gold, assignment=self.assignment, reg=self.reg))
+        return out
+
+
+@dataclass
 class VoidFilter(Stage):
     """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
 
@@ -436,7 +494,7 @@ class GroupFilter(Stage):
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, Siop,
-                              Mapo, VoidFilter, GroupFilter)
+                              Mapo, MatchTIR, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),

@@ -1,4 +1,5 @@
-"""Turn rewards that come from outside the env: answer consensus (SIOP) and per-turn judge scores (MAPO).
+"""Turn rewards that come from outside the env: answer consensus (SIOP), per-turn judge scores
+(MAPO) and tool-call matching against a gold trace (MatchTIR).
 
 Both produce one advantage per turn row of a :class:`TurnBatch`, like the estimators in
 :mod:`agentgym.credit.estimators`, and follow the same conventions (``include`` is the
@@ -8,8 +9,10 @@ per-trajectory statistics mask; rows of left-out trajectories get 0). docs/credi
 
 from __future__ import annotations
 
+import json
 import string
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,12 +22,20 @@ from .estimators import _include, _no_score_penalty, _turn_group_codes
 from .segments import VERL_NORM, Norm, segment_mean_std, zscore
 
 __all__ = [
+    "ASSIGNMENTS",
     "MAX_MAGNITUDE",
     "answer_clusters",
+    "greedy_assignment",
     "mapo",
+    "match_tool_calls",
+    "matchtir",
+    "matchtir_turn_rewards",
     "normalise_answer",
+    "optimal_assignment",
     "siop",
     "siop_rewards",
+    "sinkhorn_plan",
+    "tool_similarity",
 ]
 
 Equivalent = Callable[[str, str], bool]
@@ -213,3 +224,209 @@ def mapo(
 
 def _label(labels: Any, code: int) -> Any:
     return code if labels is None else str(labels[code])
+
+
+# -- MatchTIR ------------------------------------------------------------------------------
+ASSIGNMENTS = ("hungarian", "greedy", "soft")
+
+
+def _arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    args = call.get("arguments", call.get("parameters", {}))
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            return {}
+    return dict(args) if isinstance(args, Mapping) else {}
+
+
+def _key_overlap(gold: list[str], pred: list[str]) -> float:
+    """|gold ∩ pred| / |gold ∪ pred| over parameter names (as multisets); 1 when both are equal."""
+    if gold == pred:
+        return 1.0
+    if not gold or not pred:
+        return 0.0
+    a, b = Counter(gold), Counter(pred)
+    inter = sum(min(a[k], b[k]) for k in a.keys() & b.keys())
+    return inter / (len(gold) + len(pred) - inter)
+
+
+def tool_similarity(pred: Mapping[str, Any], gold: Mapping[str, Any]) -> float:
+    """MatchTIR's call similarity in [0, 1]: 0 for another tool name (case-insensitive), else
+    ``(1 + key overlap + #gold arguments matched exactly) / (2 + #gold arguments)``."""
+    if str(pred.get("name", "")).lower() != str(gold.get("name", "")).lower():
+        return 0.0
+    p, g = _arguments(pred), _arguments(gold)
+    exact = sum(1.0 for k, v in g.items() if k in p and p[k] == v)
+    return (1.0 + _key_overlap(list(g), list(p)) + exact) / (2.0 + len(g))
+
+
+def optimal_assignment(score: np.ndarray) -> np.ndarray:
+    """Column matched to each row (−1: none) maximising the total score (Hungarian method, exact).
+
+    O(n²m) shortest augmenting paths with potentials on the smaller side; a small exact
+    replacement for ``scipy.optimize.linear_sum_assignment(score, maximize=True)``.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    if score.ndim != 2:
+        raise ValueError("optimal_assignment needs a 2-D score matrix")
+    if score.shape[0] > score.shape[1]:
+        cols = optimal_assignment(score.T)
+        out = np.full(score.shape[0], -1, dtype=np.int64)
+        out[cols[cols >= 0]] = np.flatnonzero(cols >= 0)
+        return out
+    n, m = score.shape
+    cost = -score
+    u, v = np.zeros(n + 1), np.zeros(m + 1)
+    row_of = np.zeros(m + 1, dtype=np.int64)  # 1-based row matched to column j; 0 = free
+    for i in range(1, n + 1):
+        row_of[0] = i
+        j0 = 0
+        minv = np.full(m + 1, np.inf)
+        used = np.zeros(m + 1, dtype=bool)
+        way = np.zeros(m + 1, dtype=np.int64)
+        while True:
+            used[j0] = True
+            i0 = row_of[j0]
+            free = ~used[1:]
+            cur = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (cur < minv[1:])
+            minv[1:][better] = cur[better]
+            way[1:][better] = j0
+            cand = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(cand)) + 1
+            delta = cand[j1 - 1]
+            u[row_of[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+            if row_of[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            row_of[j0] = row_of[j1]
+            j0 = j1
+    out = np.full(n, -1, dtype=np.int64)
+    for j in range(1, m + 1):
+        if row_of[j]:
+            out[row_of[j] - 1] = j - 1
+    return out
+
+
+def greedy_assignment(score: np.ndarray) -> np.ndarray:
+    """MatchTIR's released ``hungarian_assignment``: take pairs by descending score (a stable sort:
+    ties go to the earlier row, then the earlier column), each row and column once, only scores
+    > 0. Not optimal: a high pair taken first can block a better total."""
+    score = np.asarray(score, dtype=np.float64)
+    n, m = score.shape
+    out = np.full(n, -1, dtype=np.int64)
+    taken = np.zeros(m, dtype=bool)
+    flat = sorted(((float(score[i, j]), i, j) for i in range(n) for j in range(m)), key=lambda x: x[0], reverse=True)
+    for s, i, j in flat:
+        if s > 0 and out[i] < 0 and not taken[j]:
+            out[i] = j
+            taken[j] = True
+    return out
+
+
+def sinkhorn_plan(score: np.ndarray, reg: float = 0.1, iters: int = 1000, tol: float = 1e-9) -> np.ndarray:
+    """Entropic optimal transport plan between uniform marginals (1/P per call, 1/G per gold call)
+    for cost −score: the Sinkhorn-Knopp iteration with POT's ``ot.sinkhorn`` defaults."""
+    p, g = score.shape
+    a, b = np.full(p, 1.0 / p), np.full(g, 1.0 / g)
+    k = np.exp(score / reg)
+    u, v = a.copy(), b.copy()
+    for it in range(iters):
+        kt_u = k.T @ u
+        v = b / kt_u
+        u = 1.0 / ((k / a[:, None]) @ v)
+        if it % 10 == 0 and np.linalg.norm((u[:, None] * k * v[None, :]).sum(axis=0) - b) < tol:
+            break
+    return u[:, None] * k * v[None, :]
+
+
+def match_tool_calls(
+    pred: Sequence[Mapping[str, Any]],
+    gold: Sequence[Mapping[str, Any]],
+    *,
+    assignment: str = "hungarian",
+    reg: float = 0.1,
+) -> np.ndarray:
+    """One reward per predicted call from its match to the gold trace (docs/credit.md#matchtir).
+
+    ``hungarian``: the optimal one-to-one assignment; a matched call earns its similarity, an
+    unmatched one 0. ``greedy``: the released code's greedy matching. ``soft``: ``Σ_j T_ij S_ij``
+    with T the Sinkhorn plan (each call carries mass 1/P, so soft rewards shrink with the number
+    of calls, as in the released code). No gold calls: every reward is 0.
+    """
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"MatchTIR assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
+    if not pred:
+        return np.zeros(0)
+    if not gold:
+        return np.zeros(len(pred))
+    s = np.array([[tool_similarity(p, q) for q in gold] for p in pred], dtype=np.float64)
+    if assignment == "soft":
+        return (sinkhorn_plan(s, reg=reg) * s).sum(axis=1)
+    match = optimal_assignment(s) if assignment == "hungarian" else greedy_assignment(s)
+    return np.where(match >= 0, s[np.arange(len(pred)), np.maximum(match, 0)], 0.0)
+
+
+def matchtir_turn_rewards(
+    turn_calls: Sequence[Sequence[Mapping[str, Any]]],
+    gold: Sequence[Mapping[str, Any]],
+    *,
+    assignment: str = "hungarian",
+    reg: float = 0.1,
+) -> np.ndarray:
+    """Per-turn matching reward of one trajectory: all its calls are matched against the gold
+    trace at once, and each turn gets the mean reward of its own calls (0 if it made none)."""
+    flat = [c for calls in turn_calls for c in calls]
+    owner = np.repeat(np.arange(len(turn_calls)), [len(c) for c in turn_calls]).astype(np.int64)
+    rewards = match_tool_calls(flat, gold, assignment=assignment, reg=reg)
+    total = np.bincount(owner, weights=rewards, minlength=len(turn_calls))
+    count = np.bincount(owner, minlength=len(turn_calls))
+    return total / np.maximum(count, 1)
+
+
+def matchtir(
+    batch: TurnBatch,
+    *,
+    rewards: np.ndarray | None = None,
+    gamma: float = 0.9,
+    mix: float = 0.5,
+    std: bool = True,
+    include: np.ndarray | None = None,
+) -> np.ndarray:
+    """MatchTIR dual-level advantage (docs/credit.md#matchtir), as its released GRPO variant computes it.
+
+    Turn rewards ``r`` (``rewards``, default ``batch.turn_score``). Trajectory level: the sum of
+    a trajectory's turn rewards z-scored in its prompt group. Turn level: ``G_t = Σ_{k≥t}
+    γ^{k−t} r_k`` (γ = 0.9 in the code) z-scored per (prompt, turn position). ``A = mix·A^turn +
+    (1 − mix)·A^traj`` (the code averages: mix = 0.5). Unbiased std + 1e-6; a group of one gives 0.
+    """
+    _no_score_penalty(batch, "matchtir")
+    r = batch.turn_score if rewards is None else np.asarray(rewards, dtype=np.float64)
+    if r is None:
+        raise ValueError("MatchTIR needs per-turn matching rewards (batch.turn_score or rewards=...); the "
+                         "matchtir stage computes them from the trajectories' tool calls and gold trace")
+    if r.shape != (batch.n_rows,):
+        raise ValueError(f"MatchTIR rewards must have one value per turn row ({batch.n_rows}), got shape {r.shape}")
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"MatchTIR mix must lie in [0, 1], got {mix}")
+    inc = _include(batch, include)
+    row_inc = inc[batch.traj]
+    bad = row_inc & ~np.isfinite(r)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"MatchTIR: trajectory {_label(batch.traj_ids, int(batch.traj[row]))!r} turn "
+                         f"{int(batch.turn_index[row])} has reward {r[row]}")
+    r = np.where(row_inc, r, 0.0)
+    g = batch.suffix_sum(r, gamma)
+    _check_magnitude(g, row_inc, "MatchTIR return")
+    total = np.bincount(batch.traj, weights=r, minlength=batch.n_traj)
+    _check_magnitude(total, inc, "MatchTIR trajectory reward")
+    a_traj = zscore(total, batch.traj_group, batch.n_groups, mask=inc, std=std)[batch.traj]
+    codes, n = _turn_group_codes(batch)
+    a_turn = zscore(g, codes, n, mask=row_inc, std=std)
+    return np.where(row_inc, mix * a_turn + (1.0 - mix) * a_traj, 0.0)

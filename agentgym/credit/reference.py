@@ -14,7 +14,7 @@ from typing import Any
 
 from .batch import TurnBatch
 
-__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_mapo", "ref_siop", "ref_void_mask"]
+__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_mapo", "ref_matchtir", "ref_siop", "ref_void_mask"]
 
 
 def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
@@ -269,3 +269,33 @@ def ref_mapo(trajs: list[dict[str, Any]], gamma: float = 1.0, lam: float = 0.5, 
     st_all = _mean_std(everything, 1, 0.0)
     return [[lam * _z(x, st_turn[(t["group"], k)], std) + (1 - lam) * _z(x, st_all, std) for k, x in enumerate(g)]
             if t["stats"] else [0.0] * len(g) for t, g in zip(trajs, returns, strict=True)]
+
+
+def ref_matchtir(trajs: list[dict[str, Any]], gamma: float = 0.9, mix: float = 0.5,
+                 std: bool = True) -> list[list[float]]:
+    """MatchTIR's dual-level advantage as its released code loops: the turn rewards ("score")
+    summed per trajectory and z-scored per prompt, their γ-returns z-scored per (prompt, turn
+    position), mixed ``mix : 1 − mix`` (unbiased std; a group of one gives 0)."""
+    totals: dict[int, list[float]] = defaultdict(list)
+    steps: dict[tuple[int, int], list[float]] = defaultdict(list)
+    returns = []
+    for t in trajs:
+        g, acc = [0.0] * len(t["turns"]), 0.0
+        for k in range(len(t["turns"]) - 1, -1, -1):
+            acc = t["turns"][k]["score"] + gamma * acc
+            g[k] = acc
+        returns.append(g)
+        if t["stats"]:
+            totals[t["group"]].append(sum(u["score"] for u in t["turns"]))
+            for k, x in enumerate(g):
+                steps[(t["group"], k)].append(x)
+    st_total = {k: _mean_std(v, 1, 0.0) for k, v in totals.items()}
+    st_step = {k: _mean_std(v, 1, 0.0) for k, v in steps.items()}
+    out = []
+    for t, g in zip(trajs, returns, strict=True):
+        if not t["stats"]:
+            out.append([0.0] * len(g))
+            continue
+        a_traj = _z(sum(u["score"] for u in t["turns"]), st_total[t["group"]], std)
+        out.append([mix * _z(x, st_step[(t["group"], k)], std) + (1 - mix) * a_traj for k, x in enumerate(g)])
+    return out

@@ -1,9 +1,11 @@
-"""SIOP (answer-consensus information gain) and MAPO (judge-score mixed advantage): hand-worked
+"""SIOP (answer-consensus information gain), MAPO (judge-score mixed advantage) and MatchTIR
+(tool-call matching, dual-level advantage): hand-worked
 examples, equivalence with the per-turn Python reference on random batches, degenerate inputs and
 the pipeline / CLI plumbing (docs/credit.md#siop, #mapo)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -21,12 +23,18 @@ from agentgym.credit import (
     build_pipeline,
     information_gain,
     mapo,
+    match_tool_calls,
+    matchtir,
+    matchtir_turn_rewards,
     normalise_answer,
+    optimal_assignment,
     siop,
     siop_rewards,
+    tool_similarity,
 )
 from agentgym.credit.pipeline import Mapo, Pipeline, Siop, siop_contexts
-from agentgym.credit.reference import records, ref_mapo, ref_siop
+from agentgym.credit.process import greedy_assignment, sinkhorn_plan
+from agentgym.credit.reference import records, ref_mapo, ref_matchtir, ref_siop
 from agentgym.store import read_jsonl
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -296,3 +304,138 @@ def test_cli_recomputes_mapo_and_refuses_siop(tmp_path):
     cfg.write_text("method: siop\n")
     result = runner.invoke(app, ["advantages", str(run), "--config", str(cfg)])
     assert result.exit_code == 2 and "reference-answer" in result.output
+
+
+# -- MatchTIR -----------------------------------------------------------------------------------
+GOLD = [{"name": "find_contacts", "arguments": {"name": "Ann"}},
+        {"name": "create_event", "arguments": {"title": "Sync", "when": "Mon"}}]
+
+
+def call(tool, /, **arguments):
+    return {"name": tool, "arguments": arguments}
+
+
+def matchtir_trajs():
+    a = [[call("find_contacts", name="Ann")], [call("create_event", title="Sync", when="Tue")], []]
+    b = [[call("find_contacts", name="Bob"), call("create_event", title="Sync")], []]
+    out = []
+    for tid, calls, reward in (("A", a, 1.0), ("B", b, 0.0)):
+        turns = [{"index": k, "observation": "o", "action": "x", "tool_calls": c,
+                  "reward": reward if k == len(calls) - 1 else 0.0} for k, c in enumerate(calls)]
+        out.append({"traj_id": tid, "group_id": "g", "turns": turns, "outcome": reward, "info": {"gold_trace": GOLD}})
+    return out
+
+
+def test_tool_similarity_worked_values():
+    assert tool_similarity(call("find_contacts", name="Ann"), GOLD[0]) == 1.0
+    assert tool_similarity(call("FIND_CONTACTS", name="Bob"), GOLD[0]) == pytest.approx(2 / 3)  # name, keys, no value
+    assert tool_similarity(call("create_event", title="Sync", when="Tue"), GOLD[1]) == 0.75
+    assert tool_similarity(call("create_event", title="Sync"), GOLD[1]) == 0.625  # (1 + 1/2 + 1) / 4
+    assert tool_similarity({"name": "create_event", "arguments": '{"title": "Sync", "when": "Mon"}'}, GOLD[1]) == 1.0
+    assert tool_similarity(call("delete_event", title="Sync"), GOLD[1]) == 0.0
+
+
+def test_optimal_assignment_beats_the_released_greedy_one():
+    s = np.array([[0.9, 0.8], [0.85, 0.0]])
+    assert greedy_assignment(s).tolist() == [0, -1]  # takes 0.9 first, then only a 0 is left: total 0.9
+    assert optimal_assignment(s).tolist() == [1, 0]  # 0.8 + 0.85 = 1.65
+    assert optimal_assignment(s.T).tolist() == [1, 0]
+    assert optimal_assignment(np.array([[0.2, 0.7, 0.1]])).tolist() == [1]
+    assert optimal_assignment(np.array([[0.2], [0.7], [0.1]])).tolist() == [-1, 0, -1]
+
+
+@SETTINGS
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**32 - 1))
+def test_optimal_assignment_equals_brute_force(n, m, seed):
+    s = np.random.default_rng(seed).integers(0, 4, (n, m)) / 3.0
+    a = optimal_assignment(s)
+    assert sorted(a[a >= 0].tolist()) == sorted(set(a[a >= 0].tolist())) and (a >= 0).sum() == min(n, m)
+    if n <= m:
+        best = max(sum(s[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+    else:
+        best = max(sum(s[p[j], j] for j in range(m)) for p in itertools.permutations(range(n), m))
+    assert sum(s[i, a[i]] for i in range(n) if a[i] >= 0) == pytest.approx(best, abs=1e-12)
+
+
+def test_soft_assignment_is_the_entropic_transport_plan():
+    s = np.array([[1.0, 0.2], [0.1, 0.9], [0.5, 0.5]])
+    plan = sinkhorn_plan(s, reg=0.1)
+    np.testing.assert_allclose(plan.sum(axis=1), 1 / 3, atol=1e-9)
+    np.testing.assert_allclose(plan.sum(axis=0), 1 / 2, atol=1e-9)
+    # the Sinkhorn form diag(u)·exp(S/reg)·diag(v): log T − S/reg is a row term plus a column term
+    resid = np.log(plan) - s / 0.1
+    np.testing.assert_allclose(resid - resid[:, :1] - resid[:1, :] + resid[0, 0], 0.0, atol=1e-9)
+    preds = [call("find_contacts", name="Ann"), call("create_event", title="Sync", when="Tue")]
+    soft = match_tool_calls(preds, GOLD, assignment="soft")
+    assert 0 < soft[1] < soft[0] <= 0.5 + 1e-9  # each call carries mass 1/P = 1/2
+    assert match_tool_calls(preds, [], assignment="soft").tolist() == [0.0, 0.0]
+    assert match_tool_calls([], GOLD).shape == (0,)
+    with pytest.raises(ValueError, match="assignment"):
+        match_tool_calls(preds, GOLD, assignment="km")
+
+
+def test_matchtir_worked_example():
+    """A: calls score 1.0 and 0.75, answer reward 1 → r = (1, 0.75, 1); B: two calls in turn 0
+    (2/3 and 0.625, mean 0.6458), answer reward 0 → r = (0.6458, 0). Totals 2.75 vs 0.6458 → ±1/√2;
+    γ = 0.9 returns (2.485, 1.65, 1.0) vs (0.6458, 0.0): ±1/√2 per turn position, turn 2 alone → 0."""
+    trajs = matchtir_trajs()
+    rewards = matchtir_turn_rewards([u["tool_calls"] for u in trajs[1]["turns"]], GOLD)
+    np.testing.assert_allclose(rewards, [(2 / 3 + 0.625) / 2, 0.0])
+    out = build_pipeline({"method": "matchtir"})(trajs)
+    h = 1 / np.sqrt(2)
+    np.testing.assert_allclose(flat(out.per_trajectory()), [h, h, h / 2, -h, -h], atol=1e-5)
+    assert out.metrics["credit/matchtir_match_mean"] == pytest.approx((1 + 0.75 + 0 + (2 / 3 + 0.625) / 2 + 0) / 5)
+    b = TurnBatch.from_trajectories(trajs)
+    np.testing.assert_allclose(matchtir(b, rewards=np.array([1, 0.75, 1, (2 / 3 + 0.625) / 2, 0])), out.advantages)
+
+
+def test_matchtir_inputs_and_errors():
+    trajs = matchtir_trajs()
+    del trajs[0]["info"]["gold_trace"]
+    with pytest.raises(ValueError, match="gold trace"):
+        build_pipeline({"method": "matchtir"})(trajs)
+    with pytest.raises(ValueError, match="assignment"):
+        build_pipeline({"method": "matchtir", "assignment": "optimal"})(matchtir_trajs())
+    b = TurnBatch.from_trajectories(matchtir_trajs())
+    with pytest.raises(ValueError, match="turn_score"):
+        matchtir(b)
+    with pytest.raises(ValueError, match="'B' turn 1 has reward nan"):
+        matchtir(b, rewards=np.array([1, 0, 0, 0, np.nan]))
+    with pytest.raises(ValueError, match="too large"):
+        matchtir(b, rewards=np.array([1e200, 0, 0, 0, 0]))
+    bare = TurnBatch.from_arrays(group_id=[0] * 5, traj_id=[0, 0, 0, 1, 1], turn_idx=[0, 1, 2, 0, 1],
+                                 reward=[0, 0, 1, 0, 0], turn_score=[1, 0.75, 0, (2 / 3 + 0.625) / 2, 0])
+    np.testing.assert_allclose(build_pipeline({"method": "matchtir"})(bare).advantages,
+                               build_pipeline({"method": "matchtir"})(matchtir_trajs()).advantages, atol=1e-12)
+    assert matchtir(TurnBatch.from_trajectories([]), rewards=np.zeros(0)).shape == (0,)
+
+
+@SETTINGS
+@given(scored_batches(), st.sampled_from([0.9, 1.0]), st.sampled_from([0.5, 0.0, 1.0]), st.booleans())
+def test_matchtir_matches_reference(b, gamma, mix, std):
+    got = matchtir(b, gamma=gamma, mix=mix, std=std)
+    np.testing.assert_allclose(got, flat(ref_matchtir(records(b), gamma=gamma, mix=mix, std=std)), atol=1e-8)
+
+
+def test_toolworld_gold_trace_drives_matchtir_end_to_end(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "tw"
+    result = runner.invoke(app, ["rollout", "--env", "agentgym/ToolWorld-Easy-v0", "--policy", "scripted",
+                                 "--policy-kwarg", "epsilon=0.4", "--tasks", "2", "--group-size", "4",
+                                 "--out", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    trajs = list(read_jsonl(run / "trajectories.jsonl"))
+    assert all(t["info"]["gold_trace"] and {"name", "arguments"} <= set(t["info"]["gold_trace"][0]) for t in trajs)
+    for t in trajs:  # a turn whose calls follow the gold trace in order earns 1 per call
+        calls = [u["tool_calls"] for u in t["turns"]]
+        r = matchtir_turn_rewards(calls, t["info"]["gold_trace"])
+        for k, c in enumerate(calls):
+            if c and all({"name": x["name"], "arguments": x["arguments"]} in t["info"]["gold_trace"] for x in c):
+                assert r[k] == pytest.approx(1.0)
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("stages:\n  - matchtir: {assignment: soft}\n")
+    result = runner.invoke(app, ["advantages", str(run), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    got = np.concatenate([r["advantages"] for r in read_jsonl(run / "advantages.jsonl")])
+    np.testing.assert_allclose(got, build_pipeline({"method": "matchtir", "assignment": "soft"})(trajs).advantages)
+    assert np.abs(got).max() > 0
