@@ -210,8 +210,11 @@ def ref_siop(trajs: list[dict[str, Any]], lam: float = 0.5, eps: float = 1e-8, g
                 q[j] = len(members) / len(idx)
             todo = [j for j in todo if j not in members]
 
-    def log_p(x: float) -> float:
-        return math.log(math.exp(x) + eps) if eps > 0 else x
+    def log_p(x: float) -> float:  # log(exp(x) + eps), written so a large x cannot overflow
+        if eps <= 0:
+            return x
+        hi, lo = max(x, math.log(eps)), min(x, math.log(eps))
+        return hi + math.log1p(math.exp(lo - hi))
 
     rewards = []
     for i, t in enumerate(trajs):
