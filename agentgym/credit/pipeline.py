@@ -39,7 +39,7 @@ from agentgym.errors import ConfigError
 from . import estimators as est
 from . import process
 from .batch import TurnBatch
-from .scoring import GoldAnswerScorer, gold_logprobs, text_contexts
+from .scoring import GoldAnswerScorer, gold_logprobs
 
 __all__ = ["CreditResult", "Pipeline", "assign_credit", "build_pipeline", "load_config"]
 
@@ -290,16 +290,38 @@ def _info_rows(batch: TurnBatch, key: str, what: str) -> list[list[float]]:
     return out
 
 
-def siop_contexts(trajectory: Any) -> list[str]:
-    """Text contexts for SIOP: :func:`text_contexts` (k = 0 … T−1) plus the context after the last turn."""
-    get = trajectory.get if isinstance(trajectory, Mapping) else (lambda k, d=None: getattr(trajectory, k, d))
-    turns = get("turns", []) or []
-    ctx = text_contexts(trajectory)
-    if turns:
-        last = turns[-1]
-        action = last.get("action", "") if isinstance(last, Mapping) else getattr(last, "action", "")
-        ctx.append("\n".join([ctx[-1], str(action), str(get("final_observation", "") or "")]))
-    return ctx
+SIOP_PROBES = ("after_action", "after_observation")
+
+
+def siop_contexts(trajectory: Any, probe: str = "after_action") -> list[str]:
+    """SIOP's T + 1 text contexts: the first observation (prompt only), then one per turn.
+
+    ``after_action`` (SIOP's released code): up to and including turn t's action, before the
+    env's reply. ``after_observation``: up to the observation that follows it (IGPO's probe; the
+    trajectory's ``final_observation`` after the last turn).
+    """
+    if probe not in SIOP_PROBES:
+        raise ValueError(f"siop probe must be one of {SIOP_PROBES}, got {probe!r}")
+
+    def get(obj: Any, key: str, default: Any = "") -> Any:
+        value = obj.get(key, default) if isinstance(obj, Mapping) else getattr(obj, key, default)
+        return default if value is None else value
+
+    turns = get(trajectory, "turns", []) or []
+    if not turns:
+        return []
+    parts = [str(get(turns[0], "observation"))]
+    out = [parts[0]]
+    for k, turn in enumerate(turns):
+        parts.append(str(get(turn, "action")))
+        nxt = get(turns[k + 1], "observation") if k + 1 < len(turns) else get(trajectory, "final_observation")
+        if probe == "after_action":
+            out.append("\n".join(parts))
+            parts.append(str(nxt))
+        else:
+            parts.append(str(nxt))
+            out.append("\n".join(parts))
+    return out
 
 
 @dataclass
@@ -309,7 +331,9 @@ class Siop(Stage):
     Reads ``batch.answers`` (the final answers) and ``batch.ref_logp`` (log-probs of each
     trajectory's cluster reference answer); without the latter the pipeline's scorer computes
     them. ``equivalence``: ``"exact"`` (normalised exact match) or, from Python, any callable
-    ``(answer_a, answer_b) -> bool`` (e.g. an NLI model's bidirectional entailment).
+    ``(answer_a, answer_b) -> bool`` (e.g. an NLI model's bidirectional entailment). ``probe``:
+    where each turn's context ends (:func:`siop_contexts`; a scorer's own ``siop_contexts``
+    method, like the trainer's, takes precedence over the text one).
     """
 
     name: ClassVar[str] = "siop"
@@ -320,6 +344,7 @@ class Siop(Stage):
     gamma: float = 1.0
     std: bool = True
     equivalence: Any = "exact"
+    probe: str = "after_action"
     weight: float = 1.0
 
     def __call__(self, s: _State) -> None:
@@ -333,10 +358,12 @@ class Siop(Stage):
             equivalent = self.equivalence
         else:
             raise ValueError(f"siop equivalence must be 'exact' or a callable (a, b) -> bool, got {self.equivalence!r}")
+        if self.probe not in SIOP_PROBES:
+            raise ValueError(f"siop probe must be one of {SIOP_PROBES}, got {self.probe!r}")
         inc = s.include & ~b.infra
         q, refs, codes = process.answer_clusters(b.answers, b.traj_group, equivalent=equivalent, include=inc)
         if b.ref_logp is None:
-            b = s.batch = b.with_ref_logp(self._ref_logprobs(b, refs, s.scorer))
+            b = s.batch = b.with_ref_logp(self._ref_logprobs(b, refs, s.scorer, self.probe))
         s.diagnostics["siop_answered_share"] = float((q[inc] > 0).mean()) if inc.any() else 0.0
         s.diagnostics["siop_mean_q"] = float(q[q > 0].mean()) if (q > 0).any() else 0.0
         s.diagnostics["siop_clusters"] = int(codes.max()) + 1 if codes.size else 0
@@ -344,11 +371,16 @@ class Siop(Stage):
                                                  std=self.std, include=s.include))
 
     @staticmethod
-    def _ref_logprobs(b: TurnBatch, refs: list[str | None], scorer: GoldAnswerScorer | None) -> list[list[float]]:
+    def _ref_logprobs(b: TurnBatch, refs: list[str | None], scorer: GoldAnswerScorer | None,
+                      probe: str) -> list[list[float]]:
         if scorer is None or b.trajectories is None:
             raise ValueError("siop needs reference-answer log-probs: build the batch with ref_logp, or pass "
                              "trajectories and a scorer (GoldAnswerScorer.score(contexts, answers))")
-        contexts = getattr(scorer, "contexts", siop_contexts)
+        own = getattr(scorer, "siop_contexts", None)
+
+        def contexts(t: Any) -> list[Any]:
+            return own(t, probe) if own is not None else siop_contexts(t, probe)
+
         flat_ctx: list[Any] = []
         flat_ref: list[str] = []
         sizes = []
@@ -382,6 +414,8 @@ class Mapo(Stage):
 
     def __call__(self, s: _State) -> None:
         b = s.batch
+        if self.judge is not None and not callable(self.judge):
+            raise ValueError(f"mapo judge must be a callable trajectory -> per-turn scores, got {self.judge!r}")
         if b.turn_score is None:
             if self.judge is not None:
                 if b.trajectories is None:

@@ -169,6 +169,18 @@ def test_siop_stage_scores_each_trajectory_against_its_cluster_reference():
     assert build_pipeline({"method": "siop"}).needs_model
 
 
+def test_siop_contexts_end_after_the_action_or_after_the_observation():
+    t = {"turns": [{"observation": "o0", "action": "a0"}, {"observation": "o1", "action": "a1"}],
+         "final_observation": "end"}
+    assert siop_contexts(t) == ["o0", "o0\na0", "o0\na0\no1\na1"]  # SIOP's code: before the env replies
+    assert siop_contexts(t, "after_observation") == ["o0", "o0\na0\no1", "o0\na0\no1\na1\nend"]
+    assert siop_contexts({"turns": []}) == []
+    with pytest.raises(ValueError, match="probe"):
+        siop_contexts(t, "after_thought")
+    with pytest.raises(ValueError, match="probe"):
+        build_pipeline({"method": "siop", "probe": "middle"})(siop_batch())
+
+
 def test_siop_stage_takes_a_callable_equivalence():
     trajs = trajectories()
     for t, a in zip(trajs, ["Paris", "the city of Paris", "Lyon", None], strict=True):
@@ -237,6 +249,8 @@ def test_mapo_score_sources_judge_callable_and_info_key():
     np.testing.assert_array_equal(build_pipeline({"method": "mapo", "score_key": "judge"})(trajs).advantages, by_info)
     with pytest.raises(ValueError, match="info\\['turn_scores'\\]"):
         build_pipeline({"method": "mapo"})(trajs)
+    with pytest.raises(ValueError, match="judge must be a callable"):
+        build_pipeline({"method": "mapo", "judge": "gpt"})(trajs)
 
 
 def test_mapo_bad_scores_are_clear_errors():
