@@ -140,8 +140,7 @@ def siop_rewards(
     def log_p(x: np.ndarray) -> np.ndarray:
         return np.logaddexp(x, np.log(eps)) if eps > 0 else x
 
-    with np.errstate(invalid="ignore"):
-        gain = np.where(ok, log_p(np.where(ok, after, 0.0)) - log_p(np.where(ok, before, 0.0)), 0.0)
+    gain = np.where(ok, log_p(np.where(ok, after, 0.0)) - log_p(np.where(ok, before, 0.0)), 0.0)
     qr = q[batch.traj]
     r = np.where(batch.lengths[batch.traj] > 1, qr * gain, 0.0)
     r = r + np.where(batch.is_last, (1.0 - lam) * qr, 0.0)
