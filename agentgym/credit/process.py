@@ -263,8 +263,10 @@ def tool_similarity(pred: Mapping[str, Any], gold: Mapping[str, Any]) -> float:
 def optimal_assignment(score: np.ndarray) -> np.ndarray:
     """Column matched to each row (−1: none) maximising the total score (Hungarian method, exact).
 
-    O(n²m) shortest augmenting paths with potentials on the smaller side; a small exact
-    replacement for ``scipy.optimize.linear_sum_assignment(score, maximize=True)``.
+    Shortest augmenting paths with potentials, O(n²m) for n ≤ m rows (the matrix is transposed
+    otherwise); plain Python lists, since a trajectory's matrices are small and numpy's per-call
+    overhead would dominate. A small exact stand-in for
+    ``scipy.optimize.linear_sum_assignment(score, maximize=True)``.
     """
     score = np.asarray(score, dtype=np.float64)
     if score.ndim != 2:
@@ -275,29 +277,33 @@ def optimal_assignment(score: np.ndarray) -> np.ndarray:
         out[cols[cols >= 0]] = np.flatnonzero(cols >= 0)
         return out
     n, m = score.shape
-    cost = -score
-    u, v = np.zeros(n + 1), np.zeros(m + 1)
-    row_of = np.zeros(m + 1, dtype=np.int64)  # 1-based row matched to column j; 0 = free
+    cost = (-score).tolist()
+    inf = float("inf")
+    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
+    row_of = [0] * (m + 1)  # 1-based row matched to column j; 0 = free
+    way = [0] * (m + 1)
     for i in range(1, n + 1):
         row_of[0] = i
         j0 = 0
-        minv = np.full(m + 1, np.inf)
-        used = np.zeros(m + 1, dtype=bool)
-        way = np.zeros(m + 1, dtype=np.int64)
+        minv = [inf] * (m + 1)
+        used = [False] * (m + 1)
         while True:
             used[j0] = True
-            i0 = row_of[j0]
-            free = ~used[1:]
-            cur = cost[i0 - 1] - u[i0] - v[1:]
-            better = free & (cur < minv[1:])
-            minv[1:][better] = cur[better]
-            way[1:][better] = j0
-            cand = np.where(free, minv[1:], np.inf)
-            j1 = int(np.argmin(cand)) + 1
-            delta = cand[j1 - 1]
-            u[row_of[used]] += delta
-            v[used] -= delta
-            minv[1:][free] -= delta
+            i0, delta, j1 = row_of[j0], inf, 0
+            c, ui = cost[i0 - 1], u[i0]
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = c[j - 1] - ui - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(m + 1):
+                if used[j]:
+                    u[row_of[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
             j0 = j1
             if row_of[j0] == 0:
                 break
@@ -334,11 +340,11 @@ def sinkhorn_plan(score: np.ndarray, reg: float = 0.1, iters: int = 1000, tol: f
     p, g = score.shape
     a, b = np.full(p, 1.0 / p), np.full(g, 1.0 / g)
     k = np.exp(score / reg)
+    kt, kp = k.T.copy(), k / a[:, None]
     u, v = a.copy(), b.copy()
     for it in range(iters):
-        kt_u = k.T @ u
-        v = b / kt_u
-        u = 1.0 / ((k / a[:, None]) @ v)
+        v = b / (kt @ u)
+        u = 1.0 / (kp @ v)
         if it % 10 == 0 and np.linalg.norm((u[:, None] * k * v[None, :]).sum(axis=0) - b) < tol:
             break
     return u[:, None] * k * v[None, :]
