@@ -366,6 +366,11 @@ def match_tool_calls(
     """
     if assignment not in ASSIGNMENTS:
         raise ValueError(f"MatchTIR assignment must be one of {ASSIGNMENTS}, got {assignment!r}")
+    for what, calls in (("predicted", pred), ("gold", gold)):
+        for c in calls:
+            if not isinstance(c, Mapping) or "name" not in c:
+                raise ValueError(f"MatchTIR: a {what} tool call must be a mapping with a 'name' "
+                                 f"(and 'arguments'), got {c!r}")
     if not pred:
         return np.zeros(0)
     if not gold:

@@ -386,6 +386,10 @@ def test_soft_assignment_is_the_entropic_transport_plan():
     assert match_tool_calls([], GOLD).shape == (0,)
     with pytest.raises(ValueError, match="assignment"):
         match_tool_calls(preds, GOLD, assignment="km")
+    with pytest.raises(ValueError, match="gold tool call must be a mapping"):
+        match_tool_calls(preds, ["find_contacts(Ann)"])
+    with pytest.raises(ValueError, match="predicted tool call must be a mapping"):
+        match_tool_calls([{"arguments": {}}], GOLD)
 
 
 def test_matchtir_worked_example():
