@@ -457,3 +457,28 @@ def test_toolworld_gold_trace_drives_matchtir_end_to_end(tmp_path):
     got = np.concatenate([r["advantages"] for r in read_jsonl(run / "advantages.jsonl")])
     np.testing.assert_allclose(got, build_pipeline({"method": "matchtir", "assignment": "soft"})(trajs).advantages)
     assert np.abs(got).max() > 0
+
+
+def test_degenerate_groups_give_zero():
+    """No answer anywhere (SIOP), equal scores everywhere (MAPO, MatchTIR): no signal, advantage 0."""
+    b = siop_batch()
+    b.answers[:] = None
+    q, _, _ = answer_clusters(b.answers, b.traj_group)
+    assert not q.any() and not siop(b, q).any()
+    flat_scores = TurnBatch.from_trajectories(mapo_trajs()).with_turn_scores([[0.5] * 3, [0.5] * 2, [0.5] * 3])
+    assert not mapo(flat_scores, gamma=0.0).any()
+    assert not matchtir(flat_scores, rewards=np.zeros(8)).any()
+
+
+@SETTINGS
+@given(scored_batches(), st.randoms())
+def test_reordering_trajectories_reorders_the_credit(b, rnd):
+    """MAPO and MatchTIR do not depend on the order in which rollouts arrive."""
+    perm = list(range(b.n_traj))
+    rnd.shuffle(perm)
+    rows = [r for j in perm for r in range(int(b.starts[j]), int(b.ends[j]))]
+    shuffled = TurnBatch.from_arrays(
+        group_id=b.traj_group[b.traj][rows], traj_id=[f"{perm.index(int(b.traj[r])):04d}" for r in rows],
+        turn_idx=b.turn_index[rows], reward=np.zeros(len(rows)), turn_score=b.turn_score[rows], infra=b.infra[b.traj][rows])
+    for fn in (mapo, matchtir):
+        np.testing.assert_allclose(fn(shuffled), fn(b)[rows], atol=1e-12)
