@@ -1,0 +1,186 @@
+"""verifiers environments as agentgym envs (agentgym.envs.verifiers), against the real verifiers
+package: full episodes through the env API (single-turn, multi-turn, tools), the rubric's score
+as the reward, typed errors for a broken rubric, `agentgym rollout`, `check` and `train` on a
+``verifiers/<module>-v0`` id. Run in .venv-verifiers (bash scripts/setup_verifiers.sh): -m verifiers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.verifiers
+vf = pytest.importorskip("verifiers")
+
+import vf_arith  # noqa: E402  (this folder is on sys.path: pytest's rootdir-relative import)
+
+import agentgym  # noqa: E402
+from agentgym.core import Failure  # noqa: E402
+from agentgym.envs.verifiers import VerifiersEnv, load  # noqa: E402
+from agentgym.errors import ConfigError, EnvCodeError  # noqa: E402
+from agentgym.redteam import GENERIC_ATTACKS  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _env(kind: str, **kwargs) -> VerifiersEnv:
+    return load(vf_arith.load_environment(kind), **kwargs)
+
+
+def test_single_turn_rubric_score_is_the_reward_and_pass_threshold_the_success():
+    env = _env("single")
+    assert env.num_tasks == 6 and env.max_turns == 1
+    assert env.system_prompt == "Answer with <answer>NUMBER</answer>."
+    seen = {}
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        assert obs.startswith("What is ") and info["task_id"] == f"SingleTurnEnv-{info['example_id']}"
+        seen[info["task_id"]] = obs
+        a, b = (int(x) for x in obs.removeprefix("What is ").removesuffix("?").split(" + "))
+        _, reward, terminated, truncated, info = env.step(f"<answer>{a + b}</answer>")
+        assert (reward, terminated, truncated, info["success"]) == (pytest.approx(1.2), True, False, True)
+        assert info["metrics"]["correct"] == 1.0 and info["metrics"]["formatted"] == 1.0
+        assert info["stop_condition"] == "max_turns_reached"
+    assert len(seen) == 6  # six seeds, six rows: the pool is covered once
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step("<answer>999</answer>")  # well formatted, wrong: 0.2 < pass_threshold 0.5
+    assert reward == pytest.approx(0.2) and info["success"] is False
+    first, _ = env.reset(seed=3)
+    again, _ = env.reset(seed=3)
+    assert first == again
+    env.close()
+
+
+def test_multi_turn_env_response_is_the_next_observation_and_a_stop_condition_ends_it():
+    env = _env("guess")
+    obs, info = env.reset(seed=0)
+    assert "Guess it" in obs and env.max_turns == 6
+    secret = int(env.state["answer"])
+    keys = {info["state_key"]}
+    low, high, turns = 1, 8, 0
+    while True:
+        guess = (low + high) // 2
+        obs, reward, terminated, truncated, info = env.step(str(guess))
+        turns += 1
+        keys.add(info["state_key"])
+        if terminated or truncated:
+            break
+        assert reward == 0.0 and info["role"] == "user" and info["success"] is None
+        assert obs in ("Higher.", "Lower.")
+        low, high = (guess + 1, high) if obs == "Higher." else (low, guess - 1)
+    assert guess == secret and terminated and not truncated
+    assert reward == 1.0 and info["success"] is True and info["stop_condition"] == "solved"
+    assert len(keys) == turns + 1  # every turn is a new situation
+    # a reply that is not a number: the env's own message, the episode goes on; then the turn limit
+    env.reset(seed=1)
+    obs, reward, terminated, truncated, _ = env.step("no idea")
+    assert obs == "Reply with a single number from 1 to 8." and not (terminated or truncated)
+    for _ in range(5):
+        obs, reward, terminated, truncated, info = env.step("no idea")
+    assert truncated and not terminated and reward == 0.0 and info["success"] is False
+    env.close()
+
+
+def test_tool_env_runs_calls_written_in_the_action_and_scores_the_answer():
+    env = _env("tools")
+    assert '"name": "lookup"' in env.system_prompt and "<tool_call>" in env.system_prompt
+    assert {s["function"]["name"] for s in env.tool_schemas()} == {"lookup", "add"}
+    obs, _ = env.reset(seed=0)
+    names = [w for w in vf_arith.SECRETS if f"the {w} number" in obs]
+    calls = "".join(f'<tool_call>{{"name": "lookup", "arguments": {{"name": "{n}"}}}}</tool_call>' for n in names)
+    obs, reward, terminated, _, info = env.step(calls)
+    values = [vf_arith.SECRETS[n] for n in names]
+    assert not terminated and info["role"] == "tool" and reward == 0.0
+    assert [c["result"] for c in info["tool_calls"]] == [str(v) for v in values]
+    assert obs == f"[tool] {values[0]}\n\n[tool] {values[1]}"
+    obs, _, terminated, _, info = env.step(f'<tool_call>{{"name": "add", "arguments": {{"a": {values[0]}, '
+                                           f'"b": {values[1]}}}}}</tool_call>')
+    assert obs == str(sum(values)) and not terminated
+    # a call with a bad argument: verifiers' ToolEnv shows the error as the tool result
+    obs, _, terminated, _, _ = env.step('<tool_call>{"name": "lookup", "arguments": {"name": "purple"}}</tool_call>')
+    assert "purple" in obs and not terminated
+    obs, reward, terminated, truncated, info = env.step(f"<answer>{sum(values)}</answer>")  # no call: the end
+    assert terminated and reward == 1.0 and info["success"] is True and info["stop_condition"] == "no_tools_called"
+    env.close()
+
+
+def test_a_tool_error_the_env_stops_on_is_the_agents_fault_and_still_scored():
+    env = _env("stop_on_tool_error")
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step('<tool_call>{"name": "lookup", "arguments": {"name": "x"}}</tool_call>')
+    assert terminated and info["failure"] == Failure.AGENT and reward == 0.0 and info["success"] is False
+    env.close()
+
+
+def test_a_rubric_that_raises_is_an_env_code_error_not_a_reward_of_zero():
+    env = _env("raising")
+    env.reset(seed=0)
+    with pytest.raises(EnvCodeError, match="reward function broken raised ZeroDivisionError"):
+        env.step("<answer>5</answer>")
+    env.close()
+
+
+def test_group_reward_functions_are_refused_and_bad_references_are_clear():
+    def together(completions, answers) -> list[float]:
+        return [0.0] * len(completions)
+
+    group = vf_arith.load_environment("single")
+    group.rubric.add_reward_func(together)
+    with pytest.raises(ConfigError, match="group reward functions"):
+        load(group)
+    with pytest.raises(ValueError, match="unknown kind"):
+        VerifiersEnv("vf_arith", env_args={"kind": "nope"})
+    with pytest.raises(ModuleNotFoundError):
+        VerifiersEnv("no_such_vf_module")
+    with pytest.raises(ValueError, match="split"):
+        VerifiersEnv("vf_arith", split="test")
+
+
+@pytest.mark.parametrize("kind", ["single", "guess", "tools"])
+def test_malformed_actions_never_crash(kind):
+    env = _env(kind)
+    for attack in GENERIC_ATTACKS:
+        obs, _ = env.reset(seed=0)
+        for action in attack.script(env, obs)[: env.max_turns]:
+            *_, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                assert isinstance(info["success"], bool)
+                break
+    env.reset(seed=0)
+    obs, *_ = env.step(b"\xff bytes")  # type: ignore[arg-type]
+    assert "Invalid action" in obs
+    env.close()
+
+
+def test_registry_id_builds_the_env_of_a_module():
+    env = agentgym.make("verifiers/vf_arith-v0", env_args={"kind": "guess", "rows": 2})
+    assert isinstance(env, VerifiersEnv) and env.num_tasks == 2
+    assert agentgym.spec("verifiers/vf_arith-v0").kwargs == {"environment": "vf_arith"}
+    env.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(HERE), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+    return subprocess.run([sys.executable, "-m", "agentgym.cli", *args], env=environ, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_agentgym_rollout_and_check_on_a_verifiers_id(tmp_path):
+    done = _cli("rollout", "--env", "verifiers/vf_arith-v0", "--env-kwarg", "env_args={kind: guess, rows: 3}",
+                "--policy", "random", "--tasks", "3", "--group-size", "2", "--out", str(tmp_path / "run"), "-q")
+    assert done.returncode == 0, done.stdout + done.stderr
+    trajs = [json.loads(line) for line in (tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()]
+    assert len(trajs) == 6 and all(t["failure"] is None and len(t["turns"]) >= 1 for t in trajs)
+    assert len({t["task_id"] for t in trajs}) == 3
+    for kind in ("single", "guess", "tools"):
+        checked = _cli("check", "verifiers/vf_arith-v0", "--env-kwarg", f"env_args={{kind: {kind}}}")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    broken = _cli("rollout", "--env", "verifiers/vf_arith-v0", "--env-kwarg", "env_args={kind: raising}",
+                  "--policy", "random", "--tasks", "2", "--out", str(tmp_path / "broken"), "-q")
+    assert broken.returncode != 0
+    trajs = [json.loads(line) for line in (tmp_path / "broken" / "trajectories.jsonl").read_text().splitlines()]
+    assert trajs and all(t["failure"] == "error" and "ZeroDivisionError" in t["failure_detail"] for t in trajs)
