@@ -184,3 +184,26 @@ def test_agentgym_rollout_and_check_on_a_verifiers_id(tmp_path):
     assert broken.returncode != 0
     trajs = [json.loads(line) for line in (tmp_path / "broken" / "trajectories.jsonl").read_text().splitlines()]
     assert trajs and all(t["failure"] == "error" and "ZeroDivisionError" in t["failure_detail"] for t in trajs)
+
+
+def test_agentgym_train_runs_an_iteration_on_a_verifiers_env(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from agentgym.trainers.cli import train
+
+    app = typer.Typer()
+    app.command("train")(train)
+    app.command("other")(lambda: None)  # two commands: typer keeps "train" as a subcommand name
+    result = CliRunner().invoke(app, [
+        "train", "gigpo_toolworld", f"model.path={tmp_path / 'tiny'}", "model.device=cpu", "train.iterations=1",
+        f"train.out_dir={tmp_path / 'run'}", "train.tensorboard=false", "train.plot=false",
+        "env.id=verifiers/vf_arith-v0", "env.kwargs={env_args: {kind: guess}}", "env.max_turns=4",
+        "sft.steps=0", "rollout.tasks_per_iter=2", "rollout.group_size=2", "rollout.task_pool=5",
+        "generation.sampling.max_new_tokens=8",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1]
+    assert rows[1]["rollout/infra_failures"] == 0 and rows[1]["rollout/turns_mean"] >= 1
+    assert "rollout/success_rate" in rows[1] and rows[1]["batch/loss_tokens"] > 0
