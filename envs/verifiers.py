@@ -21,11 +21,14 @@ plays that protocol one assistant turn per agentgym step, with no model client: 
   ``reward >= env.pass_threshold`` (verifiers' pass@k threshold, 0.5 by default).
 * **Whose fault.** verifiers' ``Rubric`` logs a reward function that raises and scores it 0;
   here it raises :class:`~agentgym.errors.EnvCodeError` (a bug in the env, never a reward of 0),
-  as does any other exception from the env's code. A ``vf.InfraError`` (sandbox, tunnel) is an
-  :class:`~agentgym.core.InfraError`. A ``vf.ToolError`` the env raises on purpose (its
+  as does any other exception from the env's code. A ``vf.InfraError`` (sandbox, tunnel) or a
+  network error (an unreachable judge model) is an :class:`~agentgym.core.InfraError`. A ``vf.ToolError`` the env raises on purpose (its
   ``stop_errors``) ends the episode as the agent's fault (``failure="agent"``), scored as usual.
   A rubric with group reward functions (they score a group of rollouts together) is refused
-  when the env is built: an agentgym episode is scored alone.
+  when the env is built: an agentgym episode is scored alone; so is an env that is not a
+  ``MultiTurnEnv`` or overrides its ``rollout`` (its turns would not go through ``env_response``).
+* **Cleanup.** The env's cleanup handlers run once per episode: before scoring, or when an
+  unfinished episode is left (the next reset, ``close``).
 
 verifiers is async; the env runs its coroutines on an event loop in a thread it owns, so the
 sync ``step`` works from any thread. Needs the ``verifiers`` extra (``pip install
@@ -121,6 +124,17 @@ def load_environment(ref: str, env_args: Mapping[str, Any] | None = None) -> vf.
     return env
 
 
+# Exceptions of network clients (a judge rubric's model, a sandbox API) that mean "not reachable now".
+_INFRA_NAMES = frozenset({"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError",
+                          "ConnectError", "ConnectTimeout", "ReadTimeout", "ClientConnectionError"})
+
+
+def _is_infra(e: BaseException, vf: Any) -> bool:
+    """Whether an exception from the env's code is infrastructure failing, not a bug."""
+    return (isinstance(e, (vf.InfraError, OSError, TimeoutError))
+            or any(c.__name__ in _INFRA_NAMES for c in type(e).__mro__))
+
+
 class _Loop:
     """An event loop in a daemon thread: coroutines submitted from any thread, waited for with a timeout."""
 
@@ -203,14 +217,18 @@ class VerifiersEnv(TextEnv):
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         if isinstance(environment, str):
-            self.name = environment.rpartition(":")[0] or environment
+            name = environment.rpartition(":")[0] or environment
             environment = load_environment(environment, env_args)
         elif env_args:
             raise ValueError("env_args are for an environment given by reference, not an env object")
+        elif not isinstance(environment, vf.Environment):
+            raise TypeError(f"expected a verifiers Environment or a reference to one, got {type(environment).__name__}")
         else:
-            self.name = environment.env_id or type(environment).__name__
-        if not isinstance(environment, vf.Environment):
-            raise TypeError(f"expected a verifiers Environment, got {type(environment).__name__}")
+            name = environment.env_id or type(environment).__name__
+        self.name = name
+        if not isinstance(environment, vf.MultiTurnEnv) or type(environment).rollout is not vf.MultiTurnEnv.rollout:
+            raise ConfigError(f"{name}: a {type(environment).__name__} does not play its turns through env_response "
+                              "(only MultiTurnEnv subclasses that keep its rollout loop run turn by turn)")
         if environment.rubric.has_group_rewards:
             raise ConfigError(f"{self.name}: its rubric has group reward functions (they score a group of "
                               "rollouts together); an agentgym episode is scored alone")
@@ -245,9 +263,9 @@ class VerifiersEnv(TextEnv):
             return self._loop.run(coro, self.timeout, what)
         except (InfraError, EnvCodeError):
             raise
-        except self.vf.InfraError as e:
-            raise InfraError(f"{self.name}: {what}: {type(e).__name__}: {e}") from e
-        except Exception as e:  # noqa: BLE001 — a bug in the env's code, neither the agent's nor infra
+        except Exception as e:  # noqa: BLE001 — infrastructure, else a bug in the env's code (not the agent's)
+            if _is_infra(e, self.vf):
+                raise InfraError(f"{self.name}: {what}: {type(e).__name__}: {e}") from e
             raise EnvCodeError(f"{self.name}: {what} raised {type(e).__name__}: {e}") from e
 
     def tool_schemas(self) -> list[dict[str, Any]]:
@@ -266,7 +284,15 @@ class VerifiersEnv(TextEnv):
         return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     # -- the contract --------------------------------------------------------------------------
+    def _release(self) -> None:
+        """Run the env's cleanup handlers for an episode left unfinished (a reset mid-episode, close,
+        the engine's token budget): they free what ``setup_state`` took, e.g. a sandbox."""
+        state, self.state = self.state, None
+        if state is not None:
+            self._call(self.environment.cleanup(state), "cleanup")
+
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self._release()
         index = self.pool_index(self.num_tasks)
         row = dict(self.rows[index])
         row.setdefault("example_id", index)
@@ -280,6 +306,7 @@ class VerifiersEnv(TextEnv):
                 raise
             error = e  # verifiers records an env's own error in the state and stops at once
         if error is not None or self._call(self.environment.is_completed(state), "is_completed"):
+            self._release()
             raise EnvCodeError(f"{self.name}: the rollout ended before the first turn "
                                f"({state.get('stop_condition')}: {state.get('error') or error})")
         prompt = list(state["prompt"])
@@ -344,7 +371,7 @@ class VerifiersEnv(TextEnv):
         return self._finish(info)
 
     def _finish(self, info: dict[str, Any]) -> StepResult:
-        state = self.state
+        state, self.state = self.state, None  # finished: no cleanup left for _release
         final = state.get("final_env_response")
         self._call(self.environment.cleanup(state), "cleanup")  # renders state["completion"]
         reward, metrics = self._score(state)
@@ -383,6 +410,8 @@ class VerifiersEnv(TextEnv):
                 except InfraError:
                     raise
                 except Exception as e:  # noqa: BLE001 — the env's reward code is broken: loud, never 0
+                    if _is_infra(e, self.vf):  # e.g. a judge model that cannot be reached
+                        raise InfraError(f"{self.name}: reward function {name}: {type(e).__name__}: {e}") from e
                     raise EnvCodeError(f"{self.name}: reward function {name} raised {type(e).__name__}: {e}") from e
                 if not math.isfinite(value):
                     raise EnvCodeError(f"{self.name}: reward function {name} returned {value}")
@@ -392,8 +421,11 @@ class VerifiersEnv(TextEnv):
         return total, metrics
 
     def close(self) -> None:
-        self._loop.close()
-        super().close()
+        try:
+            self._release()
+        finally:
+            self._loop.close()
+            super().close()
 
 
 def load(environment: vf.Environment | str, **kwargs: Any) -> VerifiersEnv:

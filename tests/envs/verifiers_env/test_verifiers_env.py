@@ -19,7 +19,7 @@ vf = pytest.importorskip("verifiers")
 import vf_arith  # noqa: E402  (this folder is on sys.path: pytest's rootdir-relative import)
 
 import agentgym  # noqa: E402
-from agentgym.core import Failure  # noqa: E402
+from agentgym.core import Failure, InfraError  # noqa: E402
 from agentgym.envs.verifiers import VerifiersEnv, load  # noqa: E402
 from agentgym.errors import ConfigError, EnvCodeError  # noqa: E402
 from agentgym.redteam import GENERIC_ATTACKS  # noqa: E402
@@ -138,6 +138,39 @@ def test_group_reward_functions_are_refused_and_bad_references_are_clear():
         VerifiersEnv("no_such_vf_module")
     with pytest.raises(ValueError, match="split"):
         VerifiersEnv("vf_arith", split="test")
+
+
+def test_cleanup_handlers_run_once_per_episode_finished_or_abandoned():
+    env = _env("guess")
+    vf_arith.GuessEnv.released.clear()
+    env.reset(seed=0)
+    env.step(env.state["answer"])  # solved: cleanup ran before scoring
+    env.reset(seed=1)
+    env.step("1")
+    env.reset(seed=2)  # the seed-1 episode was left unfinished: released here
+    env.close()  # and the seed-2 one on close
+    assert len(vf_arith.GuessEnv.released) == 3 and len(set(vf_arith.GuessEnv.released)) == 3
+    env.close()  # closing twice is fine
+    assert len(vf_arith.GuessEnv.released) == 3
+
+
+def test_an_unreachable_judge_is_infra_and_envs_that_skip_env_response_are_refused():
+    def judge(completion) -> float:
+        raise ConnectionError("judge model unreachable")
+
+    vf_env = vf_arith.load_environment("single")
+    vf_env.rubric.add_reward_func(judge)
+    env = load(vf_env)
+    env.reset(seed=0)
+    with pytest.raises(InfraError, match="judge model unreachable"):
+        env.step("<answer>5</answer>")
+
+    class OwnLoop(vf.SingleTurnEnv):
+        async def rollout(self, input, client, model, sampling_args=None):
+            raise NotImplementedError
+
+    with pytest.raises(ConfigError, match="env_response"):
+        load(OwnLoop(dataset=vf_env.get_dataset(), rubric=vf.Rubric(funcs=[judge])))
 
 
 @pytest.mark.parametrize("kind", ["single", "guess", "tools"])

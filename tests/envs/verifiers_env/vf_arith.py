@@ -44,10 +44,17 @@ def _single(rows: int, raising: bool) -> vf.Environment:
 
 
 class GuessEnv(vf.MultiTurnEnv):
-    """Guess the secret number (the row's answer) with higher/lower hints."""
+    """Guess the secret number (the row's answer) with higher/lower hints. ``released`` records the
+    rows whose rollout-local resources its cleanup handler freed (what a sandbox env does there)."""
+
+    released: list[int] = []
 
     async def setup_state(self, state: vf.State) -> None:
         state["solved"] = False
+
+    @vf.cleanup
+    async def release(self, state: vf.State) -> None:
+        GuessEnv.released.append(state["example_id"])
 
     @vf.stop
     async def solved(self, state: vf.State) -> bool:
