@@ -240,3 +240,38 @@ def test_agentgym_train_runs_an_iteration_on_a_verifiers_env(tmp_path):
     assert [r["iteration"] for r in rows] == [0, 1]
     assert rows[1]["rollout/infra_failures"] == 0 and rows[1]["rollout/turns_mean"] >= 1
     assert "rollout/success_rate" in rows[1] and rows[1]["batch/loss_tokens"] > 0
+
+
+def test_an_openai_policy_calls_a_verifiers_tool_env_through_function_calling(monkeypatch):
+    """The policy sends the env's tool schemas; the server's structured tool_calls come back as the
+    action's Hermes text, verifiers' ToolEnv runs them, and the next request carries one tool
+    message per call id (the loopback server rejects anything else)."""
+    import asyncio
+
+    monkeypatch.syspath_prepend(str(HERE.parents[1] / "policies"))
+    from openai_server import ChatServer, Reply
+
+    from agentgym.policies import OpenAIChatPolicy
+    from agentgym.rollout import plan, run_episode
+
+    env = _env("tools")
+    obs, _ = env.reset(seed=0)
+    names = [w for w in vf_arith.SECRETS if f"the {w} number" in obs]
+    total = sum(vf_arith.SECRETS[n] for n in names)
+    with ChatServer() as server:
+        server.script(Reply(tool_calls=[{"name": "lookup", "arguments": {"name": n}} for n in names]),
+                      Reply(text=f"<answer>{total}</answer>"))
+
+        async def episode():
+            async with OpenAIChatPolicy(server.url, "tiny", timeout=5.0) as policy:
+                return await run_episode(env, policy, plan("vf", tasks=1, group_size=1)[0],
+                                         env_id="verifiers/vf_arith-v0")
+
+        traj = asyncio.run(episode())
+        requests = list(server.requests)
+    assert traj.failure is None and traj.num_turns == 2 and traj.outcome == 1.0 and traj.success
+    assert [c["result"] for c in traj.turns[0].tool_calls] == [str(vf_arith.SECRETS[n]) for n in names]
+    assert all(r["body"]["tools"] == env.tool_schemas() for r in requests)
+    history = requests[1]["body"]["messages"]
+    assert [m["role"] for m in history] == ["system", "user", "assistant", "tool", "tool"]
+    env.close()
