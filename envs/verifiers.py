@@ -218,6 +218,7 @@ class VerifiersEnv(TextEnv):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         if isinstance(environment, str):
             name = environment.rpartition(":")[0] or environment
+            name = name.rpartition("/")[2].removesuffix(".py")  # a file's name, not its path: task ids travel
             environment = load_environment(environment, env_args)
         elif env_args:
             raise ValueError("env_args are for an environment given by reference, not an env object")

@@ -196,6 +196,22 @@ def test_registry_id_builds_the_env_of_a_module():
     env.close()
 
 
+def test_an_env_file_declares_a_verifiers_env_from_a_file(tmp_path):
+    from agentgym import registry
+
+    (tmp_path / "envs.yaml").write_text(
+        "envs:\n  - id: mine/Guess-v0\n    entry_point: agentgym.envs.verifiers:VerifiersEnv\n"
+        f"    kwargs: {{environment: '{HERE / 'vf_arith.py'}:load_environment', env_args: {{kind: guess}}}}\n")
+    (declared,) = registry.load_yaml(tmp_path / "envs.yaml")
+    try:
+        env = agentgym.make("mine/Guess-v0")
+        obs, info = env.reset(seed=0)
+        assert "Guess it" in obs and info["task_id"] == f"vf_arith-{info['example_id']}"
+        env.close()
+    finally:
+        registry.unregister(declared.id)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(HERE), "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     return subprocess.run([sys.executable, "-m", "agentgym.cli", *args], env=environ, capture_output=True,
