@@ -8,6 +8,7 @@ so ``verifiers/vf_arith-v0`` names this module.
   ``@vf.stop`` condition ends the game on the right guess; reward 1 for a win.
 * ``tools``: a ``vf.ToolEnv`` whose tools look up secret numbers and add them; the answer is
   their sum.
+* ``notes``: a ``vf.StatefulToolEnv`` whose tool gets an argument injected from the state.
 * ``raising``: the ``single`` env with a reward function that raises (a bug in the rubric).
 * ``stop_on_tool_error``: the ``tools`` env with ``stop_errors`` (verifiers ends the rollout when
   a tool call is malformed).
@@ -114,11 +115,49 @@ def _tools(rows: int, stop_errors: bool) -> vf.Environment:
                       stop_errors=[Exception] if stop_errors else None)
 
 
+class NotesEnv(vf.StatefulToolEnv):
+    """A ``vf.StatefulToolEnv``: ``note(text)`` appends to a list in the rollout's state, which
+    ``update_tool_args`` injects (the model never sees the ``notes`` argument)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_tool(note, args_to_skip=["notes"])
+
+    async def setup_state(self, state: vf.State) -> None:
+        state["notes"] = []
+
+    def update_tool_args(self, tool_name, tool_args, messages, state, **kwargs) -> dict:
+        return {**tool_args, "notes": state["notes"]}
+
+
+def note(text: str, notes: list) -> str:
+    """Write a note.
+
+    Args:
+        text: what to write.
+        notes: the notebook (injected by the env).
+    """
+    notes.append(text)
+    return f"{len(notes)} notes"
+
+
+def _notes(rows: int) -> vf.Environment:
+    words = ["apple", "river", "stone"][:rows]
+    data = [{"question": f"Write the note '{w}' twice, then reply done.", "answer": w} for w in words]
+
+    def wrote_twice(state, answer) -> float:
+        return 1.0 if state["notes"] == [answer, answer] else 0.0
+
+    return NotesEnv(dataset=Dataset.from_list(data), rubric=vf.Rubric(funcs=[wrote_twice]), max_turns=4)
+
+
 def load_environment(kind: str = "single", rows: int = 6) -> vf.Environment:
     if kind in ("single", "raising"):
         return _single(rows, raising=kind == "raising")
     if kind == "guess":
         return _guess(rows)
+    if kind == "notes":
+        return _notes(rows)
     if kind in ("tools", "stop_on_tool_error"):
         return _tools(rows, stop_errors=kind == "stop_on_tool_error")
     raise ValueError(f"unknown kind {kind!r}")
