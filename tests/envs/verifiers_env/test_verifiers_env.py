@@ -85,6 +85,15 @@ def test_multi_turn_env_response_is_the_next_observation_and_a_stop_condition_en
     env.close()
 
 
+def test_a_final_env_response_ends_the_episode_and_is_the_last_observation():
+    env = _env("guess_final")
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(env.state["answer"])
+    assert (obs, reward, terminated, truncated) == ("Correct!", 1.0, True, False)
+    assert info["stop_condition"] == "has_final_env_response" and info["success"] is True
+    env.close()
+
+
 def test_tool_env_runs_calls_written_in_the_action_and_scores_the_answer():
     env = _env("tools")
     assert '"name": "lookup"' in env.system_prompt and "<tool_call>" in env.system_prompt

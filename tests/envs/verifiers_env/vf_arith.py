@@ -6,6 +6,7 @@ so ``verifiers/vf_arith-v0`` names this module.
   the row's answer, plus a format reward weighted 0.2.
 * ``guess``: a ``vf.MultiTurnEnv``: guess a number in 1-8; ``env_response`` says higher/lower; a
   ``@vf.stop`` condition ends the game on the right guess; reward 1 for a win.
+* ``guess_final``: ``guess`` ending with ``state["final_env_response"]`` instead.
 * ``tools``: a ``vf.ToolEnv`` whose tools look up secret numbers and add them; the answer is
   their sum.
 * ``notes``: a ``vf.StatefulToolEnv`` whose tool gets an argument injected from the state.
@@ -50,6 +51,10 @@ class GuessEnv(vf.MultiTurnEnv):
 
     released: list[int] = []
 
+    def __init__(self, final_message: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.final_message = final_message
+
     async def setup_state(self, state: vf.State) -> None:
         state["solved"] = False
 
@@ -68,18 +73,22 @@ class GuessEnv(vf.MultiTurnEnv):
         guess, secret = int(text), int(state["answer"])
         if guess == secret:
             state["solved"] = True
-            return [vf.UserMessage(content="Correct!")]
+            reply = [vf.UserMessage(content="Correct!")]
+            if self.final_message:  # the other way to end: the env's last word (TextArenaEnv's way)
+                state["final_env_response"] = reply
+            return reply
         return [vf.UserMessage(content="Higher." if guess < secret else "Lower.")]
 
 
-def _guess(rows: int) -> vf.Environment:
+def _guess(rows: int, final_message: bool = False) -> vf.Environment:
     data = [{"question": "I picked a number from 1 to 8. Guess it.", "answer": str(n)}
             for n in [5, 2, 8, 3, 6][:rows]]
 
     def won(state) -> float:
         return 1.0 if state["solved"] else 0.0
 
-    return GuessEnv(dataset=Dataset.from_list(data), rubric=vf.Rubric(funcs=[won]), max_turns=6)
+    return GuessEnv(dataset=Dataset.from_list(data), rubric=vf.Rubric(funcs=[won]), max_turns=6,
+                    final_message=final_message)
 
 
 def lookup(name: str) -> int:
@@ -154,8 +163,8 @@ def _notes(rows: int) -> vf.Environment:
 def load_environment(kind: str = "single", rows: int = 6) -> vf.Environment:
     if kind in ("single", "raising"):
         return _single(rows, raising=kind == "raising")
-    if kind == "guess":
-        return _guess(rows)
+    if kind in ("guess", "guess_final"):
+        return _guess(rows, final_message=kind == "guess_final")
     if kind == "notes":
         return _notes(rows)
     if kind in ("tools", "stop_on_tool_error"):
