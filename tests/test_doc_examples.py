@@ -153,3 +153,11 @@ def test_readme_credit_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     ns, printed = _run(_block("Quickstart: turn-level credit"), monkeypatch, cwd=tmp_path)
     assert printed.strip() == "True"
     assert len(ns["result"].advantages) == sum(len(t.turns) for t in ns["trajectories"])
+
+
+@pytest.mark.verifiers
+def test_verifiers_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("verifiers")
+    _, printed = _run(_block("Example: a SingleTurnEnv as an agentgym env"), monkeypatch)
+    assert printed.splitlines() == ["Answer with <answer>NUMBER</answer>. | What is 4 + 4? | SingleTurnEnv-1",
+                                    "1.0 True True {'correct': 1.0, 'num_turns': 1.0}"]
