@@ -178,6 +178,25 @@ def siop(
 
 
 # -- MAPO ----------------------------------------------------------------------------------
+def _turn_values(batch: TurnBatch, values: Any, include: Any, method: str, what: str,
+                 missing: str) -> tuple[np.ndarray, np.ndarray]:
+    """One value per turn row (``values`` or ``batch.turn_score``), checked finite on the included
+    rows and zeroed elsewhere, with the included-row mask: MAPO's scores, MatchTIR's rewards."""
+    _no_score_penalty(batch, method.lower())
+    v = batch.turn_score if values is None else np.asarray(values, dtype=np.float64)
+    if v is None:
+        raise ValueError(missing)
+    if v.shape != (batch.n_rows,):
+        raise ValueError(f"{method} {what}s must have one value per turn row ({batch.n_rows}), got shape {v.shape}")
+    row_inc = _include(batch, include)[batch.traj]
+    bad = row_inc & ~np.isfinite(v)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{method}: trajectory {_label(batch.traj_ids, int(batch.traj[r]))!r} turn "
+                         f"{int(batch.turn_index[r])} has {what} {v[r]} ({int(bad.sum())} non-finite {what}s)")
+    return np.where(row_inc, v, 0.0), row_inc
+
+
 def mapo(
     batch: TurnBatch,
     *,
@@ -197,23 +216,13 @@ def mapo(
     A NaN or infinite score is an error naming the trajectory and turn; so is a return beyond
     :data:`MAX_MAGNITUDE`.
     """
-    _no_score_penalty(batch, "mapo")
-    s = batch.turn_score if scores is None else np.asarray(scores, dtype=np.float64)
-    if s is None:
-        raise ValueError("MAPO needs per-turn scores (batch.turn_score, e.g. a judge's): build the batch with "
-                         "turn_score, or give the stage score_key (the trajectory info key holding them)")
-    if s.shape != (batch.n_rows,):
-        raise ValueError(f"MAPO scores must have one value per turn row ({batch.n_rows}), got shape {s.shape}")
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"MAPO lam must lie in [0, 1], got {lam}")
-    inc = _include(batch, include)
-    row_inc = inc[batch.traj]
-    bad = row_inc & ~np.isfinite(s)
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"MAPO: trajectory {_label(batch.traj_ids, int(batch.traj[r]))!r} turn "
-                         f"{int(batch.turn_index[r])} has score {s[r]} ({int(bad.sum())} non-finite scores)")
-    g = batch.suffix_sum(np.where(row_inc, s, 0.0), gamma)
+    s, row_inc = _turn_values(
+        batch, scores, include, "MAPO", "score",
+        "MAPO needs per-turn scores (batch.turn_score, e.g. a judge's): build the batch with "
+        "turn_score, or give the stage score_key (the trajectory info key holding them)")
+    g = batch.suffix_sum(s, gamma)
     _check_magnitude(g, row_inc, "MAPO return")
     codes, n = _turn_group_codes(batch)
     a_turn = zscore(g, codes, n, mask=row_inc, norm=norm, std=std)
@@ -415,23 +424,13 @@ def matchtir(
     γ^{k−t} r_k`` (γ = 0.9 in the code) z-scored per (prompt, turn position). ``A = mix·A^turn +
     (1 − mix)·A^traj`` (the code averages: mix = 0.5). Unbiased std + 1e-6; a group of one gives 0.
     """
-    _no_score_penalty(batch, "matchtir")
-    r = batch.turn_score if rewards is None else np.asarray(rewards, dtype=np.float64)
-    if r is None:
-        raise ValueError("MatchTIR needs per-turn matching rewards (batch.turn_score or rewards=...); the "
-                         "matchtir stage computes them from the trajectories' tool calls and gold trace")
-    if r.shape != (batch.n_rows,):
-        raise ValueError(f"MatchTIR rewards must have one value per turn row ({batch.n_rows}), got shape {r.shape}")
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"MatchTIR mix must lie in [0, 1], got {mix}")
+    r, row_inc = _turn_values(
+        batch, rewards, include, "MatchTIR", "reward",
+        "MatchTIR needs per-turn matching rewards (batch.turn_score or rewards=...); the "
+        "matchtir stage computes them from the trajectories' tool calls and gold trace")
     inc = _include(batch, include)
-    row_inc = inc[batch.traj]
-    bad = row_inc & ~np.isfinite(r)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"MatchTIR: trajectory {_label(batch.traj_ids, int(batch.traj[row]))!r} turn "
-                         f"{int(batch.turn_index[row])} has reward {r[row]}")
-    r = np.where(row_inc, r, 0.0)
     g = batch.suffix_sum(r, gamma)
     _check_magnitude(g, row_inc, "MatchTIR return")
     total = np.bincount(batch.traj, weights=r, minlength=batch.n_traj)

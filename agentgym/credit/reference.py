@@ -54,6 +54,15 @@ def _mean_std(xs: list[float], ddof: int, var_eps: float) -> tuple[float, float]
     return m, math.sqrt(var + var_eps)
 
 
+def _returns(traj: dict[str, Any], key: str, gamma: float) -> list[float]:
+    """Discounted returns ``Σ_{k≥t} γ^{k−t} x_k`` of one trajectory's turn values, turn by turn."""
+    out, acc = [0.0] * len(traj["turns"]), 0.0
+    for k in range(len(traj["turns"]) - 1, -1, -1):
+        acc = traj["turns"][k][key] + gamma * acc
+        out[k] = acc
+    return out
+
+
 def _z(x: float, stats: tuple[float, float], std: bool, eps: float = 1e-6) -> float:
     m, s = stats
     return (x - m) / (s + eps) if std else x - m
@@ -81,11 +90,7 @@ def ref_gigpo(trajs: list[dict[str, Any]], gamma: float = 0.95, omega: float = 1
     step_ret = []
     anchors: dict[tuple[int, Any], list[float]] = defaultdict(list)
     for t in trajs:
-        rets = [0.0] * len(t["turns"])
-        acc = 0.0
-        for k in range(len(t["turns"]) - 1, -1, -1):
-            acc = t["turns"][k]["reward"] + gamma * acc
-            rets[k] = acc
+        rets = _returns(t, "reward", gamma)
         step_ret.append(rets)
         if t["stats"]:
             for u, r in zip(t["turns"], rets, strict=True):
@@ -254,13 +259,7 @@ def ref_siop(trajs: list[dict[str, Any]], lam: float = 0.5, eps: float = 1e-8, g
 def ref_mapo(trajs: list[dict[str, Any]], gamma: float = 1.0, lam: float = 0.5, std: bool = True) -> list[list[float]]:
     """MAPO [recon]: Monte-Carlo returns of the turn scores, z-scored per (prompt, turn position)
     and over the whole batch (unbiased std), mixed λ : 1 − λ."""
-    returns = []
-    for t in trajs:
-        g, acc = [0.0] * len(t["turns"]), 0.0
-        for k in range(len(t["turns"]) - 1, -1, -1):
-            acc = t["turns"][k]["score"] + gamma * acc
-            g[k] = acc
-        returns.append(g)
+    returns = [_returns(t, "score", gamma) for t in trajs]
     by_turn: dict[tuple[int, int], list[float]] = defaultdict(list)
     everything: list[float] = []
     for t, g in zip(trajs, returns, strict=True):
@@ -281,13 +280,8 @@ def ref_matchtir(trajs: list[dict[str, Any]], gamma: float = 0.9, mix: float = 0
     position), mixed ``mix : 1 − mix`` (unbiased std; a group of one gives 0)."""
     totals: dict[int, list[float]] = defaultdict(list)
     steps: dict[tuple[int, int], list[float]] = defaultdict(list)
-    returns = []
-    for t in trajs:
-        g, acc = [0.0] * len(t["turns"]), 0.0
-        for k in range(len(t["turns"]) - 1, -1, -1):
-            acc = t["turns"][k]["score"] + gamma * acc
-            g[k] = acc
-        returns.append(g)
+    returns = [_returns(t, "score", gamma) for t in trajs]
+    for t, g in zip(trajs, returns, strict=True):
         if t["stats"]:
             totals[t["group"]].append(sum(u["score"] for u in t["turns"]))
             for k, x in enumerate(g):
