@@ -9,6 +9,7 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,17 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
             raise _fail(f"{what} must look like key=value, got {pair!r}")
         parsed[key] = yaml.safe_load(value)
     return parsed
+
+
+def _served_env(env_id: str, env_kwarg: list[str]) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """For a ``serve-*`` command: a factory of fresh ``env_id`` envs (one per session) and the
+    ``--env-kwarg`` overrides it applies; an unknown id or a malformed override is a usage error."""
+    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    try:
+        env_spec = registry.spec(env_id)
+    except registry.UnknownEnvError as e:
+        raise _fail(str(e)) from None
+    return (lambda: env_spec.make(**kwargs)), kwargs
 
 
 def _loopback_socket(port: int, key: str, url: str) -> socket.socket:

@@ -189,18 +189,13 @@ def serve_mcp(
     """
     import anyio
 
-    from agentgym import registry
-    from agentgym.cli import _fail, _loopback_socket, _parse_pairs, _serve_asgi
+    from agentgym.cli import _fail, _loopback_socket, _serve_asgi, _served_env
     from agentgym.mcp_env import require_mcp
 
     require_mcp()
-    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    make_env, kwargs = _served_env(env_id, env_kwarg)
     try:
-        env_spec = registry.spec(env_id)
-    except registry.UnknownEnvError as e:
-        raise _fail(str(e)) from None
-    try:
-        server = build_server(lambda: env_spec.make(**kwargs), name=env_id, first_seed=seed)
+        server = build_server(make_env, name=env_id, first_seed=seed)
     except (TypeError, ValueError) as e:
         raise _fail(str(e)) from None
     if http is None:

@@ -269,20 +269,15 @@ def serve_openenv(
     The other way round, agentgym.openenv_env.OpenEnvEnv plays any running OpenEnv server as an
     agentgym env (docs/openenv.md).
     """
-    from agentgym import registry
-    from agentgym.cli import _fail, _loopback_socket, _parse_pairs, _serve_asgi
+    from agentgym.cli import _fail, _loopback_socket, _serve_asgi, _served_env
 
     try:
         require_openenv()
     except ImportError as e:
         raise _fail(str(e)) from None
-    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    make_env, kwargs = _served_env(env_id, env_kwarg)
     try:
-        env_spec = registry.spec(env_id)
-    except registry.UnknownEnvError as e:
-        raise _fail(str(e)) from None
-    try:
-        app = build_app(lambda: env_spec.make(**kwargs), name=env_id, first_seed=seed, max_sessions=max_sessions)
+        app = build_app(make_env, name=env_id, first_seed=seed, max_sessions=max_sessions)
     except Exception as e:  # noqa: BLE001 — the env cannot be built with these kwargs
         raise _fail(f"{env_id} could not be built with kwargs {kwargs}: {type(e).__name__}: {e}") from None
     _serve_asgi(app, _loopback_socket(port, "openenv_url", "http://127.0.0.1:{port}"))
