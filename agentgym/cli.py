@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ def _mount_subcommands() -> None:
     from agentgym.credit.cli import advantages
     from agentgym.envs.search.server import serve_retriever
     from agentgym.mcp_server import serve_mcp
+    from agentgym.openenv_server import serve_openenv
     from agentgym.sandboxes.cli import app as sandbox_app
     from agentgym.trainers.cli import make_tiny_model, recipe_keys, train
     from agentgym.view import view
@@ -44,6 +48,7 @@ def _mount_subcommands() -> None:
     app.add_typer(sandbox_app, name="sandbox")
     app.command("serve-retriever")(serve_retriever)
     app.command("serve-mcp")(serve_mcp)
+    app.command("serve-openenv")(serve_openenv)
     app.command("advantages")(advantages)
     app.command("view")(view)
     app.command("train")(train)
@@ -95,6 +100,40 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
             raise _fail(f"{what} must look like key=value, got {pair!r}")
         parsed[key] = yaml.safe_load(value)
     return parsed
+
+
+def _served_env(env_id: str, env_kwarg: list[str]) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """For a ``serve-*`` command: a factory of fresh ``env_id`` envs (one per session) and the
+    ``--env-kwarg`` overrides it applies; an unknown id or a malformed override is a usage error."""
+    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    try:
+        env_spec = registry.spec(env_id)
+    except registry.UnknownEnvError as e:
+        raise _fail(str(e)) from None
+    return (lambda: env_spec.make(**kwargs)), kwargs
+
+
+def _loopback_socket(port: int, key: str, url: str) -> socket.socket:
+    """A listening socket on 127.0.0.1:``port`` (0: any free port) for a ``serve-*`` command; prints
+    ``{key: url}`` (``url`` formatted with the bound ``port``) on stderr, so a caller that asked for
+    port 0 learns the address. Connections wait in the backlog until the server accepts them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as e:
+        sock.close()
+        raise _fail(f"cannot listen on 127.0.0.1:{port}: {e}") from None
+    sock.listen(128)
+    print(json.dumps({key: url.format(port=sock.getsockname()[1])}), file=sys.stderr, flush=True)
+    return sock
+
+
+def _serve_asgi(app: Any, sock: socket.socket) -> None:
+    """Serve an ASGI app on ``sock`` with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[sock])
 
 
 # -- envs ---------------------------------------------------------------------------------

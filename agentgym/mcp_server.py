@@ -22,9 +22,6 @@ without a session id shares one). Needs the ``mcp`` extra.
 
 from __future__ import annotations
 
-import json
-import socket
-import sys
 import threading
 from typing import Any
 
@@ -177,14 +174,6 @@ async def _serve_stdio(server: Any) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-async def _serve_http(server: Any, sock: socket.socket) -> None:
-    import uvicorn
-
-    app = server.streamable_http_app(host="127.0.0.1")
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    await uvicorn.Server(config).serve(sockets=[sock])
-
-
 def serve_mcp(
     env_id: str = typer.Argument(..., help="A registered tool env, e.g. agentgym/ToolWorld-v0."),
     http: int = typer.Option(None, "--http", help="Serve streamable HTTP on 127.0.0.1:PORT (0: any free "
@@ -200,27 +189,17 @@ def serve_mcp(
     """
     import anyio
 
-    from agentgym import registry
-    from agentgym.cli import _fail, _parse_pairs
+    from agentgym.cli import _fail, _loopback_socket, _serve_asgi, _served_env
     from agentgym.mcp_env import require_mcp
 
     require_mcp()
-    kwargs = _parse_pairs(env_kwarg, "--env-kwarg")
+    make_env, kwargs = _served_env(env_id, env_kwarg)
     try:
-        env_spec = registry.spec(env_id)
-    except registry.UnknownEnvError as e:
-        raise _fail(str(e)) from None
-    try:
-        server = build_server(lambda: env_spec.make(**kwargs), name=env_id, first_seed=seed)
+        server = build_server(make_env, name=env_id, first_seed=seed)
     except (TypeError, ValueError) as e:
         raise _fail(str(e)) from None
     if http is None:
         anyio.run(_serve_stdio, server)
         return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", http))
-    sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
-    port = sock.getsockname()[1]
-    print(json.dumps({"mcp_url": f"http://127.0.0.1:{port}/mcp"}), file=sys.stderr, flush=True)
-    anyio.run(_serve_http, server, sock)
+    _serve_asgi(server.streamable_http_app(host="127.0.0.1"), _loopback_socket(http, "mcp_url",
+                                                                                "http://127.0.0.1:{port}/mcp"))

@@ -40,6 +40,9 @@ __all__ = ["EnvSpec", "UnknownEnvError", "check_env_config", "load_yaml", "make"
 ENTRY_POINT_GROUP = "agentgym.envs"
 _ID_PATTERN = re.compile(r"^(?:[\w:.-]+/)?[\w:.-]+-v\d+$")
 _VERSION = re.compile(r"-v\d+$")
+# ``verifiers/<module>-v0``: the verifiers env of an importable module, registered on first use
+# (agentgym.envs.verifiers). Not ``verifiers:<module>``: gymnasium.make reads ``a:b`` as "import a, make b".
+_VERIFIERS_ID = re.compile(r"^verifiers/([A-Za-z_][\w.-]*)-v0$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +158,13 @@ def unregister(id: str) -> EnvSpec:
 def spec(id: str) -> EnvSpec:
     """The spec of ``id``. Unknown ids raise :class:`VersionNotFoundError` (listing the name's
     registered versions) when only the version is wrong, else :class:`NameNotFoundError` (with
-    close matches)."""
+    close matches). ``verifiers/<module>-v0`` is registered on first use: the verifiers env that
+    the module's ``load_environment()`` builds (:mod:`agentgym.envs.verifiers`)."""
     if id not in registry:
         _load_entry_points()
+    if id not in registry and (found := _VERIFIERS_ID.match(id)):
+        register(id, "agentgym.envs.verifiers:VerifiersEnv", kwargs={"environment": found.group(1)},
+                 description=f"the verifiers env of module {found.group(1)} (its load_environment())")
     if id not in registry:
         name = _VERSION.sub("", id)
         versions = sorted(k for k in registry if _VERSION.sub("", k) == name)

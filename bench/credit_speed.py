@@ -1,7 +1,9 @@
-"""Credit-assignment speed: ~1M turns through GiGPO + information gain + void filter.
+"""Credit-assignment speed: ~1M turns through GiGPO + information gain + void filter, then SIOP,
+MAPO and MatchTIR one by one.
 
 Times the vectorised pipeline (``agentgym.credit``) and a straightforward per-turn Python version
-(``agentgym.credit.reference``) on the same synthetic batch, checks they agree, prints the ratio.
+(``agentgym.credit.reference``) on the same synthetic batch, checks they agree, prints the ratio
+(and, for each of the three newer methods, seconds per million turns both ways).
 
     .venv/bin/python bench/credit_speed.py                    # 16384 trajectories × 60 turns
     .venv/bin/python bench/credit_speed.py --ragged --repeats 7
@@ -17,8 +19,29 @@ import time
 
 import numpy as np
 
-from agentgym.credit import TurnBatch, anchor_groups, build_pipeline, gigpo, igpo, void_loss_mask
-from agentgym.credit.reference import records, ref_gigpo, ref_igpo, ref_void_mask
+from agentgym.credit import (
+    TurnBatch,
+    anchor_groups,
+    answer_clusters,
+    build_pipeline,
+    gigpo,
+    igpo,
+    mapo,
+    matchtir,
+    matchtir_turn_rewards,
+    siop,
+    void_loss_mask,
+)
+from agentgym.credit.process import ASSIGNMENTS
+from agentgym.credit.reference import (
+    records,
+    ref_gigpo,
+    ref_igpo,
+    ref_mapo,
+    ref_matchtir,
+    ref_siop,
+    ref_void_mask,
+)
 
 CONFIG = {"stages": [
     {"gigpo": {"gamma": 0.95, "omega": 1.0, "std": False}},
@@ -45,10 +68,13 @@ def synthetic_batch(n_traj: int, turns: int, group_size: int, n_states: int, rag
     void_traj = rng.random(n_traj) < 0.05
     void = last & void_traj[traj]
     gold = np.cumsum(rng.normal(0.05, 0.3, n)) - 3.0
+    choices = np.array(["Paris", "paris.", "Lyon", "Nice", None], dtype=object)  # 4 answers, 3 clusters, or none
     return TurnBatch(
         traj=traj, turn_idx=np.arange(n) - (ends - lengths)[traj], reward=reward, state=state, void=void,
         invalid=np.zeros(n, dtype=bool), traj_group=traj_group, outcome=np.bincount(traj, reward, n_traj),
         infra=np.zeros(n_traj, dtype=bool), gold_logp=gold, gold_logp0=rng.normal(-3.0, 0.3, n_traj),
+        ref_logp=-np.abs(rng.normal(1.5, 1.0, n)), ref_logp0=rng.normal(-3.0, 0.3, n_traj),
+        answers=choices[rng.integers(0, len(choices), n_traj)], turn_score=rng.random(n),
     )
 
 
@@ -71,6 +97,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true", help="skip the per-turn Python version")
+    ap.add_argument("--match-trajectories", type=int, default=2000,
+                    help="synthetic tool-call trajectories for timing MatchTIR's call matching")
     ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
 
@@ -113,9 +141,77 @@ def main() -> None:
         res.update(reference_s=round(ref_s, 3), speedup=round(ref_s / best, 1), max_abs_diff=err)
         print(f"per-turn Python reference: {ref_s:.2f} s  → speed-up ×{ref_s / best:.0f} "
               f"(max |Δadvantage| = {err:.1e}, loss masks equal)")
+    res["methods"] = method_rows(batch, args.repeats, not args.no_reference)
+    res["matchtir_matching"] = matching_rows(args.match_trajectories, args.seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
+
+
+def method_rows(batch: TurnBatch, repeats: int, reference: bool) -> dict[str, dict[str, float]]:
+    """SIOP, MAPO and MatchTIR's advantage, each timed alone (best of ``repeats``) against its
+    per-turn reference; SIOP's answer clustering (a Python pass over trajectories) is timed apart."""
+    per_m = 1e6 / batch.n_rows
+    cluster_s, _, (q, _, _) = timed(lambda: answer_clusters(batch.answers, batch.traj_group), repeats)
+    rows = {
+        "siop": (lambda: siop(batch, q), lambda recs: ref_siop(recs)),
+        "mapo": (lambda: mapo(batch), lambda recs: ref_mapo(recs)),
+        "matchtir": (lambda: matchtir(batch, rewards=batch.turn_score), lambda recs: ref_matchtir(recs)),
+    }
+    out: dict[str, dict[str, float]] = {}
+    recs = records(batch) if reference else None
+    for name, (fast, slow) in rows.items():
+        best, _, got = timed(fast, repeats)
+        row = {"vectorised_s": round(best, 4), "vectorised_s_per_million_turns": round(best * per_m, 4)}
+        if name == "siop":
+            row["answer_clusters_s"] = round(cluster_s, 4)
+        line = f"{name:9s} vectorised {best:.3f} s ({best * per_m:.3f} s per million turns)"
+        if recs is not None:
+            t0 = time.perf_counter()
+            ref = np.asarray([x for r in slow(recs) for x in r])
+            ref_s = time.perf_counter() - t0
+            err = float(np.abs(ref - got).max())
+            assert err < 1e-6, f"{name}: max |Δ| = {err}"
+            row.update(reference_s=round(ref_s, 3), reference_s_per_million_turns=round(ref_s * per_m, 3),
+                       speedup=round(ref_s / best, 1), max_abs_diff=err)
+            line += f", per-turn Python {ref_s:.2f} s → ×{ref_s / best:.0f} (max |Δ| = {err:.1e})"
+        if name == "siop":
+            line += f"; answer clustering {cluster_s:.3f} s"
+        print(line)
+        out[name] = row
+    return out
+
+
+def matching_rows(n_traj: int, seed: int) -> dict[str, float]:
+    """MatchTIR's call matching (per trajectory, Python): ToolWorld-like traces of 4–8 gold calls over
+    6 tools, the agent's calls a noisy copy (wrong value, wrong tool, dropped, extra); s per million turns."""
+    rng = np.random.default_rng(seed)
+    tools = [f"tool_{k}" for k in range(6)]
+    trajs, n_turns = [], 0
+    for _ in range(n_traj):
+        gold = [{"name": str(rng.choice(tools)), "arguments": {"id": int(rng.integers(100)), "x": "a"}}
+                for _ in range(int(rng.integers(4, 9)))]
+        turns = []
+        for g in gold:
+            u = rng.random()
+            if u < 0.1:
+                continue  # dropped
+            call = {"name": str(rng.choice(tools)) if u < 0.25 else g["name"],
+                    "arguments": {**g["arguments"], "id": int(rng.integers(100))} if u < 0.4 else g["arguments"]}
+            turns.append([call, call] if u > 0.9 else [call])  # an extra (repeated) call
+        turns.append([])  # the answer turn
+        trajs.append((turns, gold))
+        n_turns += len(turns)
+    out: dict[str, float] = {"turns": n_turns}
+    for assignment in ASSIGNMENTS:
+        t0 = time.perf_counter()
+        for turns, gold in trajs:
+            matchtir_turn_rewards(turns, gold, assignment=assignment)
+        sec = time.perf_counter() - t0
+        out[f"{assignment}_s_per_million_turns"] = round(sec * 1e6 / n_turns, 2)
+    print(f"MatchTIR call matching, {n_traj:,} trajectories / {n_turns:,} turns, s per million turns: "
+          + ", ".join(f"{a} {out[f'{a}_s_per_million_turns']:.1f}" for a in ASSIGNMENTS))
+    return out
 
 
 if __name__ == "__main__":

@@ -96,6 +96,18 @@ def test_serve_mcp_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert names[0] == "message_user" and names[-2:] == ["reset", "answer"] and "find_customers" in names
 
 
+def test_serve_openenv_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openenv.core")
+    _, printed = _run(_block("Serve an env to OpenEnv clients"), monkeypatch)
+    assert printed.splitlines() == ["['up', 'down', 'right']", "malformed_action", "1.0 True True"]
+
+
+def test_openenv_env_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("openenv.core")
+    _, printed = _run(_block("An OpenEnv server as an env"), monkeypatch)
+    assert printed.splitlines() == ["['1', '2', '3']", "False True"]
+
+
 def test_webshop_example(monkeypatch: pytest.MonkeyPatch) -> None:
     ns, printed = _run(_block("Web tasks: `agentgym/WebShop-v0`"), monkeypatch)
     assert (ns["reward"], ns["terminated"]) == (1.0, True)
@@ -141,3 +153,11 @@ def test_readme_credit_quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     ns, printed = _run(_block("Quickstart: turn-level credit"), monkeypatch, cwd=tmp_path)
     assert printed.strip() == "True"
     assert len(ns["result"].advantages) == sum(len(t.turns) for t in ns["trajectories"])
+
+
+@pytest.mark.verifiers
+def test_verifiers_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("verifiers")
+    _, printed = _run(_block("Example: a SingleTurnEnv as an agentgym env"), monkeypatch)
+    assert printed.splitlines() == ["Answer with <answer>NUMBER</answer>. | What is 4 + 4? | SingleTurnEnv-1",
+                                    "1.0 True True {'correct': 1.0, 'num_turns': 1.0}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -116,6 +117,19 @@ def test_unknown_id_suggests_close_matches() -> None:
     with pytest.raises(UnknownEnvError, match="No env registered") as caught:
         agentgym.spec("zzz/Nothing-v9")
     assert "Did you mean" not in str(caught.value)
+
+
+def test_a_verifiers_id_is_registered_on_first_use_and_names_its_extra() -> None:
+    env_spec = agentgym.spec("verifiers/my_vf_env-v0")
+    assert (env_spec.entry_point, env_spec.kwargs) == ("agentgym.envs.verifiers:VerifiersEnv",
+                                                       {"environment": "my_vf_env"})
+    assert gymnasium.spec("verifiers/my_vf_env-v0").name == "my_vf_env"  # gymnasium.make sees it too
+    with pytest.raises(UnknownEnvError):
+        agentgym.spec("verifiers/my_vf_env-v1")  # only v0: the module has no versions of its own
+    if importlib.util.find_spec("verifiers") is not None:
+        pytest.skip("verifiers is installed here: tests/envs/verifiers_env covers building the env")
+    with pytest.raises(ImportError, match=r"pip install 'agentgym-rl\[verifiers\]'"):
+        agentgym.make("verifiers/my_vf_env-v0")
 
 
 def test_spec_json_round_trip_in_another_process() -> None:

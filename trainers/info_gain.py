@@ -28,6 +28,7 @@ from .models import PolicyModel
 __all__ = ["TransformersGoldScorer", "gold_token_span"]
 
 DEFAULT_TEMPLATE = "<answer> {gold} </answer>"
+SIOP_PROBES = ("after_action", "after_observation")
 
 
 def gold_token_span(tokenizer: Any, template: str, gold: str) -> tuple[list[int], int, int]:
@@ -59,6 +60,23 @@ class TransformersGoldScorer:
             annotate_tokens(traj, self.pm.chat, self.system_prompt)
         ids = to_sequence(traj).input_ids
         return [ids[: turn.action_span[0]] for turn in traj.turns]
+
+    def siop_contexts(self, traj: Trajectory, probe: str = "after_action") -> list[list[int]]:
+        """SIOP's T + 1 contexts: the prompt, then one per turn. ``after_action`` (SIOP's code):
+        up to the end of turn t's action; ``after_observation``: up to the next turn's prompt
+        (IGPO's probe), and after the last action for the last turn (no observation follows it
+        in the trained sequence)."""
+        if probe not in SIOP_PROBES:
+            raise ValueError(f"probe must be one of {SIOP_PROBES}, got {probe!r}")
+        if not traj.turns:
+            return []
+        if traj.turns[0].action_span is None:
+            annotate_tokens(traj, self.pm.chat, self.system_prompt)
+        ids = to_sequence(traj).input_ids
+        turns = traj.turns
+        ends = [t.action_span[1] if probe == "after_action" or k == len(turns) - 1 else turns[k + 1].action_span[0]
+                for k, t in enumerate(turns)]
+        return [ids[: turns[0].action_span[0]], *(ids[:e] for e in ends)]
 
     @torch.no_grad()
     def score(self, contexts: list[list[int]], golds: list[str]) -> list[float]:

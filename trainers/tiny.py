@@ -70,12 +70,14 @@ _PRE_TOKENS = Regex(r"</?[A-Za-z_|]+>|'(?:s|t|re|ve|m|ll|d)| ?\p{L}+| ?\p{N}+| ?
 
 
 def env_corpus(env_ids: tuple[str, ...] = CORPUS_ENVS, episodes: int = 40, seed: int = 0) -> list[str]:
-    """System prompts, observations and actions of scripted and random episodes of ``env_ids``."""
+    """System prompts, observations and actions of scripted and random episodes of ``env_ids`` (random
+    only, for an env without a scripted expert)."""
     texts: list[str] = ["<|im_start|>" + role + "\n" for role in ("system", "user", "assistant", "tool")] * 50
     for env_id in env_ids:
         env = agentgym.make(env_id)
+        expert = callable(getattr(env, "expert_action", None))
         for k in range(episodes):
-            policy = ScriptedPolicy(epsilon=0.3, seed=seed + k) if k % 2 else RandomPolicy(seed=seed + k)
+            policy = ScriptedPolicy(epsilon=0.3, seed=seed + k) if k % 2 and expert else RandomPolicy(seed=seed + k)
             obs, _ = env.reset(seed=seed + k)
             texts += [env.system_prompt or "", obs]
             done = False

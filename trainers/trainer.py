@@ -129,7 +129,7 @@ class Trainer:
             self.backend.sync_weights(self.pm.model)
         self.policy = TransformersPolicy(self.backend, self.pm.chat, recipe.generation.sampling)
         self.scorer = (TransformersGoldScorer(self.pm, system_prompt=self.system_prompt, **recipe.info_gain)
-                       if self.pipeline.needs_gold else None)
+                       if self.pipeline.needs_model else None)
         o = recipe.optim
         self.params = [p for p in self.pm.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)

@@ -1,8 +1,8 @@
 """Turn-level credit assignment for multi-turn agentic RL (numpy only; docs/credit.md has the maths).
 
 Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
-ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, void-turn
-filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
+ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, SIOP, MAPO, MatchTIR,
+void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
 
     from agentgym.credit import TurnBatch, build_pipeline
     batch = TurnBatch.from_trajectories(trajs)
@@ -26,6 +26,18 @@ from .estimators import (
     void_loss_mask,
 )
 from .pipeline import STAGES, CreditResult, Pipeline, assign_credit, build_pipeline, load_config
+from .process import (
+    answer_clusters,
+    mapo,
+    match_tool_calls,
+    matchtir,
+    matchtir_turn_rewards,
+    normalise_answer,
+    optimal_assignment,
+    siop,
+    siop_rewards,
+    tool_similarity,
+)
 from .report import credit_records, summary
 from .scoring import (
     GoldAnswerScorer,
@@ -51,6 +63,7 @@ __all__ = [
     "TurnBatch",
     "a2tgpo",
     "anchor_groups",
+    "answer_clusters",
     "assign_credit",
     "build_pipeline",
     "credit_records",
@@ -67,11 +80,20 @@ __all__ = [
     "invalid_turn_penalty",
     "is_void_simpletir",
     "load_config",
+    "mapo",
+    "match_tool_calls",
+    "matchtir",
+    "matchtir_turn_rewards",
+    "normalise_answer",
+    "optimal_assignment",
     "rloo",
     "segment_mean_std",
+    "siop",
+    "siop_rewards",
     "summary",
     "tempo",
     "text_contexts",
+    "tool_similarity",
     "token_turn_ids",
     "turn_level_ratio",
     "broadcast_to_tokens",

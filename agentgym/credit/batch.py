@@ -76,9 +76,12 @@ class TurnBatch:
     (the parser reported an error), ``gold_logp`` (ℓ after the turn; NaN where unknown),
     ``branch`` (code of the turn's canonical (action, next observation), for prefix trees),
     ``score_penalty`` (subtracted from this row's own episode score and step return only:
-    verl-agent's invalid-action penalty, see :func:`~agentgym.credit.invalid_action_penalty`).
-    Trajectory columns: ``traj_group`` (group code), ``outcome`` (episode return), ``infra``,
-    ``gold_logp0`` (ℓ_0, prompt only). Labels: ``traj_ids``, ``group_ids``, ``state_keys``
+    verl-agent's invalid-action penalty, see :func:`~agentgym.credit.invalid_action_penalty`),
+    ``turn_score`` (a per-turn score from outside the env, e.g. a judge's: MAPO's input; NaN
+    where unknown), ``ref_logp`` (like ``gold_logp`` but for the trajectory's SIOP reference
+    answer). Trajectory columns: ``traj_group`` (group code), ``outcome`` (episode return),
+    ``infra``, ``gold_logp0`` (ℓ_0, prompt only), ``ref_logp0``, ``answers`` (the final answer
+    text, None when the trajectory gave none: SIOP's input). Labels: ``traj_ids``, ``group_ids``, ``state_keys``
     (``state_keys[code]`` is the original key, used by the similarity mode).
     ``row_order[i]`` is the canonical row of the caller's i-th input row (identity for batches
     built from trajectories).
@@ -101,6 +104,10 @@ class TurnBatch:
     row_order: np.ndarray | None = None
     branch: np.ndarray | None = None
     score_penalty: np.ndarray | None = None
+    turn_score: np.ndarray | None = None
+    ref_logp: np.ndarray | None = None
+    ref_logp0: np.ndarray | None = None
+    answers: np.ndarray | None = None
     trajectories: Sequence[Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +143,21 @@ class TurnBatch:
             if self.gold_logp0 is None or len(self.gold_logp0) != nt:
                 raise ValueError("TurnBatch.gold_logp needs gold_logp0 (ℓ_0) for every trajectory")
             self.gold_logp0 = np.asarray(self.gold_logp0, dtype=np.float64)
+        if self.turn_score is not None:
+            self.turn_score = np.asarray(self.turn_score, dtype=np.float64)
+            if len(self.turn_score) != n:
+                raise ValueError("TurnBatch.turn_score must have one value per row")
+        if self.ref_logp is not None:
+            self.ref_logp = np.asarray(self.ref_logp, dtype=np.float64)
+            if len(self.ref_logp) != n:
+                raise ValueError("TurnBatch.ref_logp must have one value per row")
+            if self.ref_logp0 is None or len(self.ref_logp0) != nt:
+                raise ValueError("TurnBatch.ref_logp needs ref_logp0 (prompt-only value) for every trajectory")
+            self.ref_logp0 = np.asarray(self.ref_logp0, dtype=np.float64)
+        if self.answers is not None:
+            self.answers = np.asarray(list(self.answers), dtype=object)
+            if len(self.answers) != nt:
+                raise ValueError(f"TurnBatch.answers has {len(self.answers)} entries, expected {nt}")
         if n:
             if self.traj.min() < 0 or self.traj.max() >= nt:
                 raise ValueError("TurnBatch.traj codes must lie in [0, number of trajectories)")
@@ -163,11 +185,16 @@ class TurnBatch:
         gold_logp: Any = None,
         gold_logp0: Any = None,
         branch_key: Any = None,
+        turn_score: Any = None,
+        answer: Any = None,
+        ref_logp: Any = None,
+        ref_logp0: Any = None,
     ) -> TurnBatch:
         """Build from flat per-row arrays in any row order.
 
         Ids may be any sortable labels (ints or strings). Per-trajectory values (``outcome``,
-        ``infra``, ``gold_logp0``) are given per row, repeated on every row of the trajectory.
+        ``infra``, ``gold_logp0``, ``answer``, ``ref_logp0``) are given per row, repeated on every
+        row of the trajectory.
         ``outcome`` defaults to the sum of the trajectory's rewards. ``state_key`` entries that
         are None never match another turn. Results of estimators are in canonical order; use
         ``batch.to_input_order(x)`` to get them back in the caller's order.
@@ -210,6 +237,17 @@ class TurnBatch:
             if gold_logp0 is None:
                 raise ValueError("gold_logp needs gold_logp0 (ℓ_0 per trajectory, repeated per row)")
             g0 = rows(gold_logp0, np.float64, np.nan)[first]
+        rlp = r0 = None
+        if ref_logp is not None:
+            if ref_logp0 is None:
+                raise ValueError("ref_logp needs ref_logp0 (prompt-only value per trajectory, repeated per row)")
+            rlp, r0 = rows(ref_logp, np.float64, np.nan), rows(ref_logp0, np.float64, np.nan)[first]
+        answers = None
+        if answer is not None:
+            ans_rows = _reorder(answer, order)
+            answers = np.asarray([ans_rows[int(f)] for f in first], dtype=object)
+            if any(ans_rows[r] != answers[traj[r]] for r in range(n)):
+                raise ValueError("answer must be the same on every row of a trajectory")
         return cls(
             traj=traj,
             turn_idx=turn[order],
@@ -227,6 +265,10 @@ class TurnBatch:
             state_keys=keys,
             row_order=row_order,
             branch=None if branch_key is None else _branch_codes(_key_codes(_reorder(branch_key, order))[0]),
+            turn_score=None if turn_score is None else rows(turn_score, np.float64, np.nan),
+            ref_logp=rlp,
+            ref_logp0=r0,
+            answers=answers,
         )
 
     @classmethod
@@ -242,13 +284,14 @@ class TurnBatch:
         followed by ℓ_T.
         """
         traj, turn, reward, state_raw, void, invalid, branch_raw = [], [], [], [], [], [], []
-        group_raw, outcome, infra, traj_ids = [], [], [], []
+        group_raw, outcome, infra, traj_ids, answers = [], [], [], [], []
         for i, t in enumerate(trajectories):
             turns = _get(t, "turns", []) or []
             traj_ids.append(str(_get(t, "traj_id", i)))
             group_raw.append(str(_get(t, "group_id")))
             outcome.append(float(_get(t, "outcome", 0.0) or 0.0))
             infra.append(_get(t, "failure") == "infra")
+            answers.append(_final_answer(t, turns))
             for k, u in enumerate(turns):
                 traj.append(i)
                 turn.append(k)
@@ -278,6 +321,7 @@ class TurnBatch:
             state_keys=keys,
             row_order=None,
             branch=_codes(np.asarray(branch_raw, dtype=object))[0] if n else np.zeros(0, dtype=np.int64),
+            answers=np.asarray(answers, dtype=object),
             trajectories=trajectories,
         )
         return batch if gold_logp is None else batch.with_gold_logp(gold_logp)
@@ -288,19 +332,45 @@ class TurnBatch:
         ℓ_0 goes to ``gold_logp0``; ℓ_{t+1} to the row of turn t. Without ℓ_T the outcome turn
         holds NaN (it needs none).
         """
-        if len(gold_logp) != self.n_traj:
-            raise ValueError(f"gold_logp has {len(gold_logp)} lists for {self.n_traj} trajectories")
-        glp = np.full(self.n_rows, np.nan)
-        g0 = np.full(self.n_traj, np.nan)
-        for i, (start, T, ells) in enumerate(zip(self.starts.tolist(), self.lengths.tolist(), gold_logp, strict=True)):
-            if len(ells) not in (T, T + 1) and not (T == 0 and len(ells) <= 1):
-                raise ValueError(f"trajectory {i}: {len(ells)} gold log-probs for {T} turns (need T or T+1)")
-            if len(ells):
-                g0[i] = ells[0]
-                glp[start : start + len(ells) - 1] = ells[1:]
+        glp, g0 = self._logp_rows(gold_logp, "gold log-probs")
         new = self.replace(gold_logp=glp, gold_logp0=g0)
         new.__post_init__()
         return new
+
+    def with_ref_logp(self, ref_logp: Sequence[Sequence[float]]) -> TurnBatch:
+        """A copy with SIOP reference-answer log-probs, laid out as in :meth:`with_gold_logp`.
+
+        SIOP also scores the context after the final turn, so give T + 1 values per trajectory
+        (with T the final turn's row holds NaN and its information-gain term is 0).
+        """
+        rlp, r0 = self._logp_rows(ref_logp, "reference log-probs")
+        new = self.replace(ref_logp=rlp, ref_logp0=r0)
+        new.__post_init__()
+        return new
+
+    def with_turn_scores(self, scores: Sequence[Sequence[float]]) -> TurnBatch:
+        """A copy with per-turn scores (one list of T values per trajectory) in ``turn_score``."""
+        if len(scores) != self.n_traj:
+            raise ValueError(f"turn scores: {len(scores)} lists for {self.n_traj} trajectories")
+        out = np.full(self.n_rows, np.nan)
+        for i, (start, T, row) in enumerate(zip(self.starts.tolist(), self.lengths.tolist(), scores, strict=True)):
+            if len(row) != T:
+                raise ValueError(f"trajectory {self._label(self.traj_ids, i)!r}: {len(row)} turn scores for {T} turns")
+            out[start : start + T] = np.asarray(row, dtype=np.float64)
+        return self.replace(turn_score=out)
+
+    def _logp_rows(self, lists: Sequence[Sequence[float]], what: str) -> tuple[np.ndarray, np.ndarray]:
+        if len(lists) != self.n_traj:
+            raise ValueError(f"{what}: {len(lists)} lists for {self.n_traj} trajectories")
+        rows = np.full(self.n_rows, np.nan)
+        first = np.full(self.n_traj, np.nan)
+        for i, (start, T, ells) in enumerate(zip(self.starts.tolist(), self.lengths.tolist(), lists, strict=True)):
+            if len(ells) not in (T, T + 1) and not (T == 0 and len(ells) <= 1):
+                raise ValueError(f"trajectory {i}: {len(ells)} {what} for {T} turns (need T or T+1)")
+            if len(ells):
+                first[i] = ells[0]
+                rows[start : start + len(ells) - 1] = ells[1:]
+        return rows, first
 
     # -- shape ------------------------------------------------------------------------------
     @property
@@ -415,6 +485,14 @@ class TurnBatch:
         """Split a row array into ``[trajectory][turn]`` lists (input trajectory order)."""
         vals = np.asarray(values, dtype=np.float64)
         return [vals[s:e].tolist() for s, e in zip(self.starts.tolist(), self.ends.tolist(), strict=True)]
+
+
+def _final_answer(traj: Any, turns: Sequence[Any]) -> str | None:
+    """The trajectory's final answer: the last turn's parsed ``answer``, else ``info["answer"]``."""
+    ans = _get(turns[-1], "answer") if turns else None
+    if ans is None:
+        ans = (_get(traj, "info", {}) or {}).get("answer")
+    return None if ans is None else str(ans)
 
 
 def _reorder(values: Any, order: np.ndarray) -> Any:

@@ -48,8 +48,9 @@ def advantages(
         raise typer.Exit(2)
     try:
         pipeline = build_pipeline(config)
-        if pipeline.needs_gold:
-            raise ValueError("this config needs gold-answer log-probs (information gain), which need a model: "
+        if pipeline.needs_model:
+            raise ValueError("this config needs gold-answer or reference-answer log-probs (information gain, SIOP), "
+                             "which need a model: "
                              "compute them in training (`agentgym train`), not from a rollout directory")
         trajectories = list(store.iter_dicts())
     except (ValueError, TypeError, CorruptStoreError) as e:

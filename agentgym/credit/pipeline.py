@@ -37,6 +37,7 @@ import numpy as np
 from agentgym.errors import ConfigError
 
 from . import estimators as est
+from . import process
 from .batch import TurnBatch
 from .scoring import GoldAnswerScorer, gold_logprobs
 
@@ -85,6 +86,7 @@ class _State:
     components: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     estimated: bool = False
+    scorer: GoldAnswerScorer | None = None
 
     def add(self, name: str, values: np.ndarray) -> None:
         key, k = name, 2
@@ -102,6 +104,7 @@ class Stage:
     name: ClassVar[str] = ""
     estimator: ClassVar[bool] = False
     needs_gold: ClassVar[bool] = False
+    needs_scorer: ClassVar[bool] = False  # log-probs from a model, unless the batch already holds them
 
     def __call__(self, s: _State) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -265,6 +268,223 @@ class Tempo(Stage):
         s.add("tempo", self.weight * est.tempo(s.batch, lam=self.lam, include=s.include))
 
 
+def _info_rows(batch: TurnBatch, key: str, what: str) -> list[list[float]]:
+    """``info[key]`` (one number per turn) of every trajectory, for stages whose input the env or a judge stored."""
+    if batch.trajectories is None:
+        raise ValueError(f"{what} needs per-turn values: build the batch with them, or from trajectories "
+                         f"whose info[{key!r}] lists one per turn")
+    out = []
+    for i, t in enumerate(batch.trajectories):
+        info = (t.get("info") if isinstance(t, Mapping) else getattr(t, "info", None)) or {}
+        if key not in info:
+            if batch.infra[i] or not batch.lengths[i]:
+                out.append([float("nan")] * int(batch.lengths[i]))
+                continue
+            raise ValueError(f"{what}: trajectory {str(batch.traj_ids[i]) if batch.traj_ids is not None else i!r} "
+                             f"has no info[{key!r}] (one score per turn)")
+        try:
+            out.append([float(x) for x in info[key]])
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: info[{key!r}] of trajectory {i} must be a list of numbers, "
+                             f"got {info[key]!r}") from None
+    return out
+
+
+SIOP_PROBES = ("after_action", "after_observation")
+
+
+def siop_contexts(trajectory: Any, probe: str = "after_action") -> list[str]:
+    """SIOP's T + 1 text contexts: the first observation (prompt only), then one per turn.
+
+    ``after_action`` (SIOP's released code): up to and including turn t's action, before the
+    env's reply. ``after_observation``: up to the observation that follows it (IGPO's probe; the
+    trajectory's ``final_observation`` after the last turn).
+    """
+    if probe not in SIOP_PROBES:
+        raise ValueError(f"siop probe must be one of {SIOP_PROBES}, got {probe!r}")
+
+    def get(obj: Any, key: str, default: Any = "") -> Any:
+        value = obj.get(key, default) if isinstance(obj, Mapping) else getattr(obj, key, default)
+        return default if value is None else value
+
+    turns = get(trajectory, "turns", []) or []
+    if not turns:
+        return []
+    parts = [str(get(turns[0], "observation"))]
+    out = [parts[0]]
+    for k, turn in enumerate(turns):
+        parts.append(str(get(turn, "action")))
+        nxt = get(turns[k + 1], "observation") if k + 1 < len(turns) else get(trajectory, "final_observation")
+        if probe == "after_action":
+            out.append("\n".join(parts))
+            parts.append(str(nxt))
+        else:
+            parts.append(str(nxt))
+            out.append("\n".join(parts))
+    return out
+
+
+@dataclass
+class Siop(Stage):
+    """SIOP: verifier-free information gain toward the rollout's own answer cluster (:func:`process.siop`).
+
+    Reads ``batch.answers`` (the final answers) and ``batch.ref_logp`` (log-probs of each
+    trajectory's cluster reference answer); without the latter the pipeline's scorer computes
+    them. ``equivalence``: ``"exact"`` (normalised exact match) or, from Python, any callable
+    ``(answer_a, answer_b) -> bool`` (e.g. an NLI model's bidirectional entailment). ``probe``:
+    where each turn's context ends (:func:`siop_contexts`; a scorer's own ``siop_contexts``
+    method, like the trainer's, takes precedence over the text one).
+    """
+
+    name: ClassVar[str] = "siop"
+    estimator: ClassVar[bool] = True
+    needs_scorer: ClassVar[bool] = True
+    lam: float = 0.5
+    eps: float = 1e-8
+    gamma: float = 1.0
+    std: bool = True
+    equivalence: Any = "exact"
+    probe: str = "after_action"
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if b.answers is None:
+            raise ValueError("siop needs the trajectories' final answers (batch.answers: the last turn's "
+                             "'answer' or info['answer'])")
+        if self.equivalence == "exact":
+            equivalent = None
+        elif callable(self.equivalence):
+            equivalent = self.equivalence
+        else:
+            raise ValueError(f"siop equivalence must be 'exact' or a callable (a, b) -> bool, got {self.equivalence!r}")
+        if self.probe not in SIOP_PROBES:
+            raise ValueError(f"siop probe must be one of {SIOP_PROBES}, got {self.probe!r}")
+        inc = s.include & ~b.infra
+        q, refs, codes = process.answer_clusters(b.answers, b.traj_group, equivalent=equivalent, include=inc)
+        if b.ref_logp is None:
+            b = s.batch = b.with_ref_logp(self._ref_logprobs(b, refs, s.scorer, self.probe))
+        s.diagnostics["siop_answered_share"] = float((q[inc] > 0).mean()) if inc.any() else 0.0
+        s.diagnostics["siop_mean_q"] = float(q[q > 0].mean()) if (q > 0).any() else 0.0
+        s.diagnostics["siop_clusters"] = int(codes.max()) + 1 if codes.size else 0
+        s.add("siop", self.weight * process.siop(b, q, lam=self.lam, eps=self.eps, gamma=self.gamma,
+                                                 std=self.std, include=s.include))
+
+    @staticmethod
+    def _ref_logprobs(b: TurnBatch, refs: list[str | None], scorer: GoldAnswerScorer | None,
+                      probe: str) -> list[list[float]]:
+        if scorer is None or b.trajectories is None:
+            raise ValueError("siop needs reference-answer log-probs: build the batch with ref_logp, or pass "
+                             "trajectories and a scorer (GoldAnswerScorer.score(contexts, answers))")
+        own = getattr(scorer, "siop_contexts", None)
+
+        def contexts(t: Any) -> list[Any]:
+            return own(t, probe) if own is not None else siop_contexts(t, probe)
+
+        flat_ctx: list[Any] = []
+        flat_ref: list[str] = []
+        sizes = []
+        for t, ref in zip(b.trajectories, refs, strict=True):
+            ctx = contexts(t) if ref is not None else []
+            flat_ctx += ctx
+            flat_ref += [ref] * len(ctx)  # type: ignore[list-item]
+            sizes.append(len(ctx))
+        flat = [float(x) for x in scorer.score(flat_ctx, flat_ref)] if flat_ctx else []
+        out, pos = [], 0
+        for T, n in zip(b.lengths.tolist(), sizes, strict=True):
+            out.append(flat[pos : pos + n] if n else [float("nan")] * (T + 1 if T else 0))
+            pos += n
+        return out
+
+
+@dataclass
+class Mapo(Stage):
+    """MAPO: per-turn judge scores → Monte-Carlo returns → turn- and batch-level z-scores mixed
+    (:func:`process.mapo`) [recon]. Scores come from ``batch.turn_score``, else ``judge(trajectory)``
+    (Python only), else each trajectory's ``info[score_key]``."""
+
+    name: ClassVar[str] = "mapo"
+    estimator: ClassVar[bool] = True
+    gamma: float = 1.0
+    lam: float = 0.5
+    std: bool = True
+    score_key: str = "turn_scores"
+    judge: Any = None
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if self.judge is not None and not callable(self.judge):
+            raise ValueError(f"mapo judge must be a callable trajectory -> per-turn scores, got {self.judge!r}")
+        if b.turn_score is None:
+            if self.judge is not None:
+                if b.trajectories is None:
+                    raise ValueError("mapo's judge scores trajectories: build the batch from trajectories")
+                rows = [[float(x) for x in self.judge(t)] for t in b.trajectories]
+            else:
+                rows = _info_rows(b, self.score_key, "mapo")
+            b = s.batch = b.with_turn_scores(rows)
+        s.add("mapo", self.weight * process.mapo(b, gamma=self.gamma, lam=self.lam, std=self.std, include=s.include))
+
+
+@dataclass
+class MatchTIR(Stage):
+    """MatchTIR: turn rewards from matching the agent's tool calls to a gold trace, dual-level
+    advantage (:func:`process.matchtir`).
+
+    From trajectories: each turn's ``tool_calls`` against the trajectory's ``info[gold_key]`` (a
+    list of ``{name, arguments}``; ToolWorld stores ``gold_trace``), matched with ``assignment``
+    (``hungarian`` optimal, ``greedy`` as released, ``soft`` Sinkhorn); plus the env's turn
+    reward (the task score on the answer turn) when ``env_reward``. From a bare batch:
+    ``batch.turn_score`` holds the matching rewards.
+    """
+
+    name: ClassVar[str] = "matchtir"
+    estimator: ClassVar[bool] = True
+    assignment: str = "hungarian"
+    reg: float = 0.1
+    gamma: float = 0.9
+    mix: float = 0.5
+    std: bool = True
+    gold_key: str = "gold_trace"
+    env_reward: bool = True
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if self.assignment not in process.ASSIGNMENTS:
+            raise ValueError(f"matchtir assignment must be one of {process.ASSIGNMENTS}, got {self.assignment!r}")
+        if b.trajectories is not None:
+            match = np.concatenate([np.zeros(0), *self._match_rows(b)])
+        elif b.turn_score is not None:
+            match = b.turn_score
+        else:
+            raise ValueError("matchtir needs trajectories (tool calls and info[gold_key]) or batch.turn_score")
+        live = (~b.infra & s.include)[b.traj]
+        s.diagnostics["matchtir_match_mean"] = float(match[live].mean()) if live.any() else 0.0
+        r = match + b.reward if self.env_reward else match
+        s.add("matchtir", self.weight * process.matchtir(b, rewards=r, gamma=self.gamma, mix=self.mix,
+                                                         std=self.std, include=s.include))
+
+    def _match_rows(self, b: TurnBatch) -> list[np.ndarray]:
+        out = []
+        for i, t in enumerate(b.trajectories or []):
+            T = int(b.lengths[i])
+            info = (t.get("info") if isinstance(t, Mapping) else getattr(t, "info", None)) or {}
+            if b.infra[i]:
+                out.append(np.zeros(T))
+                continue
+            gold = info.get(self.gold_key)
+            if not isinstance(gold, list):
+                raise ValueError(f"matchtir: trajectory {i} has no gold trace list in info[{self.gold_key!r}] "
+                                 f"(got {gold!r})")
+            turns = (t.get("turns") if isinstance(t, Mapping) else getattr(t, "turns", None)) or []
+            calls = [list((u.get("tool_calls") if isinstance(u, Mapping) else getattr(u, "tool_calls", None)) or [])
+                     for u in turns]
+            out.append(process.matchtir_turn_rewards(calls, gold, assignment=self.assignment, reg=self.reg))
+        return out
+
+
 @dataclass
 class VoidFilter(Stage):
     """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
@@ -307,7 +527,8 @@ class GroupFilter(Stage):
 
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, VoidFilter, GroupFilter)
+    cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, Siop,
+                              Mapo, MatchTIR, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),
@@ -402,6 +623,11 @@ class Pipeline:
     def needs_gold(self) -> bool:
         return any(st.needs_gold for st in self.stages)
 
+    @property
+    def needs_model(self) -> bool:
+        """Some stage needs log-probs from a model (gold or SIOP reference answers)."""
+        return any(st.needs_gold or st.needs_scorer for st in self.stages)
+
     def __repr__(self) -> str:
         return f"Pipeline({self.stages!r})"
 
@@ -427,7 +653,7 @@ class Pipeline:
         n = batch.n_rows
         dead = batch.infra | bad_groups[batch.traj_group]
         s = _State(batch=batch, include=include, advantages=np.zeros(n),
-                   loss_mask=np.where(dead[batch.traj], 0.0, 1.0), clip_scale=np.ones(n))
+                   loss_mask=np.where(dead[batch.traj], 0.0, 1.0), clip_scale=np.ones(n), scorer=scorer)
         for st in self.stages:
             st(s)
         live = ~dead[batch.traj]

@@ -8,12 +8,13 @@ random batches; ``bench/credit_speed.py`` times both.
 from __future__ import annotations
 
 import math
+import string
 from collections import defaultdict
 from typing import Any
 
 from .batch import TurnBatch
 
-__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_void_mask"]
+__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_mapo", "ref_matchtir", "ref_siop", "ref_void_mask"]
 
 
 def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
@@ -27,11 +28,15 @@ def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
             "outcome": float(batch.outcome[i]),
             "stats": inc,
             "ell0": None if batch.gold_logp0 is None else float(batch.gold_logp0[i]),
+            "ref_ell0": None if batch.ref_logp0 is None else float(batch.ref_logp0[i]),
+            "answer": None if batch.answers is None else batch.answers[i],
             "turns": [
                 {"reward": float(batch.reward[r]),
                  "state": int(batch.state[r]) if batch.state[r] >= 0 else ("none", r),
                  "void": bool(batch.void[r]),
-                 "ell": None if batch.gold_logp is None else float(batch.gold_logp[r])}
+                 "ell": None if batch.gold_logp is None else float(batch.gold_logp[r]),
+                 "ref_ell": None if batch.ref_logp is None else float(batch.ref_logp[r]),
+                 "score": None if batch.turn_score is None else float(batch.turn_score[r])}
                 for r in range(s, e)
             ],
         })
@@ -47,6 +52,15 @@ def _mean_std(xs: list[float], ddof: int, var_eps: float) -> tuple[float, float]
         return m, 1.0
     var = sum((x - m) ** 2 for x in xs) / (n - ddof)
     return m, math.sqrt(var + var_eps)
+
+
+def _returns(traj: dict[str, Any], key: str, gamma: float) -> list[float]:
+    """Discounted returns ``Σ_{k≥t} γ^{k−t} x_k`` of one trajectory's turn values, turn by turn."""
+    out, acc = [0.0] * len(traj["turns"]), 0.0
+    for k in range(len(traj["turns"]) - 1, -1, -1):
+        acc = traj["turns"][k][key] + gamma * acc
+        out[k] = acc
+    return out
 
 
 def _z(x: float, stats: tuple[float, float], std: bool, eps: float = 1e-6) -> float:
@@ -76,11 +90,7 @@ def ref_gigpo(trajs: list[dict[str, Any]], gamma: float = 0.95, omega: float = 1
     step_ret = []
     anchors: dict[tuple[int, Any], list[float]] = defaultdict(list)
     for t in trajs:
-        rets = [0.0] * len(t["turns"])
-        acc = 0.0
-        for k in range(len(t["turns"]) - 1, -1, -1):
-            acc = t["turns"][k]["reward"] + gamma * acc
-            rets[k] = acc
+        rets = _returns(t, "reward", gamma)
         step_ret.append(rets)
         if t["stats"]:
             for u, r in zip(t["turns"], rets, strict=True):
@@ -178,4 +188,111 @@ def ref_void_mask(trajs: list[dict[str, Any]]) -> list[list[float]]:
     for t in trajs:
         void = any(u["void"] for u in t["turns"])
         out.append([0.0 if void else 1.0 for _ in t["turns"]])
+    return out
+
+
+def _norm_answer(text: str) -> str:
+    out = "".join(" " if c in string.punctuation else c for c in text.lower())
+    return " ".join(out.split())
+
+
+def ref_siop(trajs: list[dict[str, Any]], lam: float = 0.5, eps: float = 1e-8, gamma: float = 1.0,
+             std: bool = True) -> list[list[float]]:
+    """SIOP as its released code does it, turn by turn: greedy exact-match clusters, q = |c|/K, the
+    log-ratio rewards, a pooled per-prompt z-score (unbiased std, < 1e-6 → 1) and a suffix sum."""
+    answered: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(trajs):
+        a = t["answer"]
+        if t["stats"] and a is not None and a.strip():
+            answered[t["group"]].append(i)
+    q = [0.0] * len(trajs)
+    for idx in answered.values():
+        todo = list(idx)
+        while todo:
+            head = todo[0]
+            members = [j for j in todo if _norm_answer(trajs[j]["answer"]) == _norm_answer(trajs[head]["answer"])]
+            for j in members:
+                q[j] = len(members) / len(idx)
+            todo = [j for j in todo if j not in members]
+
+    def log_p(x: float) -> float:  # log(exp(x) + eps), written so a large x cannot overflow
+        if eps <= 0:
+            return x
+        hi, lo = max(x, math.log(eps)), min(x, math.log(eps))
+        return hi + math.log1p(math.exp(lo - hi))
+
+    rewards = []
+    for i, t in enumerate(trajs):
+        turns = t["turns"]
+        ells = [t["ref_ell0"]] + [u["ref_ell"] for u in turns]
+        r = []
+        for k in range(len(turns)):
+            if len(turns) > 1 and math.isfinite(ells[k]) and math.isfinite(ells[k + 1]):
+                r.append(q[i] * (log_p(ells[k + 1]) - log_p(ells[k])))
+            else:
+                r.append(0.0)
+        if r:
+            r[-1] += (1 - lam) * q[i]
+        rewards.append(r)
+    pools: dict[int, list[float]] = defaultdict(list)
+    for t, r in zip(trajs, rewards, strict=True):
+        if t["stats"]:
+            pools[t["group"]].extend(r)
+    stats = {}
+    for g, xs in pools.items():
+        m, sd = _mean_std(xs, 1, 0.0)
+        stats[g] = (m, 1.0 if sd < 1e-6 else sd)
+    out = []
+    for t, r in zip(trajs, rewards, strict=True):
+        if not t["stats"]:
+            out.append([0.0] * len(r))
+            continue
+        z = [_z(x, stats[t["group"]], std) for x in r]
+        adv, acc = [0.0] * len(z), 0.0
+        for k in range(len(z) - 1, -1, -1):
+            acc = z[k] + gamma * acc
+            adv[k] = acc
+        out.append(adv)
+    return out
+
+
+def ref_mapo(trajs: list[dict[str, Any]], gamma: float = 1.0, lam: float = 0.5, std: bool = True) -> list[list[float]]:
+    """MAPO [recon]: Monte-Carlo returns of the turn scores, z-scored per (prompt, turn position)
+    and over the whole batch (unbiased std), mixed λ : 1 − λ."""
+    returns = [_returns(t, "score", gamma) for t in trajs]
+    by_turn: dict[tuple[int, int], list[float]] = defaultdict(list)
+    everything: list[float] = []
+    for t, g in zip(trajs, returns, strict=True):
+        if t["stats"]:
+            for k, x in enumerate(g):
+                by_turn[(t["group"], k)].append(x)
+                everything.append(x)
+    st_turn = {k: _mean_std(v, 1, 0.0) for k, v in by_turn.items()}
+    st_all = _mean_std(everything, 1, 0.0)
+    return [[lam * _z(x, st_turn[(t["group"], k)], std) + (1 - lam) * _z(x, st_all, std) for k, x in enumerate(g)]
+            if t["stats"] else [0.0] * len(g) for t, g in zip(trajs, returns, strict=True)]
+
+
+def ref_matchtir(trajs: list[dict[str, Any]], gamma: float = 0.9, mix: float = 0.5,
+                 std: bool = True) -> list[list[float]]:
+    """MatchTIR's dual-level advantage as its released code loops: the turn rewards ("score")
+    summed per trajectory and z-scored per prompt, their γ-returns z-scored per (prompt, turn
+    position), mixed ``mix : 1 − mix`` (unbiased std; a group of one gives 0)."""
+    totals: dict[int, list[float]] = defaultdict(list)
+    steps: dict[tuple[int, int], list[float]] = defaultdict(list)
+    returns = [_returns(t, "score", gamma) for t in trajs]
+    for t, g in zip(trajs, returns, strict=True):
+        if t["stats"]:
+            totals[t["group"]].append(sum(u["score"] for u in t["turns"]))
+            for k, x in enumerate(g):
+                steps[(t["group"], k)].append(x)
+    st_total = {k: _mean_std(v, 1, 0.0) for k, v in totals.items()}
+    st_step = {k: _mean_std(v, 1, 0.0) for k, v in steps.items()}
+    out = []
+    for t, g in zip(trajs, returns, strict=True):
+        if not t["stats"]:
+            out.append([0.0] * len(g))
+            continue
+        a_traj = _z(sum(u["score"] for u in t["turns"]), st_total[t["group"]], std)
+        out.append([mix * _z(x, st_step[(t["group"], k)], std) + (1 - mix) * a_traj for k, x in enumerate(g)])
     return out

@@ -170,7 +170,9 @@ class ToolWorldEnv(ToolEnv):
         self.user = UserSim(tuple(f for s in subtasks for f in s.facts), request, rng)
         self._key, self._legal = None, None
         info = {"task_id": f"toolworld-{self.difficulty}-{world_seed:016x}", "templates": [s.template for s in subtasks],
-                "needs_user": bool(self.user.facts), "state_key": self.state_key()}
+                "needs_user": bool(self.user.facts), "state_key": self.state_key(),
+                # the expert's calls, for credit that matches the agent's calls against them (MatchTIR)
+                "gold_trace": [{"name": name, "arguments": dict(arguments)} for name, arguments in self.plan]}
         return request + INSTRUCTIONS, info
 
     # -- ToolEnv hooks ---------------------------------------------------------------------------

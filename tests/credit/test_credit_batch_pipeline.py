@@ -182,7 +182,7 @@ def test_scorer_protocol_and_trajectory_method():
 
 def test_stage_registry_is_documented():
     assert set(STAGES) >= {"outcome", "gigpo", "info_gain", "a2tgpo", "void_filter", "group_filter",
-                           "invalid_action_penalty", "invalid_turn_penalty", "tempo"}
+                           "invalid_action_penalty", "invalid_turn_penalty", "tempo", "siop", "mapo", "matchtir"}
     for cls in STAGES.values():
         assert cls.__doc__
 

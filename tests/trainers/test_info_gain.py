@@ -47,3 +47,23 @@ def test_scores_are_teacher_forced_means_over_gold_tokens_per_context(tiny_model
         expected = logp[0, len(ctx) + s : len(ctx) + e].mean().item()
         assert abs(ell[0][k] - expected) < 1e-4
     assert len({round(v, 6) for v in ell[0]}) == 3  # contexts differ, so do the scores
+
+
+def test_siop_contexts_and_the_siop_stage_with_the_trainer_scorer(tiny_model_dir):
+    from agentgym.credit import build_pipeline
+
+    pm = load_policy(tiny_model_dir, device="cpu")
+    scorer = TransformersGoldScorer(pm, system_prompt="sys", batch_size=4)
+    trajs = [_traj(3, "a"), _traj(2, "b"), _traj(2, "c")]
+    for t, answer in zip(trajs, ["the bronze key", "The bronze key.", "a lamp"], strict=True):
+        t.turns[-1].answer = answer
+    after_action = scorer.siop_contexts(trajs[0])
+    after_obs = scorer.siop_contexts(trajs[0], "after_observation")
+    seq = to_sequence(trajs[0]).input_ids
+    spans = [t.action_span for t in trajs[0].turns]
+    assert after_action == [seq[: spans[0][0]], seq[: spans[0][1]], seq[: spans[1][1]], seq[: spans[2][1]]]
+    assert after_obs == [seq[: spans[0][0]], seq[: spans[1][0]], seq[: spans[2][0]], seq[: spans[2][1]]]
+    out = build_pipeline({"method": "siop"})(trajs, scorer=scorer)
+    assert out.advantages.shape == (7,) and torch.isfinite(torch.tensor(out.advantages)).all()
+    assert out.metrics["credit/siop_clusters"] == 2.0  # one prompt group: "the bronze key" ×2, "a lamp"
+    assert len(set(out.advantages.round(6).tolist())) > 2  # the probe's log-probs differ per turn

@@ -48,8 +48,11 @@ def test_every_phase_shows_progress_lines_with_rates_when_output_is_not_a_termin
 
 def _run_until(cmd: list[str], marker: str) -> tuple[int, str]:
     """Start ``cmd`` (stdout a pipe), send it SIGINT at the first line holding ``marker``."""
+    # SIGINT back to its default in the child: a shell ignores it in background jobs (`cmd &`), and
+    # Python keeps an inherited "ignore", so a suite started that way could not test Ctrl-C at all.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")})
+                            env={k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     killer = threading.Timer(120, proc.kill)  # never hang the suite
     killer.start()
     out = []
@@ -79,7 +82,8 @@ def test_ctrl_c_in_the_warm_start_says_nothing_is_saved_and_how_to_start_again(t
     assert "Start again with:\n  " + shlex.join(cmd[:-2]) + "\n" in out, out
 
 
-def test_ctrl_c_in_an_iteration_names_the_checkpoint_and_the_command_that_resumes(tiny_model_dir, tmp_path, monkeypatch):
+def test_ctrl_c_in_an_iteration_names_the_checkpoint_and_the_command_that_resumes(tiny_model_dir, tmp_path, monkeypatch,
+                                                                                 request):
     recipe = _recipe_file(tiny_model_dir, tmp_path)
     step = Trainer.step
 
@@ -89,6 +93,9 @@ def test_ctrl_c_in_an_iteration_names_the_checkpoint_and_the_command_that_resume
         return step(self)
 
     monkeypatch.setattr(Trainer, "step", interrupted_in_iteration_2)
+    # Ctrl-C as a terminal delivers it, even when this suite runs in a background job (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     app = typer.Typer()
     app.command()(train)
     args = [str(recipe), "train.iterations=1000"]

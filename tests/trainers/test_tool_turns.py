@@ -95,3 +95,20 @@ def test_gigpo_toolworld_recipe_runs_on_cpu(tiny_model_dir, tmp_path):
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert rows[0]["sft/demo_success_rate"] > 0.5 and rows[0]["sft/loss_last"] < rows[0]["sft/loss_first"]
     assert all("rollout/success_rate" in r and "batch/loss_tokens" in r for r in rows[1:])
+
+
+def test_matchtir_toolworld_recipe_runs_on_cpu(tiny_model_dir, tmp_path):
+    """MatchTIR credit inside training: the trainer's ToolWorld trajectories carry the gold trace."""
+    app = typer.Typer()
+    app.command("train")(train)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, [
+        "train", "matchtir_toolworld", f"model.path={tiny_model_dir}", "train.iterations=1",
+        f"train.out_dir={tmp_path}", "model.device=cpu", "train.tensorboard=false", "train.plot=false",
+        "rollout.tasks_per_iter=2", "rollout.group_size=2", "sft.episodes=4", "sft.steps=2",
+        "generation.sampling.max_new_tokens=24",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1]
+    assert "credit/matchtir_match_mean" in rows[1] and "batch/loss_tokens" in rows[1]

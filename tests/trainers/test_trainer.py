@@ -378,3 +378,17 @@ def test_a_tiny_model_without_the_recipe_envs_text_is_warned_about(tiny_model_di
     recipe = small_recipe(tiny_model_dir, tmp_path, env={"id": "agentgym/ToolWorld-v0", "kwargs": {}})
     with pytest.warns(UserWarning, match="tokenizer trained without agentgym/ToolWorld-v0's text"):
         Trainer(recipe)
+
+
+def test_siop_iteration_builds_the_scorer_and_runs_on_search(tiny_model_dir, tmp_path):
+    recipe = load_recipe("igpo_search", [
+        f"model.path={tiny_model_dir}", "model.lora=null", "model.gradient_checkpointing=false", "model.device=cpu",
+        "rollout.tasks_per_iter=2", "rollout.group_size=2", "generation.sampling.max_new_tokens=6",
+        "env.max_turns=3", "train.iterations=1", f"train.out_dir={tmp_path}", "train.tensorboard=false",
+        "optim.micro_batch_size=2", "optim.mini_batch_size=null",
+    ])
+    recipe.credit = {"method": "siop", "lam": 0.5}
+    trainer = Trainer(recipe)
+    assert trainer.scorer is not None  # SIOP asks a model for reference-answer log-probs, no gold needed
+    row = trainer.fit()[-1]
+    assert "credit/siop_answered_share" in row and "credit/siop_mean_q" in row and row["batch/loss_tokens"] > 0
