@@ -6,21 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from test_bifurcation import play
 
 from agentgym.envs.bifurcation import BifurcationEnv
 from agentgym.policies.simple import ScriptedPolicy
 from agentgym.registry import spec
 from agentgym.rollout import plan, rollout
-
-
-def play(env: BifurcationEnv, seed: int, pick, options: dict | None = None) -> tuple[float, list[dict]]:
-    _, info = env.reset(seed=seed, options=options)
-    infos = [info]
-    while True:
-        _, reward, terminated, truncated, info = env.step(pick(env))
-        infos.append(info)
-        if terminated or truncated:
-            return reward, infos
 
 
 def chooser(bad_at: set[int]):
