@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".sh", ".txt", ".html", ".js", ".cfg", ""}
 # A path naming a Markdown file: not part of a URL or a longer path (nothing path-like before it).
 MD_REF = re.compile(r"(?<![\w/.:-])((?:\.\.?/)*(?:[\w.-]+/)*[\w.-]*\w\.md)(#[\w-]+)?(?![\w/])")
+# A relative path that climbs: ``../`` steps and the name they reach.
+CLIMB = re.compile(r"(?<![\w/.])((?:\.\./)+[\w.-]+)")
 MD_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 README_MAX_LINES = 300
 
@@ -63,8 +65,9 @@ def problems(text: str, source: Path, tracked: set[Path]) -> list[str]:
     """Every Markdown link and every named ``*.md`` in ``text`` (read from ``source``) that does not
     resolve in the repository."""
     bad = []
-    if "../shared" in text:
-        bad.append("mentions ../shared (outside the repository)")
+    for climb in CLIMB.findall(text):
+        if not (source.parent / climb).resolve().is_relative_to(ROOT):
+            bad.append(f"{climb!r} climbs above the repository")
     if source.suffix == ".md":
         for target in MD_LINK.findall(text):
             if re.match(r"[a-z][a-z0-9+.-]*:|#", target):  # a URL or an anchor on the same page
@@ -98,9 +101,9 @@ def test_the_checker_catches_references_outside_the_repository() -> None:
     """The kinds of reference the old README and env list had are reported; good ones are not."""
     tracked = set(_tracked())
     page = ROOT / "docs" / "index.md"
-    found = problems("the maths: `../shared/CREDIT.md`; see [gone](nowhere.md) and (CREDIT.md §8)", page, tracked)
-    assert found[0].startswith("mentions ../shared") and "link to 'nowhere.md'" in found[1], found
-    assert sum("names '../shared/CREDIT.md'" in f or "names 'CREDIT.md'" in f for f in found) == 2, found
+    found = problems("the maths: `../../notes/CREDIT.md`; see [gone](nowhere.md) and (CREDIT.md §8)", page, tracked)
+    assert found[0] == "'../../notes' climbs above the repository" and "link to 'nowhere.md'" in found[1], found
+    assert sum("names '../../notes/CREDIT.md'" in f or "names 'CREDIT.md'" in f for f in found) == 2, found
     assert not problems("see [credit](credit.md#gigpo), docs/credit.md#gigpo, README.md and "
                         "[the example](../examples/gridworld)", page, tracked)
 
