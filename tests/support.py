@@ -3,6 +3,7 @@ label every test sandbox carries (the session's leak check in tests/conftest.py 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -10,12 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+import agentgym
 from agentgym.core import InfraError, StepResult, TextEnv
 from agentgym.envs.bifurcation import BifurcationEnv
 
@@ -31,6 +36,28 @@ BACKENDS_LOCAL_AS_ROOT = pytest.mark.parametrize("backend", [
     pytest.param("local", marks=pytest.mark.skipif(
         os.geteuid() != 0, reason="without root, LocalSandbox's code and executor share its one mapped uid")),
 ], indirect=True)
+
+
+@contextmanager
+def bench_module(script: str) -> Iterator[ModuleType]:
+    """``bench/<script>.py`` imported for a test. bench/ is not a package; the module is registered in
+    ``sys.modules`` while in use (dataclasses look their module up by name) and removed after."""
+    spec = importlib.util.spec_from_file_location(f"bench_{script}", Path(__file__).resolve().parents[1] / "bench" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def make_or_skip(env_id: str, **kwargs: Any) -> Any:
+    """``agentgym.make``, or a skip naming the missing optional extra (verifiers lives in its own venv)."""
+    try:
+        return agentgym.make(env_id, **kwargs)
+    except ImportError as exc:
+        pytest.skip(f"{env_id}: {exc}")
 
 
 class EchoEnv(TextEnv):

@@ -3,7 +3,6 @@ recipe trains."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from gymnasium.utils.env_checker import check_env
-from support import install_by_hand
+from support import bench_module, install_by_hand
 
 import agentgym
 from agentgym.store import read_jsonl
@@ -72,13 +71,11 @@ def test_the_gridworld_recipe_and_its_benchmark_run_end_to_end(gridworld, tmp_pa
     warm start imitates only the expert's moves, RL runs and both policies are evaluated on the same
     episodes. Shrunk to a couple of iterations: nothing about learning is asserted here."""
     pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("gridworld_learning", EXAMPLE.parents[1] / "bench" / "gridworld_learning.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    result = bench.main([
-        "train.iterations=2", "sft.steps=3", "sft.episodes=6", "sft.epsilon=0.5", "eval.episodes_per_task=1",
-        "eval.every=1", "rollout.tasks_per_iter=2", "rollout.group_size=2", "rollout.task_pool=3",
-    ])
+    with bench_module("gridworld_learning") as bench:
+        result = bench.main([
+            "train.iterations=2", "sft.steps=3", "sft.episodes=6", "sft.epsilon=0.5", "eval.episodes_per_task=1",
+            "eval.every=1", "rollout.tasks_per_iter=2", "rollout.group_size=2", "rollout.task_pool=3",
+        ])
     assert result["env"] == "gridworld/Grid3-v0" and result["eval_episodes"] == 3
     assert [i for i, _ in result["eval_curve"]] == [0, 1, 2]
     assert 0.0 < result["sft_imitated_turn_share"] < 1.0  # ε = 0.5: the random moves are not imitated

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "scaling_sim.py"
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def sim():
-    spec = importlib.util.spec_from_file_location("scaling_sim_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with bench_module("scaling_sim") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 # 400 episodes on 2 hosts; each case makes one resource the bottleneck (the latency bound is 78 steps/s).

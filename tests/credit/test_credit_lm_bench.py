@@ -3,30 +3,22 @@ trainer and the report is written. No assertion on which method wins (the budget
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from support import bench_module
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "credit_lm.py"
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
 # One tiny training run per method plus a tokenizer build (issue 13 asks CI to run it).
 def test_quick_mode_runs_every_method_and_writes_the_report(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("credit_lm_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_module("credit_lm") as module:
         rows = module.run_grid(module.SMOKE, [(4, "early")], list(module.METHODS), [0], workers=1,
                                model_dir=tmp_path / "model")
         text = module.write_report(rows, {**module.SMOKE, "command": "test", "machine": "ci", "note": ""}, tmp_path)
-    finally:
-        sys.modules.pop(spec.name, None)
     assert len(rows) == len(module.METHODS)
     budget = module.SMOKE["iterations"] * module.SMOKE["tasks"] * module.SMOKE["group"]
     for r in rows:

