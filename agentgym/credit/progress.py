@@ -104,8 +104,8 @@ def fit_progress(
 
     With ``S_i = Σ_t [h_t, 1]`` the objective ``Σ_i (S_i·θ − R_i)² + ridge·|θ|²`` is the MSE of
     the released code's estimator, whose head is linear too; the solution is
-    ``θ = Sᵀ(S Sᵀ + ridge·I)⁻¹R`` (the dual form: the batch has fewer trajectories than
-    features). Left-out and empty trajectories are not fitted; their rows get c = 0.
+    ``θ = (SᵀS + ridge·I)⁻¹SᵀR = Sᵀ(S Sᵀ + ridge·I)⁻¹R``, solved in whichever form is the smaller
+    system. Left-out and empty trajectories are not fitted; their rows get c = 0.
     """
     if not ridge > 0:
         raise ValueError(f"SPA ridge must be > 0 (the fit is under-determined without it), got {ridge}")
@@ -118,13 +118,16 @@ def fit_progress(
     _check(h.min(axis=1, initial=0.0), row_inc, batch, "SPA feature")
     _check(batch.outcome[batch.traj], row_inc, batch, "SPA outcome")
     x = np.concatenate([h, np.ones((batch.n_rows, 1))], axis=1)
-    s = np.zeros((batch.n_traj, x.shape[1]))
-    np.add.at(s, batch.traj[row_inc], x[row_inc])
     idx = np.flatnonzero(inc)
     if idx.size == 0:
         return np.zeros(batch.n_rows), {"spa_fit_rmse": 0.0, "spa_outcome_std": 0.0}
+    s = np.zeros((batch.n_traj, x.shape[1]))
+    has = batch.lengths > 0  # rows are trajectory-contiguous: one reduceat segment per trajectory with turns
+    s[has] = np.add.reduceat(np.where(row_inc[:, None], x, 0.0), batch.starts[has], axis=0)
     s, y = s[idx], batch.outcome[idx]
-    theta = s.T @ np.linalg.solve(s @ s.T + ridge * np.eye(idx.size), y)
+    eye = ridge * np.eye(min(s.shape))
+    theta = (np.linalg.solve(s.T @ s + eye, s.T @ y) if s.shape[0] > s.shape[1]  # primal: (SᵀS + ρI)⁻¹SᵀR
+             else s.T @ np.linalg.solve(s @ s.T + eye, y))  # dual, the same θ
     c = np.where(row_inc, x @ theta, 0.0)
     pred = np.bincount(batch.traj, weights=c, minlength=batch.n_traj)[idx]
     return c, {"spa_fit_rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "spa_outcome_std": float(y.std())}

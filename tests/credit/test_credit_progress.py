@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from random_batches import draw_rows
 from typer.testing import CliRunner
 
 from agentgym.cli import app
@@ -98,6 +99,8 @@ def test_fit_progress_leaves_out_excluded_and_rejects_bad_inputs():
         fit_progress(b, h[:2])
     with pytest.raises(ValueError, match="trajectory 'B' turn 0 has nan"):
         fit_progress(b, np.array([[1.0], [np.nan], [0.0]]))
+    with pytest.raises(ValueError, match="trajectory 'A' turn 0 has 1e\\+200"):
+        fit_progress(b, np.array([[1e200], [0.0], [0.0]]))
     empty = TurnBatch.from_trajectories([])
     c, fit = fit_progress(empty, np.zeros((0, 3)))
     assert c.shape == (0,) and fit["spa_fit_rmse"] == 0.0
@@ -135,20 +138,9 @@ def test_spa_worked_example():
 
 @st.composite
 def spa_batches(draw):
-    rows = {"group_id": [], "traj_id": [], "turn_idx": [], "infra": [], "invalid": []}
-    contrib = []
-    for g in range(draw(st.integers(1, 3))):
-        for i in range(draw(st.integers(1, 5))):
-            infra = draw(st.integers(0, 5)) == 0
-            for k in range(draw(st.integers(1, 5))):
-                rows["group_id"].append(g)
-                rows["traj_id"].append(f"{g}-{i}")
-                rows["turn_idx"].append(k)
-                rows["infra"].append(infra)
-                rows["invalid"].append(draw(st.booleans()))
-                contrib.append(draw(st.sampled_from([0.0, 0.25, -0.5, 1.0, 0.125])))
-    b = TurnBatch.from_arrays(**rows, reward=np.zeros(len(contrib)))
-    return b, np.asarray(contrib)
+    rows = draw_rows(draw, 5, invalid=st.booleans(), contrib=st.sampled_from([0.0, 0.25, -0.5, 1.0, 0.125]))
+    contrib = np.asarray(rows.pop("contrib"))
+    return TurnBatch.from_arrays(**rows, reward=np.zeros(len(contrib))), contrib
 
 
 @SETTINGS
@@ -272,20 +264,10 @@ def test_aem_unknown_log_probs_weigh_one_and_bad_ones_are_errors():
 
 @st.composite
 def aem_batches(draw):
-    rows = {"group_id": [], "traj_id": [], "turn_idx": [], "infra": []}
-    u, adv = [], []
-    for g in range(draw(st.integers(1, 3))):
-        for i in range(draw(st.integers(1, 5))):
-            infra = draw(st.integers(0, 5)) == 0
-            for k in range(draw(st.integers(1, 4))):
-                rows["group_id"].append(g)
-                rows["traj_id"].append(f"{g}-{i}")
-                rows["turn_idx"].append(k)
-                rows["infra"].append(infra)
-                u.append(draw(st.sampled_from([0.1, 0.5, 1.0, 2.5, 7.0, float("nan")])))
-                adv.append(draw(st.sampled_from([-1.0, 0.0, 0.5, 2.0])))
-    b = TurnBatch.from_arrays(**rows, reward=np.zeros(len(u)))
-    return b, np.asarray(u), np.asarray(adv)
+    rows = draw_rows(draw, 4, u=st.sampled_from([0.1, 0.5, 1.0, 2.5, 7.0, float("nan")]),
+                     adv=st.sampled_from([-1.0, 0.0, 0.5, 2.0]))
+    u, adv = np.asarray(rows.pop("u")), np.asarray(rows.pop("adv"))
+    return TurnBatch.from_arrays(**rows, reward=np.zeros(len(u))), u, adv
 
 
 @SETTINGS
