@@ -114,21 +114,21 @@ def fit_progress(
         raise ValueError(f"SPA features must be [turn rows ({batch.n_rows}), dim], got shape {h.shape}")
     inc = _include(batch, include) & (batch.lengths > 0)
     row_inc = inc[batch.traj]
-    _check(h.max(axis=1, initial=0.0), row_inc, batch, "SPA feature")
-    _check(h.min(axis=1, initial=0.0), row_inc, batch, "SPA feature")
+    if h.size and not np.abs(h).max() <= MAX_MAGNITUDE:  # one flat pass; name the turn only when it fails
+        _check(np.abs(h).max(axis=1), row_inc, batch, "SPA feature")  # a NaN propagates through max
     _check(batch.outcome[batch.traj], row_inc, batch, "SPA outcome")
-    x = np.concatenate([h, np.ones((batch.n_rows, 1))], axis=1)
     idx = np.flatnonzero(inc)
     if idx.size == 0:
         return np.zeros(batch.n_rows), {"spa_fit_rmse": 0.0, "spa_outcome_std": 0.0}
-    s = np.zeros((batch.n_traj, x.shape[1]))
     has = batch.lengths > 0  # rows are trajectory-contiguous: one reduceat segment per trajectory with turns
-    s[has] = np.add.reduceat(np.where(row_inc[:, None], x, 0.0), batch.starts[has], axis=0)
-    s, y = s[idx], batch.outcome[idx]
+    hs = np.zeros((batch.n_traj, h.shape[1]))
+    hs[has] = np.add.reduceat(h if row_inc.all() else np.where(row_inc[:, None], h, 0.0), batch.starts[has], axis=0)
+    s = np.concatenate([hs, batch.lengths[:, None].astype(np.float64)], axis=1)[idx]  # Σ_t [h_t, 1]
+    y = batch.outcome[idx]
     eye = ridge * np.eye(min(s.shape))
     theta = (np.linalg.solve(s.T @ s + eye, s.T @ y) if s.shape[0] > s.shape[1]  # primal: (SᵀS + ρI)⁻¹SᵀR
              else s.T @ np.linalg.solve(s @ s.T + eye, y))  # dual, the same θ
-    c = np.where(row_inc, x @ theta, 0.0)
+    c = np.where(row_inc, h @ theta[:-1] + theta[-1], 0.0)
     pred = np.bincount(batch.traj, weights=c, minlength=batch.n_traj)[idx]
     return c, {"spa_fit_rmse": float(np.sqrt(np.mean((pred - y) ** 2))), "spa_outcome_std": float(y.std())}
 
