@@ -16,7 +16,8 @@ errors. Both forms take a top-level ``on_nonfinite: raise | mask_group`` (see :c
 
 Semantics: estimator stages *add* ``weight × advantage`` into the per-turn advantage (so
 GiGPO + IG(outcome=false) is GiGPO with an IG bonus; adding two stages that both credit the
-outcome counts it twice, by request); the penalties (``invalid_action_penalty``: verl-agent's,
+outcome counts it twice, by request); ``aem`` instead rescales the advantage summed so far, so it
+follows the estimators it modulates; the penalties (``invalid_action_penalty``: verl-agent's,
 on the invalid row's own scores; ``invalid_turn_penalty``: ours, on the turn reward) rewrite the
 batch and must come before the estimators; filters multiply the loss mask. ``void_in_group_stats=False`` removes void
 trajectories from the statistics of *every* estimator, wherever the void stage is listed.
@@ -546,8 +547,7 @@ class Aem(Stage):
     relative to its prompt group (:func:`progress.aem`); reads every turn's ``action_logprobs``
     (the rollout's sampled-token log-probs). Recorded as the component ``aem`` = ``(w − 1)·A``."""
 
-    name: ClassVar[str] = "aem"
-    estimator: ClassVar[bool] = True
+    name: ClassVar[str] = "aem"  # not an estimator: it rescales theirs, so a pipeline of aem alone is refused
     beta: float = 0.2
     clip: float = 3.0
 

@@ -256,6 +256,8 @@ def test_aem_unknown_log_probs_weigh_one_and_bad_ones_are_errors():
         build_pipeline({"stages": ["grpo", "aem"]})(trajs)
     with pytest.raises(ValueError, match="after an estimator"):
         build_pipeline({"stages": ["aem", "grpo"]})(aem_trajs())
+    with pytest.raises(ValueError, match="at least one estimator"):
+        build_pipeline({"method": "aem"})
     with pytest.raises(ValueError, match="beta"):
         aem_weights(TurnBatch.from_trajectories([]), np.zeros(0), beta=-1.0)
     empty = TurnBatch.from_trajectories([])
@@ -302,6 +304,7 @@ def test_cli_recomputes_aem_and_text_spa_and_refuses_model_spa(tmp_path):
         assert result.exit_code == 0, result.output
         got = np.concatenate([r["advantages"] for r in read_jsonl(run / "advantages.jsonl")])
         np.testing.assert_allclose(got, build_pipeline(cfg)(trajs).advantages)
+        assert ("spa fit rmse" if "spa" in cfg_text else "aem known share") in result.output
     path.write_text("method: spa\nfeatures: model\n")
     result = runner.invoke(app, ["advantages", str(run), "--config", str(path)])
     assert result.exit_code == 2 and "features: model" in result.output
