@@ -22,7 +22,6 @@ from agentgym.credit import (
     aem_weights,
     build_pipeline,
     fit_progress,
-    grpo,
     response_surprisal,
     spa,
     spa_rewards,
@@ -281,11 +280,14 @@ def test_aem_matches_reference(bua, beta, clip):
     np.testing.assert_allclose(got, flat(want), rtol=1e-9, atol=1e-12)
 
 
-def test_aem_keeps_the_sign_and_the_group_baseline_order():
-    b = TurnBatch.from_trajectories(aem_trajs())
-    base = grpo(b)
-    out = aem(b, base, np.array([1.0, 2.0, 3.0]))
-    assert (np.sign(out) == np.sign(base)).all()
+@SETTINGS
+@given(aem_batches(), st.sampled_from([0.2, 1.0]), st.sampled_from([3.0, 0.5]))
+def test_aem_keeps_every_sign_and_bounds_the_weights(bua, beta, clip):
+    b, u, adv = bua
+    w = aem_weights(b, u, beta=beta, clip=clip)
+    assert (w >= math.exp(-beta * clip) * (1 - 1e-12)).all() and (w <= math.exp(beta * clip) * (1 + 1e-12)).all()
+    assert (np.sign(aem(b, adv, u, beta=beta, clip=clip)) == np.sign(adv)).all()
+    assert (w[np.isnan(u) | b.infra[b.traj]] == 1.0).all()  # unknown surprisal, infra: untouched
 
 
 # -- CLI -----------------------------------------------------------------------------------------
