@@ -19,7 +19,7 @@ import numpy as np
 
 from .batch import TurnBatch
 from .estimators import _include, _no_score_penalty, _turn_group_codes
-from .progress import pooled_z_returns
+from .progress import MAX_MAGNITUDE, pooled_z_returns
 from .segments import VERL_NORM, Norm, zscore
 
 __all__ = [
@@ -40,9 +40,6 @@ __all__ = [
 ]
 
 Equivalent = Callable[[str, str], bool]
-
-MAX_MAGNITUDE = 1e150
-"""Largest turn reward or return a z-score accepts: beyond it the squared deviations overflow."""
 
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 

@@ -40,7 +40,8 @@ __all__ = [
 SPA_GROUNDING = 0.5
 """The grounding bonus of an executed action in SPA-RL's released reward script."""
 
-MAX_MAGNITUDE = 1e150  # as process.MAX_MAGNITUDE: beyond it squared deviations overflow
+MAX_MAGNITUDE = 1e150
+"""Largest turn reward, return or feature a z-score or fit accepts: beyond it squared deviations overflow."""
 _WORD = re.compile(r"\w+")
 
 
