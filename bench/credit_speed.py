@@ -1,9 +1,10 @@
 """Credit-assignment speed: ~1M turns through GiGPO + information gain + void filter, then SIOP,
-MAPO and MatchTIR one by one.
+MAPO, MatchTIR, SPA-RL and AEM one by one.
 
 Times the vectorised pipeline (``agentgym.credit``) and a straightforward per-turn Python version
 (``agentgym.credit.reference``) on the same synthetic batch, checks they agree, prints the ratio
-(and, for each of the three newer methods, seconds per million turns both ways).
+(and, for each of the newer methods, seconds per million turns both ways; SPA-RL's progress-estimator
+fit is timed apart, on 16 features per turn).
 
     .venv/bin/python bench/credit_speed.py                    # 16384 trajectories × 60 turns
     .venv/bin/python bench/credit_speed.py --ragged --repeats 7
@@ -21,25 +22,30 @@ import numpy as np
 
 from agentgym.credit import (
     TurnBatch,
+    aem,
     anchor_groups,
     answer_clusters,
     build_pipeline,
+    fit_progress,
     gigpo,
     igpo,
     mapo,
     matchtir,
     matchtir_turn_rewards,
     siop,
+    spa,
     void_loss_mask,
 )
 from agentgym.credit.process import ASSIGNMENTS
 from agentgym.credit.reference import (
     records,
+    ref_aem,
     ref_gigpo,
     ref_igpo,
     ref_mapo,
     ref_matchtir,
     ref_siop,
+    ref_spa,
     ref_void_mask,
 )
 
@@ -149,14 +155,28 @@ def main() -> None:
 
 
 def method_rows(batch: TurnBatch, repeats: int, reference: bool) -> dict[str, dict[str, float]]:
-    """SIOP, MAPO and MatchTIR's advantage, each timed alone (best of ``repeats``) against its
-    per-turn reference; SIOP's answer clustering (a Python pass over trajectories) is timed apart."""
+    """SIOP, MAPO, MatchTIR, SPA-RL and AEM's advantage, each timed alone (best of ``repeats``)
+    against its per-turn reference; SIOP's answer clustering (a Python pass over trajectories) and
+    SPA's progress-estimator fit (16 random features per turn) are timed apart. SPA gets random
+    contributions and executed flags (a 20% non-executed rate), AEM random response surprisals (5%
+    unknown) and the batch's MAPO advantage as its base."""
     per_m = 1e6 / batch.n_rows
     cluster_s, _, (q, _, _) = timed(lambda: answer_clusters(batch.answers, batch.traj_group), repeats)
+    rng = np.random.default_rng(1)
+    contrib = rng.normal(0.0, 0.3, batch.n_rows)
+    executed = rng.random(batch.n_rows) > 0.2
+    surprisal = np.where(rng.random(batch.n_rows) < 0.05, np.nan, rng.gamma(2.0, 0.5, batch.n_rows))
+    base = mapo(batch)
+    feats = rng.normal(size=(batch.n_rows, 16))
+    fit_s = timed(lambda: fit_progress(batch, feats), repeats)[0]
     rows = {
         "siop": (lambda: siop(batch, q), lambda recs: ref_siop(recs)),
         "mapo": (lambda: mapo(batch), lambda recs: ref_mapo(recs)),
         "matchtir": (lambda: matchtir(batch, rewards=batch.turn_score), lambda recs: ref_matchtir(recs)),
+        "spa": (lambda: spa(batch, contrib, executed=executed),
+                lambda recs: ref_spa(recs, batch.per_trajectory(contrib), batch.per_trajectory(executed))),
+        "aem": (lambda: aem(batch, base, surprisal),
+                lambda recs: ref_aem(recs, batch.per_trajectory(base), batch.per_trajectory(surprisal))),
     }
     out: dict[str, dict[str, float]] = {}
     recs = records(batch) if reference else None
@@ -165,6 +185,8 @@ def method_rows(batch: TurnBatch, repeats: int, reference: bool) -> dict[str, di
         row = {"vectorised_s": round(best, 4), "vectorised_s_per_million_turns": round(best * per_m, 4)}
         if name == "siop":
             row["answer_clusters_s"] = round(cluster_s, 4)
+        if name == "spa":
+            row["progress_fit_16_features_s"] = round(fit_s, 4)
         line = f"{name:9s} vectorised {best:.3f} s ({best * per_m:.3f} s per million turns)"
         if recs is not None:
             t0 = time.perf_counter()
@@ -177,6 +199,8 @@ def method_rows(batch: TurnBatch, repeats: int, reference: bool) -> dict[str, di
             line += f", per-turn Python {ref_s:.2f} s → ×{ref_s / best:.0f} (max |Δ| = {err:.1e})"
         if name == "siop":
             line += f"; answer clustering {cluster_s:.3f} s"
+        if name == "spa":
+            line += f"; progress-estimator fit (16 features per turn) {fit_s:.3f} s"
         print(line)
         out[name] = row
     return out

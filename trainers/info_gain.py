@@ -1,7 +1,7 @@
 """IGPO's gold-answer probe (docs/credit.md#gold-answer-probe): teacher-forced mean log-prob of the gold answer
 after each turn, with the model that sampled (no grad). It implements the credit library's
 :class:`agentgym.credit.GoldAnswerScorer` (``score``, plus ``trajectory_gold_logprobs`` so the
-library never rebuilds token contexts from text).
+library never rebuilds token contexts from text), and SPA-RL's per-turn hidden states (``turn_features``).
 
 For trajectory i and context k (k = 0: the opening prompt; k = t: everything up to and
 including the observation that turn t−1 got back, i.e. the prompt of turn t), the context's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from agentgym.credit import gold_answer, gold_token_range
@@ -100,6 +101,37 @@ class TransformersGoldScorer:
                     mask[r, : len(seq)] = 1
                 logp, _ = sequence_logprobs(model, ids.to(self.pm.device), mask.to(self.pm.device))
                 out += [logp[r, s:e].mean().item() for r, (_, s, e) in enumerate(chunk)]
+        finally:
+            model.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def turn_features(self, trajs: list[Trajectory]) -> list[np.ndarray]:
+        """SPA-RL's progress-estimator input (docs/credit.md#spa-rl): per turn, the policy's last
+        hidden state at the turn's last action token, i.e. after reading the history and the
+        action (no grad; ``[T, d]`` per trajectory, ``[0, d]`` for one without turns)."""
+        rows = []
+        for traj in trajs:
+            if traj.turns and traj.turns[0].action_span is None:
+                annotate_tokens(traj, self.pm.chat, self.system_prompt)
+            ids = to_sequence(traj).input_ids if traj.turns else []
+            rows.append((ids, [t.action_span[1] - 1 for t in traj.turns]))
+        model = self.pm.model
+        was_training = model.training
+        model.eval()
+        out: list[np.ndarray] = []
+        try:
+            for b in range(0, len(rows), self.batch_size):
+                chunk = rows[b : b + self.batch_size]
+                width = max((len(ids) for ids, _ in chunk), default=0) or 1
+                ids = torch.full((len(chunk), width), self.pm.chat.pad_id, dtype=torch.long)
+                mask = torch.zeros_like(ids)
+                for r, (seq, _) in enumerate(chunk):
+                    ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                    mask[r, : len(seq)] = 1
+                hidden = model(input_ids=ids.to(self.pm.device), attention_mask=mask.to(self.pm.device),
+                               output_hidden_states=True).hidden_states[-1].float().cpu()
+                out += [hidden[r, pos].numpy().astype(np.float64) for r, (_, pos) in enumerate(chunk)]
         finally:
             model.train(was_training)
         return out

@@ -2,7 +2,7 @@
 
 Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
 ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, SIOP, MAPO, MatchTIR,
-void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
+SPA-RL, AEM, void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
 
     from agentgym.credit import TurnBatch, build_pipeline
     batch = TurnBatch.from_trajectories(trajs)
@@ -38,6 +38,7 @@ from .process import (
     siop_rewards,
     tool_similarity,
 )
+from .progress import aem, aem_weights, fit_progress, response_surprisal, spa, spa_rewards, text_features
 from .report import credit_records, summary
 from .scoring import (
     GoldAnswerScorer,
@@ -99,4 +100,12 @@ __all__ = [
     "broadcast_to_tokens",
     "void_loss_mask",
     "zscore",
+    # SPA-RL and AEM (agentgym.credit.progress)
+    "aem",
+    "aem_weights",
+    "fit_progress",
+    "response_surprisal",
+    "spa",
+    "spa_rewards",
+    "text_features",
 ]

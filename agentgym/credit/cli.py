@@ -49,9 +49,10 @@ def advantages(
     try:
         pipeline = build_pipeline(config)
         if pipeline.needs_model:
-            raise ValueError("this config needs gold-answer or reference-answer log-probs (information gain, SIOP), "
-                             "which need a model: "
-                             "compute them in training (`agentgym train`), not from a rollout directory")
+            raise ValueError("this config needs the policy model (gold-answer or reference-answer log-probs for "
+                             "information gain and SIOP; hidden states for SPA's features: model): "
+                             "compute them in training (`agentgym train`), not from a rollout directory "
+                             "(SPA runs here with features: text)")
         trajectories = list(store.iter_dicts())
     except (ValueError, TypeError, CorruptStoreError) as e:
         console.print(f"[bold red]error:[/] {e}")

@@ -16,7 +16,8 @@ errors. Both forms take a top-level ``on_nonfinite: raise | mask_group`` (see :c
 
 Semantics: estimator stages *add* ``weight × advantage`` into the per-turn advantage (so
 GiGPO + IG(outcome=false) is GiGPO with an IG bonus; adding two stages that both credit the
-outcome counts it twice, by request); the penalties (``invalid_action_penalty``: verl-agent's,
+outcome counts it twice, by request); ``aem`` instead rescales the advantage summed so far, so it
+follows the estimators it modulates; the penalties (``invalid_action_penalty``: verl-agent's,
 on the invalid row's own scores; ``invalid_turn_penalty``: ours, on the turn reward) rewrite the
 batch and must come before the estimators; filters multiply the loss mask. ``void_in_group_stats=False`` removes void
 trajectories from the statistics of *every* estimator, wherever the void stage is listed.
@@ -37,7 +38,7 @@ import numpy as np
 from agentgym.errors import ConfigError
 
 from . import estimators as est
-from . import process
+from . import process, progress
 from .batch import TurnBatch
 from .scoring import GoldAnswerScorer, gold_logprobs
 
@@ -485,6 +486,87 @@ class MatchTIR(Stage):
         return out
 
 
+def _turn_field(t: Any, key: str) -> list[Any]:
+    turns = (t.get("turns") if isinstance(t, Mapping) else getattr(t, "turns", None)) or []
+    return [u.get(key) if isinstance(u, Mapping) else getattr(u, key, None) for u in turns]
+
+
+@dataclass
+class Spa(Stage):
+    """SPA-RL: a progress estimator fitted on this batch (``Σ_t c_t`` regresses the outcome) gives
+    per-turn contributions, plus ``grounding`` for each executed action (no parse error)
+    (:func:`progress.spa`). ``features``: ``text`` (hashed words of each turn's observation and
+    action, numpy, so it also runs from a rollout directory) or ``model`` (the trainer's
+    scorer: the policy's last hidden state at each action's last token, ``turn_features``)."""
+
+    name: ClassVar[str] = "spa"
+    estimator: ClassVar[bool] = True
+    grounding: float = progress.SPA_GROUNDING
+    ridge: float = 1.0
+    features: str = "text"
+    dim: int = 1024
+    gamma: float = 1.0
+    std: bool = True
+    weight: float = 1.0
+
+    @property
+    def needs_scorer(self) -> bool:  # type: ignore[override]
+        return self.features == "model"
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if self.features not in ("text", "model"):
+            raise ValueError(f"spa features must be 'text' or 'model', got {self.features!r}")
+        if b.trajectories is None:
+            raise ValueError("spa fits its progress estimator on turn features: build the batch from trajectories")
+        if self.features == "model":
+            fn = getattr(s.scorer, "turn_features", None)
+            if fn is None:
+                raise ValueError("spa features: model needs a scorer with turn_features(trajectories) "
+                                 "(the trainer's); use features: text from a rollout directory")
+            rows = [np.asarray(x, dtype=np.float64) for x in fn(b.trajectories)]
+        else:
+            rows = [progress.text_features(t, self.dim) for t in b.trajectories]
+        for i, (r, T) in enumerate(zip(rows, b.lengths.tolist(), strict=True)):
+            if r.ndim != 2 or r.shape[0] != T:
+                raise ValueError(f"spa: trajectory {i} has {T} turns but features of shape {r.shape}")
+        width = max((r.shape[1] for r in rows if r.size), default=1)
+        feats = np.concatenate([np.zeros((0, width)), *(r if r.size else np.zeros((len(r), width)) for r in rows)])
+        inc = s.include & ~b.infra
+        c, fit = progress.fit_progress(b, feats, ridge=self.ridge, include=inc)
+        live = inc[b.traj]
+        s.diagnostics.update(fit)
+        s.diagnostics["spa_executed_share"] = float((~b.invalid[live]).mean()) if live.any() else 0.0
+        s.add("spa", self.weight * progress.spa(b, c, grounding=self.grounding, gamma=self.gamma,
+                                                std=self.std, include=inc))
+
+
+@dataclass
+class Aem(Stage):
+    """AEM [recon]: rescales the advantage of the stages before it by each response's surprisal
+    relative to its prompt group (:func:`progress.aem`); reads every turn's ``action_logprobs``
+    (the rollout's sampled-token log-probs). Recorded as the component ``aem`` = ``(w − 1)·A``."""
+
+    name: ClassVar[str] = "aem"  # not an estimator: it rescales theirs, so a pipeline of aem alone is refused
+    beta: float = 0.2
+    clip: float = 3.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        if not s.estimated:
+            raise ValueError("aem rescales an advantage: list it after an estimator stage (e.g. grpo, gigpo)")
+        if b.trajectories is None:
+            raise ValueError("aem reads each turn's action_logprobs: build the batch from trajectories")
+        u = progress.response_surprisal([lp for t in b.trajectories for lp in _turn_field(t, "action_logprobs")])
+        inc = s.include & ~b.infra
+        w = progress.aem_weights(b, u, beta=self.beta, clip=self.clip, include=inc)
+        known = inc[b.traj] & ~np.isnan(u)
+        s.diagnostics["aem_known_share"] = float(known.mean()) if b.n_rows else 0.0
+        s.diagnostics["aem_weight_min"] = float(w[known].min()) if known.any() else 1.0
+        s.diagnostics["aem_weight_max"] = float(w[known].max()) if known.any() else 1.0
+        s.add("aem", (w - 1.0) * s.advantages)
+
+
 @dataclass
 class VoidFilter(Stage):
     """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
@@ -528,7 +610,7 @@ class GroupFilter(Stage):
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, Siop,
-                              Mapo, MatchTIR, VoidFilter, GroupFilter)
+                              Mapo, MatchTIR, Spa, Aem, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),

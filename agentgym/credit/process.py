@@ -19,7 +19,8 @@ import numpy as np
 
 from .batch import TurnBatch
 from .estimators import _include, _no_score_penalty, _turn_group_codes
-from .segments import VERL_NORM, Norm, segment_mean_std, zscore
+from .progress import MAX_MAGNITUDE, pooled_z_returns
+from .segments import VERL_NORM, Norm, zscore
 
 __all__ = [
     "ASSIGNMENTS",
@@ -39,9 +40,6 @@ __all__ = [
 ]
 
 Equivalent = Callable[[str, str], bool]
-
-MAX_MAGNITUDE = 1e150
-"""Largest turn reward or return a z-score accepts: beyond it the squared deviations overflow."""
 
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 
@@ -168,13 +166,7 @@ def siop(
     row_inc = inc[batch.traj]
     r = siop_rewards(batch, q, lam=lam, eps=eps)
     _check_magnitude(r, row_inc, "SIOP turn reward")
-    mean, sd, _ = segment_mean_std(r, batch.group, batch.n_groups, mask=row_inc, norm=VERL_NORM)
-    sd = np.where(sd < VERL_NORM.eps, 1.0, sd)
-    z = r - mean[batch.group]
-    if std:
-        z = z / (sd[batch.group] + VERL_NORM.eps)
-    z = np.where(row_inc, z, 0.0)
-    return np.where(row_inc, batch.suffix_sum(z, gamma), 0.0)
+    return pooled_z_returns(batch, r, row_inc, gamma=gamma, std=std)
 
 
 # -- MAPO ----------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from typing import Any
 
 from .batch import TurnBatch
 
-__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_mapo", "ref_matchtir", "ref_siop", "ref_void_mask"]
+__all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_aem", "ref_mapo", "ref_matchtir", "ref_siop",
+           "ref_spa", "ref_void_mask"]
 
 
 def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
@@ -234,6 +235,13 @@ def ref_siop(trajs: list[dict[str, Any]], lam: float = 0.5, eps: float = 1e-8, g
         if r:
             r[-1] += (1 - lam) * q[i]
         rewards.append(r)
+    return _pooled_z_returns(trajs, rewards, gamma, std)
+
+
+def _pooled_z_returns(trajs: list[dict[str, Any]], rewards: list[list[float]], gamma: float,
+                      std: bool) -> list[list[float]]:
+    """Each trajectory's turn rewards z-scored over all turn rewards of its prompt group (unbiased
+    std, < 1e-6 → 1), then summed backwards with γ (SIOP's and SPA's last step)."""
     pools: dict[int, list[float]] = defaultdict(list)
     for t, r in zip(trajs, rewards, strict=True):
         if t["stats"]:
@@ -295,4 +303,38 @@ def ref_matchtir(trajs: list[dict[str, Any]], gamma: float = 0.9, mix: float = 0
             continue
         a_traj = _z(sum(u["score"] for u in t["turns"]), st_total[t["group"]], std)
         out.append([mix * _z(x, st_step[(t["group"], k)], std) + (1 - mix) * a_traj for k, x in enumerate(g)])
+    return out
+
+
+def ref_spa(trajs: list[dict[str, Any]], contributions: list[list[float]], executed: list[list[bool]],
+            grounding: float = 0.5, gamma: float = 1.0, std: bool = True) -> list[list[float]]:
+    """SPA-RL, turn by turn: reward = contribution + grounding if the action executed (as the
+    released rl_data_org.py adds 0.5), then SIOP's pooled z-score and suffix sum."""
+    rewards = [[c + (grounding if ok else 0.0) for c, ok in zip(cs, ex, strict=True)] if t["stats"] else [0.0] * len(cs)
+               for t, cs, ex in zip(trajs, contributions, executed, strict=True)]
+    return _pooled_z_returns(trajs, rewards, gamma, std)
+
+
+def ref_aem(trajs: list[dict[str, Any]], advantages: list[list[float]], surprisal: list[list[float]],
+            beta: float = 0.2, clip: float = 3.0) -> list[list[float]]:
+    """AEM [recon], turn by turn: each known response surprisal z-scored over its prompt group's
+    known responses (unbiased std, < 1e-6 → 1), weight exp(−β·clip(z)), times the advantage."""
+    pools: dict[int, list[float]] = defaultdict(list)
+    for t, us in zip(trajs, surprisal, strict=True):
+        if t["stats"]:
+            pools[t["group"]].extend(u for u in us if not math.isnan(u))
+    stats = {}
+    for g, xs in pools.items():
+        m, sd = _mean_std(xs, 1, 0.0)
+        stats[g] = (m, 1.0 if sd < 1e-6 else sd)
+    out = []
+    for t, adv, us in zip(trajs, advantages, surprisal, strict=True):
+        row = []
+        for a, u in zip(adv, us, strict=True):
+            if not t["stats"] or math.isnan(u):
+                row.append(a)
+                continue
+            z = max(-clip, min(clip, _z(u, stats[t["group"]], True)))
+            row.append(a * math.exp(-beta * z))
+        out.append(row)
     return out

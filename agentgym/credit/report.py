@@ -41,7 +41,8 @@ def summary(result: CreditResult) -> dict[str, float]:
         "trained turn share": float(on.mean()) if on.size else 0.0,
     }
     d = result.diagnostics
-    for key in ("infra_trajectories", "void_ratio", "mean_step_group_size", "singleton_anchor_share", "ig_mean"):
+    for key in ("infra_trajectories", "void_ratio", "mean_step_group_size", "singleton_anchor_share", "ig_mean",
+                "spa_fit_rmse", "spa_outcome_std", "spa_executed_share", "aem_known_share"):
         if key in d:
             rows[key.replace("_", " ")] = float(d[key])
     rows["filtered groups"] = float(len(d.get("filtered_groups", [])))

@@ -13,6 +13,7 @@ import pytest
 from credit_worked_example import gold_logp, trajectories
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from random_batches import draw_rows
 from typer.testing import CliRunner
 
 from agentgym.cli import app
@@ -282,19 +283,9 @@ def test_mapo_infra_failures_need_no_scores_and_are_left_out():
 
 @st.composite
 def scored_batches(draw):
-    rows = {"group_id": [], "traj_id": [], "turn_idx": [], "score": [], "infra": []}
-    for g in range(draw(st.integers(1, 3))):
-        for i in range(draw(st.integers(1, 5))):
-            infra = draw(st.integers(0, 5)) == 0
-            for k in range(draw(st.integers(1, 5))):
-                rows["group_id"].append(g)
-                rows["traj_id"].append(f"{g}-{i}")
-                rows["turn_idx"].append(k)
-                rows["score"].append(draw(st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0])))
-                rows["infra"].append(infra)
-    n = len(rows["score"])
-    return TurnBatch.from_arrays(group_id=rows["group_id"], traj_id=rows["traj_id"], turn_idx=rows["turn_idx"],
-                                 reward=np.zeros(n), turn_score=rows["score"], infra=rows["infra"])
+    rows = draw_rows(draw, 5, score=st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0]))
+    return TurnBatch.from_arrays(**{k: v for k, v in rows.items() if k != "score"}, reward=np.zeros(len(rows["score"])),
+                                 turn_score=rows["score"])
 
 
 @SETTINGS
