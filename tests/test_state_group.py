@@ -5,6 +5,7 @@ the env's oracle without advancing, the first best one committed; records the cr
 from __future__ import annotations
 
 import asyncio
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
