@@ -278,8 +278,9 @@ async def rollout(
     ``state_groups=K``: VPR's state-group rollout (:mod:`agentgym.state_group`): each item is one
     episode that samples K candidates at every state, scores them with the env's oracle and
     commits the best; it yields one one-turn record per candidate (``success_bonus`` is added to
-    a solving candidate's reward). ``on_done`` then hears each episode's last record. An env
-    without an oracle is a :class:`~agentgym.errors.ConfigError` before anything runs.
+    a solving candidate's reward). ``on_done`` then hears each episode's last record;
+    ``max_tokens`` and ``step_timeout`` apply to ordinary episodes only. An env without an oracle
+    is a :class:`~agentgym.errors.ConfigError` before anything runs.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
