@@ -156,3 +156,24 @@ def test_saved_records_recompute_with_agentgym_advantages(tmp_path):
     for rec, adv, mask in zip(recs, direct.per_trajectory(), direct.per_trajectory("loss_mask"), strict=True):
         assert rows[rec.traj_id]["advantages"] == pytest.approx(adv) and rows[rec.traj_id]["loss_mask"] == mask
     assert all("vpr" in r["info"] for r in read_jsonl(tmp_path / "trajectories.jsonl"))
+
+
+def test_cli_state_group_rollout_then_advantages(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["rollout", "--env", "agentgym/Sokoban-v0", "--policy", "scripted",
+                                      "--policy-kwarg", "epsilon=0.5", "--tasks", "2", "--max-turns", "4",
+                                      "--state-groups", "4", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    recs = list(read_jsonl(out / "trajectories.jsonl"))
+    assert recs and all(len(r["turns"]) == 1 and r["info"]["vpr"]["candidate"] < 4 for r in recs)
+    assert len({r["info"]["vpr"]["episode"] for r in recs}) == 2
+    (tmp_path / "vpr.yaml").write_text("method: vpr\n")
+    result = CliRunner().invoke(app, ["advantages", str(out), "--config", str(tmp_path / "vpr.yaml")])
+    assert result.exit_code == 0, result.output
+    rows = list(read_jsonl(out / "advantages.jsonl"))
+    assert len(rows) == len(recs) and any(r["advantages"][0] for r in rows)  # ε-random candidates differ
+    again = CliRunner().invoke(app, ["rollout", "--out", str(out), "--resume"])
+    assert again.exit_code == 2 and "cannot be resumed" in again.output
+    bad = CliRunner().invoke(app, ["rollout", "--env", "agentgym/Bifurcation-v0", "--policy", "random",
+                                   "--state-groups", "2", "--out", str(tmp_path / "b"), "-q"])
+    assert bad.exit_code == 2 and "verify_action" in bad.output
