@@ -36,7 +36,6 @@ from agentgym.policies.base import (
     turn_messages,
 )
 from agentgym.registry import EnvSpec
-from agentgym.state_group import check_verifier, run_state_group_episode
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory, Turn, canonical_key
 
@@ -320,6 +319,8 @@ async def rollout(
                     trajs = [await run_episode(env, policy, item, env_id=env_spec.id, max_tokens=max_tokens,
                                                step_timeout=step_timeout)]
                 else:
+                    from agentgym.state_group import check_verifier, run_state_group_episode
+
                     check_verifier(env, env_spec.id)
                     with running_episode(Episode(item.seed, item.member, item.task_index, item.traj_id)):
                         trajs = await run_state_group_episode(

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 from agentgym.core import Failure, InfraError, TextEnv
 from agentgym.errors import ConfigError, EnvCodeError
 from agentgym.policies.base import Completion, Episode, Message, Policy, running_episode
+from agentgym.rollout import _PER_TURN_KEYS
 from agentgym.trajectory import Trajectory, Turn, canonical_key
 
 __all__ = ["Verdict", "check_verifier", "episode_metrics", "run_state_group_episode", "select_candidate", "verdict"]
@@ -115,7 +116,7 @@ async def run_state_group_episode(
     try:
         obs, info = await env.areset(seed=seed)
         task_id = str(info.get("task_id", f"seed-{seed}"))
-        task_info = {k: v for k, v in info.items() if k not in ("state_key", "role")}
+        task_info = {k: v for k, v in info.items() if k not in _PER_TURN_KEYS}
         while True:
             messages: list[Message] = [{"role": "system", "content": env.system_prompt}] if env.system_prompt else []
             messages.append({"role": info["role"], "content": obs})

@@ -381,8 +381,9 @@ class Trainer:
         rounds = dropped = 0
         while True:
             tag = f"it{self.iteration:05d}" + (f"-r{rounds}" if rounds else "")
+            groups = {"state_groups": r.group_size} if r.mode == "state_group" else {}
             trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, tag,
-                                 phase="rollout", state_groups=r.group_size if r.mode == "state_group" else None)
+                                 phase="rollout", **groups)
             self.task_cursor += r.tasks_per_iter
             rounds += 1
             if r.mode == "state_group":
