@@ -127,3 +127,22 @@ def test_refuses_multi_turn_episodes_and_bad_config():
         build_pipeline({"method": "vpr", "eps": 0})(candidates(GROUPS))
     with pytest.raises(ValueError, match="unknown keys"):
         build_pipeline({"method": "vpr", "gamma": 0.9})
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 100), shift=st.floats(-50, 50))
+def test_group_whiten_is_invariant_to_an_affine_change_of_the_oracle_scale(seed, scale, shift):
+    """Scores 2 / 0 / −2 or 20 / 0 / −20 teach the same: only the order within a state matters (up to ε)."""
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.arange(12), rng.integers(1, 7, 12))
+    reward = rng.choice([-2.0, 0.0, 2.0, 3.0], group.size)  # the oracle's tiers (+ a solving bonus)
+    batch = TurnBatch.from_arrays(group_id=group, traj_id=np.arange(group.size), turn_idx=np.zeros(group.size),
+                                  reward=reward)
+    adv, train = vpr(batch)
+    moved, train2 = vpr(batch.replace(reward=reward * scale + shift))
+    assert np.array_equal(train, train2)  # ties stay ties
+    np.testing.assert_allclose(moved, adv, atol=1e-6)
+    for g in np.unique(batch.group[train]):  # within a state, a higher reward never gets a lower advantage
+        rows = np.flatnonzero((batch.group == g) & train)
+        order = np.argsort(batch.reward[rows], kind="stable")
+        assert (np.diff(adv[rows][order]) >= -1e-12).all()
