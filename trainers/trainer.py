@@ -196,8 +196,8 @@ class Trainer:
 
             raise EnvCodeError(f"{len(errors)} episode(s) hit a bug in the env's code, first: {errors[0].failure_detail}")
         order = {item.traj_id: n for n, item in enumerate(items)}
-        if state_groups:  # an episode's records stay in play order
-            return sorted(trajs, key=lambda t: order[t.traj_id.rsplit("-s", 1)[0]])  # stable: states in play order
+        if state_groups:  # records are "<item id>-s<state>-c<candidate>"; a stable sort keeps the play order
+            return sorted(trajs, key=lambda t: order[t.traj_id.rsplit("-s", 1)[0]])
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
 
     def to_batch(self, trajs: list[Trajectory], credit: TurnCredit) -> Batch:
