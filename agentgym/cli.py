@@ -365,6 +365,11 @@ def rollout(
     ray_address: str = typer.Option(
         None, "--ray-address", help="Ray cluster to join ('auto', 'ray://HOST:10001') [default: a local one].",
     ),
+    state_groups: int = typer.Option(
+        None, "--state-groups", min=1, help="VPR's state-group rollout: at every state sample K candidate "
+        "actions, score each with the env's oracle (verify_action), play the best; one record per candidate "
+        "(docs/credit.md#vpr). Such a run cannot be resumed.",
+    ),
 ) -> None:
     """Roll out a policy on an env in groups, writing trajectories as JSONL (kill-safe, resumable)."""
     from agentgym.policies import OpenAIChatPolicy, make_policy
@@ -396,6 +401,12 @@ def rollout(
         defaults = {"tasks": 8, "group_size": 1, "seed": 0, "env_kwargs": {}, "policy_kwargs": {}}
         manifest = {k: given[k] if given[k] is not None else defaults.get(k) for k in _RUN_SETTINGS}
         manifest.update(run_id=uuid.uuid4().hex[:8], created_at=time.time(), agentgym_version=agentgym.__version__)
+    if state_groups and (resume or ray_workers):
+        raise _fail("--state-groups runs whole episodes in this process: it cannot be resumed, nor run on Ray")
+    if resume and manifest.get("state_groups"):
+        raise _fail(f"{out} holds a state-group run, which cannot be resumed: start a new one")
+    if state_groups:
+        manifest["state_groups"] = state_groups
     if retry_infra and not resume:
         raise _fail("--retry-infra needs --resume")
     if all_tasks and resume:
@@ -428,7 +439,7 @@ def rollout(
         agent = make_policy(manifest["policy"], **policy_kwargs)
     except (TypeError, ValueError, OSError) as e:
         raise _fail(f"policy {manifest['policy']!r}: {e}") from None
-    pool = _check_env(env_spec, manifest)
+    pool = _check_env(env_spec, manifest, oracle=bool(state_groups))
     if all_tasks:
         if pool is None:
             raise _fail(f"--all-tasks needs an env with a finite task pool; {env_spec.id} makes a new task for "
@@ -478,6 +489,8 @@ def rollout(
                        "max_tokens": manifest["max_tokens"], "step_timeout": step_timeout,
                        "env_kwargs": manifest["env_kwargs"], "on_done": on_done,
                        "stop_after_infra": stop_after_infra or None}
+            if state_groups:
+                options["state_groups"] = state_groups
             try:
                 if ray_workers:
                     from agentgym.ray_rollout import rollout_on_ray
@@ -501,7 +514,9 @@ def rollout(
         finally:
             store.close()
     summary = summarize(store.read(), time.perf_counter() - started)
-    _print_summary(summary, len(items))
+    _print_summary(summary, summary.trajectories if state_groups else len(items))
+    if state_groups:
+        console.print(f"{len(items)} episodes in state groups of {state_groups}; one record per candidate")
     if summary.failures.get("error"):
         raise _error_exit(f"{summary.failures['error']} episode(s) ended with failure='error': a bug in the env's "
                           f"or its user's code (e.g. the verifier raised); see failure_detail in {store.path}")
@@ -511,10 +526,11 @@ def rollout(
         raise typer.Exit(1)
 
 
-def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> int | None:
+def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any], oracle: bool = False) -> int | None:
     """Build the env and reset it to the first task once, so a bad kwarg (or a policy the env
-    cannot serve) is an error before anything is written, not an infra failure on every episode;
-    return its task pool's size (None: a new task for every seed)."""
+    cannot serve, or ``oracle``: no ``verify_action`` for state groups) is an error before anything
+    is written, not an infra failure on every episode; return its task pool's size (None: a new
+    task for every seed)."""
     overrides = dict(manifest["env_kwargs"])
     if manifest["max_turns"] is not None:
         overrides["max_turns"] = manifest["max_turns"]
@@ -529,6 +545,13 @@ def _check_env(env_spec: registry.EnvSpec, manifest: dict[str, Any]) -> int | No
         if manifest["policy"] == "scripted" and not callable(getattr(env.unwrapped, "expert_action", None)):
             raise _fail(f"--policy scripted needs an env with expert_action(); {env_spec.id} "
                         f"({type(env.unwrapped).__name__}) has none: use --policy random or a model")
+        if oracle:
+            from agentgym.state_group import check_verifier
+
+            try:
+                check_verifier(env.unwrapped, env_spec.id)
+            except ConfigError as e:
+                raise _fail(f"--state-groups: {e}") from None
         return getattr(env.unwrapped, "num_tasks", None)
     finally:
         env.close()

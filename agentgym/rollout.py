@@ -252,6 +252,8 @@ async def rollout(
     threads: bool = True,
     make_env: Callable[..., Awaitable[TextEnv]] | None = None,
     stop_after_infra: int | None = None,
+    state_groups: int | None = None,
+    success_bonus: float = 1.0,
 ) -> list[Trajectory]:
     """Run ``items`` with at most ``concurrency`` episodes in flight; return the trajectories.
 
@@ -271,6 +273,13 @@ async def rollout(
     infrastructure, the run stops with :class:`agentgym.errors.TooManyInfraFailures` (episodes in
     flight are abandoned, the finished ones are stored) instead of failing every remaining episode
     the same way.
+
+    ``state_groups=K``: VPR's state-group rollout (:mod:`agentgym.state_group`): each item is one
+    episode that samples K candidates at every state, scores them with the env's oracle and
+    commits the best; it yields one one-turn record per candidate (``success_bonus`` is added to
+    a solving candidate's reward). ``on_done`` then hears each episode's last record;
+    ``max_tokens`` and ``step_timeout`` apply to ordinary episodes only. An env without an oracle
+    is a :class:`~agentgym.errors.ConfigError` before anything runs.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -306,23 +315,32 @@ async def rollout(
                         )
                         _finish(traj)
                         continue
-                traj = await run_episode(
-                    env, policy, item, env_id=env_spec.id, max_tokens=max_tokens,
-                    step_timeout=step_timeout,
-                )
-                if traj.failure in (Failure.INFRA, Failure.ERROR):  # the env's state is unknown: build a fresh one
+                if state_groups is None:
+                    trajs = [await run_episode(env, policy, item, env_id=env_spec.id, max_tokens=max_tokens,
+                                               step_timeout=step_timeout)]
+                else:
+                    from agentgym.state_group import check_verifier, run_state_group_episode
+
+                    check_verifier(env, env_spec.id)
+                    with running_episode(Episode(item.seed, item.member, item.task_index, item.traj_id)):
+                        trajs = await run_state_group_episode(
+                            env, policy, traj_id=item.traj_id, seed=item.seed, task_index=item.task_index,
+                            candidates=state_groups, env_id=env_spec.id, success_bonus=success_bonus)
+                if trajs[-1].failure in (Failure.INFRA, Failure.ERROR):  # the env's state is unknown: build a fresh one
                     await _close_quietly(env)
                     env = None
-                _finish(traj)
+                for traj in trajs[:-1]:
+                    _finish(traj, notify=False)
+                _finish(trajs[-1])
         finally:
             if env is not None:
                 await _close_quietly(env)
 
-    def _finish(traj: Trajectory) -> None:
+    def _finish(traj: Trajectory, notify: bool = True) -> None:
         if store is not None:
             store.append(traj)
         results.append(traj)
-        if on_done is not None:
+        if on_done is not None and notify:
             on_done(traj)
         breaker.record(traj)
 

@@ -1,5 +1,5 @@
 """Credit-assignment speed: ~1M turns through GiGPO + information gain + void filter, then SIOP,
-MAPO, MatchTIR, SPA-RL and AEM one by one.
+MAPO, MatchTIR, SPA-RL and AEM one by one, and VPR on a batch of state-group candidates.
 
 Times the vectorised pipeline (``agentgym.credit``) and a straightforward per-turn Python version
 (``agentgym.credit.reference``) on the same synthetic batch, checks they agree, prints the ratio
@@ -35,6 +35,7 @@ from agentgym.credit import (
     siop,
     spa,
     void_loss_mask,
+    vpr,
 )
 from agentgym.credit.process import ASSIGNMENTS
 from agentgym.credit.reference import (
@@ -47,6 +48,7 @@ from agentgym.credit.reference import (
     ref_siop,
     ref_spa,
     ref_void_mask,
+    ref_vpr,
 )
 
 CONFIG = {"stages": [
@@ -105,6 +107,8 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip the per-turn Python version")
     ap.add_argument("--match-trajectories", type=int, default=2000,
                     help="synthetic tool-call trajectories for timing MatchTIR's call matching")
+    ap.add_argument("--vpr-candidates", type=int, default=262144,
+                    help="state-group candidates (one-turn records, 8 per state) for timing VPR")
     ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
 
@@ -149,6 +153,7 @@ def main() -> None:
               f"(max |Δadvantage| = {err:.1e}, loss masks equal)")
     res["methods"] = method_rows(batch, args.repeats, not args.no_reference)
     res["matchtir_matching"] = matching_rows(args.match_trajectories, args.seed)
+    res["vpr"] = vpr_row(args.vpr_candidates, args.repeats, not args.no_reference, args.seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
@@ -235,6 +240,34 @@ def matching_rows(n_traj: int, seed: int) -> dict[str, float]:
         out[f"{assignment}_s_per_million_turns"] = round(sec * 1e6 / n_turns, 2)
     print(f"MatchTIR call matching, {n_traj:,} trajectories / {n_turns:,} turns, s per million turns: "
           + ", ".join(f"{a} {out[f'{a}_s_per_million_turns']:.1f}" for a in ASSIGNMENTS))
+    return out
+
+
+def vpr_row(n: int, repeats: int, reference: bool, seed: int, k: int = 8) -> dict[str, float]:
+    """VPR over ``n`` state-group candidates (K = 8 per state; Sokoban's reward tiers, so a share of
+    groups tie and are masked), both modes, against the per-candidate reference; s per million turns."""
+    rng = np.random.default_rng(seed)
+    reward = rng.choice([-2.0, 0.0, 2.0, 3.0], n, p=[0.3, 0.4, 0.25, 0.05])
+    batch = TurnBatch.from_arrays(group_id=np.arange(n) // k, traj_id=np.arange(n), turn_idx=np.zeros(n, dtype=int),
+                                  reward=reward)
+    per_m = 1e6 / n
+    out: dict[str, float] = {"turns": n, "state_groups": batch.n_groups}
+    recs = records(batch) if reference else None
+    for mode in ("group_whiten", "mean_then_batch_whiten"):
+        best, _, (adv, train) = timed(lambda mode=mode: vpr(batch, mode=mode), repeats)
+        out[f"{mode}_s_per_million_turns"] = round(best * per_m, 4)
+        line = f"vpr {mode}: vectorised {best * per_m:.3f} s per million turns"
+        if recs is not None:
+            t0 = time.perf_counter()
+            ref_adv, ref_train = ref_vpr(recs, mode=mode)
+            ref_s = time.perf_counter() - t0
+            err = float(np.abs(np.asarray([x for r in ref_adv for x in r]) - adv).max())
+            assert err < 1e-6 and np.array_equal(np.asarray([x for r in ref_train for x in r]), train), mode
+            out[f"{mode}_reference_s_per_million_turns"] = round(ref_s * per_m, 3)
+            out[f"{mode}_speedup"] = round(ref_s / best, 1)
+            line += f", per-candidate Python {ref_s * per_m:.2f} s → ×{ref_s / best:.0f} (max |Δ| = {err:.1e})"
+        out["masked_group_share"] = round(1 - len(np.unique(batch.group[train])) / batch.n_groups, 4)
+        print(line)
     return out
 
 

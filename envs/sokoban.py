@@ -23,6 +23,13 @@ corner off-target; with ``end_on_deadlock`` the episode then terminates (reward 
 
 ``expert_action()`` follows a move-optimal breadth-first plan; plans are cached per board string
 for the whole process, so a group of rollouts solves each board once.
+
+**Oracle verifier** (VPR's ``V(s, a)``, :mod:`agentgym.state_group`): ``verify_action(action)``
+scores a candidate reply in the current position without moving anything: ``ORACLE_REWARD``
+(2.0) for a move that starts a shortest solution, 0.0 for any other move that changes the
+board, ``INVALID_REWARD`` (−2.0) for a reply that does not parse, a move that changes nothing
+(into a wall or an unpushable box) and a move after which the level can no longer be solved.
+The values are the released VPR Sokoban worker's defaults (docs/credit.md#vpr).
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ import numpy as np
 from agentgym.core import StepResult, TextEnv
 from agentgym.parsers import extract_action
 
-__all__ = ["Board", "SokobanEnv", "generate_level", "parse_move", "solve"]
+__all__ = ["INVALID_REWARD", "ORACLE_REWARD", "Board", "SokobanEnv", "generate_level", "optimal_moves", "parse_move",
+           "solve", "verify_move"]
 
 Cell = tuple[int, int]
 MOVES: dict[str, Cell] = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
@@ -50,6 +58,7 @@ SYSTEM_PROMPT = (
     "cannot pull. Reply with one move per turn: up, down, left or right, e.g. <action>left</action>."
 )
 MIN_MOVES = 3
+ORACLE_REWARD, LEGAL_REWARD, INVALID_REWARD = 2.0, 0.0, -2.0
 _MAX_ACTION_CHARS = 200
 _ANSWER_TAGS = ("<answer>", "</answer>")
 
@@ -170,6 +179,46 @@ def solve(board: Board) -> tuple[str, ...] | None:
                 queue.append(nxt)
     _PLANS[key] = None
     return None
+
+
+def optimal_moves(board: Board) -> frozenset[str]:
+    """Every move that starts *some* shortest solution (empty when solved or unsolvable).
+
+    A move is optimal iff it changes the board and what remains is solved, or solvable in
+    exactly one move fewer than the board itself (both distances from :func:`solve`).
+    """
+    plan = solve(board)
+    if not plan:
+        return frozenset()
+    out = set()
+    for direction in MOVES:
+        nxt, moved = board.move(direction)
+        if not moved:
+            continue
+        rest = () if nxt.solved else solve(nxt)
+        if rest is not None and len(rest) == len(plan) - 1:
+            out.add(direction)
+    return frozenset(out)
+
+
+def verify_move(board: Board, action: str) -> tuple[float, bool, bool, str | None]:
+    """VPR's oracle on one candidate reply: ``(reward, valid, solves, error)``, the board untouched.
+
+    Only a reply that parses to a move that changes the board can score above the floor: text
+    that merely mentions a move, an empty or oversized reply, and a no-op move all score
+    ``INVALID_REWARD``, as does a move into a position that can no longer be solved.
+    """
+    move, error = parse_move(action)
+    if move is None:
+        return INVALID_REWARD, False, False, error
+    nxt, moved = board.move(move)
+    if not moved:
+        return INVALID_REWARD, False, False, f"{move} changes nothing: the way is blocked"
+    if nxt.solved:
+        return ORACLE_REWARD, True, True, None
+    if solve(nxt) is None:
+        return INVALID_REWARD, True, False, None
+    return (ORACLE_REWARD if move in optimal_moves(board) else LEGAL_REWARD), True, False, None
 
 
 def _connected(cells: set[Cell]) -> bool:
@@ -318,6 +367,12 @@ class SokobanEnv(TextEnv):
         if self.board is None:
             return list(MOVES)
         return [m for m in MOVES if self.board.move(m)[1]] or list(MOVES)
+
+    def verify_action(self, action: str) -> tuple[float, bool, bool, str | None]:
+        """VPR's oracle verifier in the current position (:func:`verify_move`); nothing moves."""
+        if self.board is None:
+            raise RuntimeError("verify_action before reset")
+        return verify_move(self.board, action)
 
     def expert_action(self) -> str:
         """The next move of a move-optimal plan; any legal move when none exists."""

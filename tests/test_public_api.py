@@ -31,7 +31,7 @@ PINNED: dict[str, list[str]] = {
         "invalid_turn_penalty", "is_void_simpletir", "load_config", "mapo", "match_tool_calls", "matchtir",
         "matchtir_turn_rewards", "normalise_answer", "optimal_assignment", "rloo", "segment_mean_std", "siop",
         "siop_rewards", "summary", "tempo", "text_contexts", "token_turn_ids", "tool_similarity",
-        "turn_level_ratio", "void_loss_mask", "zscore",
+        "turn_level_ratio", "void_loss_mask", "vpr", "zscore",
     ],
     "agentgym.policies": [
         "POLICIES", "Completion", "ContextLengthExceeded", "Message", "OpenAIChatPolicy", "Policy",

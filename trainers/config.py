@@ -102,8 +102,15 @@ class RolloutConfig:
     ray: bool = False
     ray_workers: int = 2
     ray_address: str | None = None
+    mode: str = "episodes"
+    success_bonus: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.mode not in ("episodes", "state_group"):
+            raise ValueError(f"mode must be episodes or state_group, got {self.mode!r}")
+        if self.mode == "state_group" and (self.dynamic_sampling or self.ray):
+            raise ValueError("mode: state_group supports neither dynamic_sampling nor ray (every state group "
+                             "is already informative or masked by the vpr credit stage)")
         if self.max_sampling_rounds < 1:
             raise ValueError(f"max_sampling_rounds must be >= 1, got {self.max_sampling_rounds}")
         if self.ray_workers < 1:

@@ -32,6 +32,7 @@ from agentgym.policies.base import Completion, Message, Policy
 from agentgym.policies.simple import ScriptedPolicy
 from agentgym.registry import check_env_config
 from agentgym.rollout import plan, rollout
+from agentgym.state_group import check_verifier, episode_metrics
 from agentgym.store import TrajectoryStore
 from agentgym.trajectory import Trajectory
 
@@ -99,7 +100,13 @@ class Trainer:
         except ConfigError as e:
             raise RecipeError(f"env.kwargs: {e}") from e
         self.system_prompt = probe.system_prompt
-        probe.close()
+        try:
+            if recipe.rollout.mode == "state_group":
+                check_verifier(probe, recipe.env.id)
+        except ConfigError as e:
+            raise RecipeError(f"rollout.mode: state_group: {e}") from e
+        finally:
+            probe.close()
         m = recipe.model
         if m.make_tiny and not Path(m.path).exists():  # its tokenizer learns this env's text too
             make_tiny_model(m.path, seed=recipe.seed, env_ids=(recipe.env.id,))
@@ -162,12 +169,14 @@ class Trainer:
         return [r.seed_start + ((start + i) % r.task_pool if r.task_pool else start + i) for i in range(count)]
 
     def collect(self, seeds: list[int], group_size: int, tag: str, policy: Policy | None = None,
-                phase: str | None = None) -> list[Trajectory]:
+                phase: str | None = None, state_groups: int | None = None) -> list[Trajectory]:
         """Roll out ``group_size`` episodes per seed with the core engine (groups share a seed),
         reported to :attr:`progress` as ``phase`` (when given) episode by episode.
 
-        With ``rollout.ray`` the envs step in Ray actors; the engine and the policy stay here."""
-        items = plan(tag, seeds=seeds, group_size=group_size)
+        ``state_groups=K``: one episode per seed in VPR's state groups (K candidates per state,
+        one record each; :mod:`agentgym.state_group`). With ``rollout.ray`` the envs step in Ray
+        actors; the engine and the policy stay here."""
+        items = plan(tag, seeds=seeds, group_size=1 if state_groups else group_size)
         r = self.recipe.rollout
         if r.ray and self._ray_envs is None:
             from agentgym.ray_rollout import RayEnvPool
@@ -179,7 +188,7 @@ class Trainer:
                 self.env_spec, policy or self.policy, items, concurrency=r.concurrency,
                 env_kwargs=self.env_kwargs, max_tokens=r.max_tokens, step_timeout=r.step_timeout,
                 threads=not r.deterministic, make_env=self._ray_envs and self._ray_envs.make,
-                on_done=lambda traj: advance(1),
+                on_done=lambda traj: advance(1), state_groups=state_groups, success_bonus=r.success_bonus,
             ))
         errors = [t for t in trajs if t.failure == "error"]
         if errors:  # a bug in the env's or the user's code (a verifier that raised): never train on it
@@ -187,6 +196,8 @@ class Trainer:
 
             raise EnvCodeError(f"{len(errors)} episode(s) hit a bug in the env's code, first: {errors[0].failure_detail}")
         order = {item.traj_id: n for n, item in enumerate(items)}
+        if state_groups:  # records are "<item id>-s<state>-c<candidate>"; a stable sort keeps the play order
+            return sorted(trajs, key=lambda t: order[t.traj_id.rsplit("-s", 1)[0]])
         return sorted(trajs, key=lambda t: order[t.traj_id])  # completion order is not deterministic
 
     def to_batch(self, trajs: list[Trajectory], credit: TurnCredit) -> Batch:
@@ -370,10 +381,13 @@ class Trainer:
         rounds = dropped = 0
         while True:
             tag = f"it{self.iteration:05d}" + (f"-r{rounds}" if rounds else "")
+            groups = {"state_groups": r.group_size} if r.mode == "state_group" else {}
             trajs = self.collect(self.task_seeds(self.task_cursor, r.tasks_per_iter), r.group_size, tag,
-                                 phase="rollout")
+                                 phase="rollout", **groups)
             self.task_cursor += r.tasks_per_iter
             rounds += 1
+            if r.mode == "state_group":
+                return trajs, episode_metrics(trajs)
             if not r.dynamic_sampling:
                 return trajs, {}
             for group in _groups(trajs):

@@ -2,7 +2,7 @@
 
 Flat, columnar input (:class:`TurnBatch`, one row per turn, explicit trajectory / group / turn
 ids), pure vectorised estimators (GRPO, RLOO, GiGPO, IGPO information gain, A²TGPO, SIOP, MAPO, MatchTIR,
-SPA-RL, AEM, void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
+VPR, SPA-RL, AEM, void-turn filtering, group filters) and a composable :class:`Pipeline` configured by dict or YAML::
 
     from agentgym.credit import TurnBatch, build_pipeline
     batch = TurnBatch.from_trajectories(trajs)
@@ -37,6 +37,7 @@ from .process import (
     siop,
     siop_rewards,
     tool_similarity,
+    vpr,
 )
 from .progress import aem, aem_weights, fit_progress, response_surprisal, spa, spa_rewards, text_features
 from .report import credit_records, summary
@@ -99,6 +100,7 @@ __all__ = [
     "turn_level_ratio",
     "broadcast_to_tokens",
     "void_loss_mask",
+    "vpr",
     "zscore",
     # SPA-RL and AEM (agentgym.credit.progress)
     "aem",

@@ -17,7 +17,8 @@ console = Console(soft_wrap=True)  # paths and ids stay whole, so they can be co
 # The summary's less obvious rows, explained under the table.
 _TERMS = {
     "trained turn share": "fraction of turns with loss mask 1, i.e. that the trainer learns from "
-                          "(void, filtered and infra-failed turns are not)",
+                          "(void, filtered and infra-failed turns are not, nor VPR's state groups of one "
+                          "candidate or of equal rewards)",
     "singleton anchor share": "fraction of GiGPO anchor groups (turns of a prompt group in the same "
                               "state) with a single turn: their step advantage is 0, so near 1 "
                               "means GiGPO is doing little more than episode-level GRPO",

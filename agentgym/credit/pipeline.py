@@ -568,6 +568,34 @@ class Aem(Stage):
 
 
 @dataclass
+class Vpr(Stage):
+    """VPR: within-state-group relative oracle rewards (:func:`process.vpr`).
+
+    Reads the records of a state-group rollout (:mod:`agentgym.state_group`): one candidate per
+    trajectory, grouped by state, its turn reward the oracle's score. Groups of one candidate or
+    of equal rewards get advantage 0 and loss mask 0 (counted in ``vpr_masked_group_share``).
+    """
+
+    name: ClassVar[str] = "vpr"
+    estimator: ClassVar[bool] = True
+    mode: str = "group_whiten"
+    eps: float = 1e-8
+    weight: float = 1.0
+
+    def __call__(self, s: _State) -> None:
+        b = s.batch
+        adv, train = process.vpr(b, mode=self.mode, eps=self.eps, include=s.include)
+        s.loss_mask = s.loss_mask * train
+        live = (~b.infra & s.include)[b.traj]
+        groups = np.unique(b.group[live])
+        trained = np.unique(b.group[train])
+        s.diagnostics["vpr_state_groups"] = int(groups.size)
+        s.diagnostics["vpr_masked_group_share"] = float(1 - trained.size / groups.size) if groups.size else 0.0
+        s.diagnostics["vpr_candidates_per_group"] = float(live.sum() / groups.size) if groups.size else 0.0
+        s.add("vpr", self.weight * adv)
+
+
+@dataclass
 class VoidFilter(Stage):
     """SimpleTIR: loss mask 0 on whole trajectories with a void turn.
 
@@ -610,7 +638,7 @@ class GroupFilter(Stage):
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls for cls in (InvalidActionPenalty, InvalidTurnPenalty, Outcome, GiGPO, InfoGain, A2TGPO, Tempo, Siop,
-                              Mapo, MatchTIR, Spa, Aem, VoidFilter, GroupFilter)
+                              Mapo, MatchTIR, Vpr, Spa, Aem, VoidFilter, GroupFilter)
 }
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "grpo": ("outcome", {"baseline": "grpo"}),

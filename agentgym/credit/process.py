@@ -1,5 +1,6 @@
 """Turn rewards that come from outside the env: answer consensus (SIOP), per-turn judge scores
-(MAPO) and tool-call matching against a gold trace (MatchTIR).
+(MAPO), tool-call matching against a gold trace (MatchTIR) and an oracle verifier's score of
+each candidate action in a state group (VPR).
 
 Both produce one advantage per turn row of a :class:`TurnBatch`, like the estimators in
 :mod:`agentgym.credit.estimators`, and follow the same conventions (``include`` is the
@@ -20,7 +21,7 @@ import numpy as np
 from .batch import TurnBatch
 from .estimators import _include, _no_score_penalty, _turn_group_codes
 from .progress import MAX_MAGNITUDE, pooled_z_returns
-from .segments import VERL_NORM, Norm, zscore
+from .segments import VERL_NORM, Norm, segment_mean_std, zscore
 
 __all__ = [
     "ASSIGNMENTS",
@@ -37,6 +38,8 @@ __all__ = [
     "siop_rewards",
     "sinkhorn_plan",
     "tool_similarity",
+    "VPR_MODES",
+    "vpr",
 ]
 
 Equivalent = Callable[[str, str], bool]
@@ -431,3 +434,52 @@ def matchtir(
     codes, n = _turn_group_codes(batch)
     a_turn = zscore(g, codes, n, mask=row_inc, std=std)
     return np.where(row_inc, mix * a_turn + (1.0 - mix) * a_traj, 0.0)
+
+
+# -- VPR -----------------------------------------------------------------------------------
+VPR_MODES = ("group_whiten", "mean_then_batch_whiten")
+
+
+def vpr(
+    batch: TurnBatch,
+    *,
+    mode: str = "group_whiten",
+    eps: float = 1e-8,
+    include: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """VPR's state-group advantage (docs/credit.md#vpr), as its released code computes it.
+
+    Each trajectory is one candidate action of a state group (``traj_group``: the records of
+    :mod:`agentgym.state_group`); its reward ``r`` is its turn's reward (the oracle's score plus
+    the success bonus). Per group, over its candidates in ``include``: ``μ``, population ``σ``.
+    ``group_whiten``: ``A = (r − μ) / (σ + eps)``. ``mean_then_batch_whiten``: ``r − μ``, then
+    z-scored (population std) over every trained candidate of the batch. A group with fewer than
+    two candidates, or ``σ ≤ eps`` (all rewards equal), is not trained: advantage 0 and train
+    mask 0. Returns ``(advantages, train_mask)``, one per row.
+    """
+    if mode not in VPR_MODES:
+        raise ValueError(f"VPR mode must be one of {VPR_MODES}, got {mode!r}")
+    if not eps > 0:
+        raise ValueError(f"VPR eps must be > 0, got {eps}")
+    _no_score_penalty(batch, "vpr")
+    inc = _include(batch, include)
+    multi = inc & (batch.lengths > 1)
+    if multi.any():
+        i = int(np.flatnonzero(multi)[0])
+        raise ValueError(f"VPR scores one candidate action per record, but trajectory "
+                         f"{_label(batch.traj_ids, i)!r} has {int(batch.lengths[i])} turns: roll out in state "
+                         "groups (agentgym.state_group; the trainer's rollout.mode: state_group)")
+    cand = inc[batch.traj]
+    r = batch.reward
+    _check_magnitude(r, cand, "VPR candidate reward")
+    g = batch.group
+    mean, sd, count = segment_mean_std(r, g, batch.n_groups, mask=cand, norm=Norm(ddof=0, var_eps=0.0, eps=eps))
+    train = cand & ((count >= 2) & (sd > eps))[g]
+    centered = np.where(train, r - mean[g], 0.0)
+    if mode == "group_whiten":
+        return np.where(train, centered / (sd[g] + eps), 0.0), train
+    c = centered[train]
+    s = float(c.std()) if c.size else 0.0
+    if not s > eps:
+        return np.zeros(batch.n_rows), train
+    return np.where(train, (centered - c.mean()) / (s + eps), 0.0), train

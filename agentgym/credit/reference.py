@@ -15,7 +15,7 @@ from typing import Any
 from .batch import TurnBatch
 
 __all__ = ["records", "ref_a2tgpo", "ref_gigpo", "ref_grpo", "ref_igpo", "ref_aem", "ref_mapo", "ref_matchtir", "ref_siop",
-           "ref_spa", "ref_void_mask"]
+           "ref_spa", "ref_void_mask", "ref_vpr"]
 
 
 def records(batch: TurnBatch, include: Any = None) -> list[dict[str, Any]]:
@@ -338,3 +338,33 @@ def ref_aem(trajs: list[dict[str, Any]], advantages: list[list[float]], surprisa
             row.append(a * math.exp(-beta * z))
         out.append(row)
     return out
+def ref_vpr(trajs: list[dict[str, Any]], mode: str = "group_whiten",
+            eps: float = 1e-8) -> tuple[list[list[float]], list[list[float]]]:
+    """VPR, candidate by candidate as the released ``compute_vpr_turn_level_advantage`` loops:
+    per state group, population std; a group of one or with std ≤ eps is skipped (mask 0).
+    Returns (advantages, train mask) per trajectory."""
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(trajs):
+        if t["stats"] and t["turns"]:
+            by_group[t["group"]].append(i)
+    adv = {i: 0.0 for i in range(len(trajs))}
+    train: set[int] = set()
+    for members in by_group.values():
+        rs = [trajs[i]["turns"][0]["reward"] for i in members]
+        if len(rs) < 2:
+            continue
+        mean = sum(rs) / len(rs)
+        std = math.sqrt(sum((x - mean) ** 2 for x in rs) / len(rs))
+        if std <= eps:
+            continue
+        for i, x in zip(members, rs, strict=True):
+            adv[i] = (x - mean) / (std + eps) if mode == "group_whiten" else x - mean
+            train.add(i)
+    if mode == "mean_then_batch_whiten" and train:
+        xs = [adv[i] for i in sorted(train)]
+        m = sum(xs) / len(xs)
+        s = math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+        for i in train:
+            adv[i] = (adv[i] - m) / (s + eps) if s > eps else 0.0
+    return ([[adv[i]] * len(t["turns"]) for i, t in enumerate(trajs)],
+            [[1.0 if i in train else 0.0] * len(t["turns"]) for i, t in enumerate(trajs)])
