@@ -25,12 +25,12 @@ PINNED: dict[str, list[str]] = {
                           "registry", "spec", "unregister"],
     "agentgym.credit": [
         "IGPO_NORM", "STAGES", "VERL_NORM", "CreditResult", "GoldAnswerScorer", "LookupScorer", "Norm", "Pipeline",
-        "TurnBatch", "a2tgpo", "anchor_groups", "answer_clusters", "assign_credit", "broadcast_to_tokens",
-        "build_pipeline", "credit_records", "discounted_suffix_sum", "gigpo", "gold_answer", "gold_logprobs",
+        "TurnBatch", "a2tgpo", "aem", "aem_weights", "anchor_groups", "answer_clusters", "assign_credit", "broadcast_to_tokens",
+        "build_pipeline", "credit_records", "discounted_suffix_sum", "fit_progress", "gigpo", "gold_answer", "gold_logprobs",
         "gold_token_range", "group_filter", "grpo", "igpo", "information_gain", "invalid_action_penalty",
         "invalid_turn_penalty", "is_void_simpletir", "load_config", "mapo", "match_tool_calls", "matchtir",
-        "matchtir_turn_rewards", "normalise_answer", "optimal_assignment", "rloo", "segment_mean_std", "siop",
-        "siop_rewards", "summary", "tempo", "text_contexts", "token_turn_ids", "tool_similarity",
+        "matchtir_turn_rewards", "normalise_answer", "optimal_assignment", "response_surprisal", "rloo",
+        "segment_mean_std", "siop", "siop_rewards", "spa", "spa_rewards", "summary", "tempo", "text_contexts", "text_features", "token_turn_ids", "tool_similarity",
         "turn_level_ratio", "void_loss_mask", "vpr", "zscore",
     ],
     "agentgym.policies": [
