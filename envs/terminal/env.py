@@ -202,13 +202,13 @@ class TerminalEnv(ToolEnv):
     def _run(self, command: str) -> ExecResult:
         if self._budget <= 0:
             raise ToolError("the task's time budget is spent")
+        limit = min(self.shell_timeout, self._budget)
         try:
-            result = self._box().run_shell(f"cd {shlex.quote(self.image.workdir)} && {command}",
-                                           timeout=min(self.shell_timeout, self._budget))
+            result = self._box().run_shell(f"cd {shlex.quote(self.image.workdir)} && {command}", timeout=limit)
         except SandboxError:
             self._sandboxes[self.task.name].recycle()
             raise
-        self._budget -= result.duration
+        self._budget = 0.0 if result.timed_out and limit >= self._budget else self._budget - result.duration
         return result
 
     def _path(self, path: str) -> str:
