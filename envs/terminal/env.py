@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -98,7 +97,6 @@ def _read_reward(box: BaseSandbox, task: TerminalTask) -> float | None:
 def grade(box: BaseSandbox, task: TerminalTask, workdir: str) -> tuple[float, dict[str, Any]]:
     """Run the task's tests in ``box`` (see the module docstring): ``(reward, info)``.
     SandboxError (infra) and EnvCodeError (a test.sh that wrote no reward) propagate."""
-    start = time.perf_counter()
     swept = box.run_shell(SWEEP, timeout=30.0)
     if not swept.ok:
         raise InfraError(f"{task.name}: could not clear {TESTS_DIR} and {LOGS_DIR} before grading: "
@@ -112,8 +110,7 @@ def grade(box: BaseSandbox, task: TerminalTask, workdir: str) -> tuple[float, di
     result: ExecResult = box.run_shell(command, timeout=task.verifier_timeout)
     reward = _read_reward(box, task)
     info: dict[str, Any] = {"verifier_exit_code": result.exit_code, "verifier_timed_out": result.timed_out,
-                            "verifier_output": (result.stdout + result.stderr)[-2000:],
-                            "grading_seconds": time.perf_counter() - start}
+                            "verifier_output": (result.stdout + result.stderr)[-2000:]}
     if reward is None:
         if not result.timed_out:
             raise EnvCodeError(f"{task.name}: tests/test.sh exited {result.exit_code} without writing "
@@ -264,7 +261,7 @@ class TerminalEnv(ToolEnv):
             lazy.recycle()
             raise
         success = reward >= 1.0
-        info.update(success=success, reward=reward, ended=why, agent_time_left=max(self._budget, 0.0))
+        info.update(success=success, reward=reward, ended=why)
         verdict = "passed" if success else "failed"
         return f"The task's tests {verdict} (reward {reward:g}).", reward, info
 
