@@ -69,11 +69,11 @@ def test_shipped_tasks_validate_with_harbors_own_model() -> None:
 
 
 def test_layout_errors_are_config_errors(tmp_path: Path) -> None:
-    shutil.copytree(TASKS_DIR / "csv-report", tmp_path / "t")
+    shutil.copytree(TASKS_DIR / "csv_report", tmp_path / "t")
     (tmp_path / "t" / "tests" / "test.sh").unlink()
     with pytest.raises(ConfigError, match="tests/test.sh"):
         load_task(tmp_path / "t")
-    shutil.copytree(TASKS_DIR / "csv-report", tmp_path / "u")
+    shutil.copytree(TASKS_DIR / "csv_report", tmp_path / "u")
     (tmp_path / "u" / "task.toml").write_text("[verifier]\ntimeout_sec = -1\n")
     with pytest.raises(ConfigError, match="timeout_sec"):
         load_task(tmp_path / "u")
@@ -157,7 +157,7 @@ def test_tool_errors_are_readable(env: TerminalEnv) -> None:
 def test_limits_are_honoured(env: TerminalEnv, tmp_path: Path) -> None:
     """The agent's time budget ends the episode (graded), a test.sh over its timeout scores 0, and one
     that writes no reward is a broken task (EnvCodeError)."""
-    shutil.copytree(TASKS_DIR / "csv-report", tmp_path / "slow")
+    shutil.copytree(TASKS_DIR / "csv_report", tmp_path / "slow")
     toml = (tmp_path / "slow" / "task.toml").read_text()
     (tmp_path / "slow" / "task.toml").write_text(
         toml.replace("[agent]\ntimeout_sec = 120.0", "[agent]\ntimeout_sec = 1.0")
@@ -196,7 +196,7 @@ def test_generic_redteam_catalogue_holds(sandbox_image: str) -> None:
 
 
 def test_load_registers_a_task_directory(tmp_path: Path, sandbox_image: str) -> None:
-    shutil.copytree(TASKS_DIR / "csv-report", tmp_path / "mine" / "csv-report")
+    shutil.copytree(TASKS_DIR / "csv_report", tmp_path / "mine" / "csv-report")
     env_id = load(tmp_path / "mine", force=True)
     assert env_id == "agentgym/Terminal-mine-v0"
     made = agentgym.make(env_id)
