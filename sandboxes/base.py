@@ -50,9 +50,9 @@ class SandboxSpec:
     ``"auto"`` (gVisor when the engine has it). ``preload`` lists modules the warm interpreter
     imports once so calls get them for free. ``ttl`` (seconds) is when the reaper may remove
     the container whatever its owner is doing. ``mounts`` (Docker only) lists more writable
-    directories, absolute paths, each a tmpfs of ``workdir_mb`` owned by the code's user like the
-    work dir but executable (a task's scripts run from there) (a terminal task's working directory, its ``/tests`` and ``/logs``): the root stays
-    read-only.
+    directories (absolute paths; a terminal task's working directory, ``/tests``, ``/logs``), each a
+    tmpfs of ``workdir_mb`` owned by the code's user like the work dir but executable (a task's
+    scripts run from there); the root stays read-only.
     """
 
     image: str = DEFAULT_IMAGE

@@ -126,6 +126,7 @@ class DockerSandbox(BaseSandbox):
 
         environment = {"HOME": self.workdir, "LANG": "C.UTF-8", **dict(self.spec.env)}
         check_env(environment)
+        check_mounts(self.spec.mounts, self.workdir)
         self.client = client or docker_client()
         self.container_id: str | None = None
         self._socket: Any = None
@@ -141,7 +142,6 @@ class DockerSandbox(BaseSandbox):
         config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
                   "user": {"uid": uid, "gid": uid}, "rlimits": {**USER_RLIMITS, "RLIMIT_AS": spec.memory_mb << 20},
                   **({"connect": f"{LINK_MOUNT}/{LINK_NAME}"} if direct else {})}
-        check_mounts(spec.mounts, self.workdir)
         memory = f"{spec.memory_mb + (1 + len(spec.mounts)) * spec.workdir_mb + 2 * spec.tmp_mb + EXECUTOR_RESERVE_MB}m"
         user_dir = f"nosuid,nodev,size={spec.workdir_mb}m,uid={uid},gid={uid},mode=0700"
         api = self.client.api
