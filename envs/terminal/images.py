@@ -76,6 +76,7 @@ def _build(task: TerminalTask, tag: str, client: Any) -> TaskImage:
     import docker.errors
 
     start = time.perf_counter()
+    own = client is None
     try:
         client = client or docker_client()
         built = not image_present(client, tag)
@@ -93,6 +94,9 @@ def _build(task: TerminalTask, tag: str, client: Any) -> TaskImage:
     except (docker.errors.DockerException, OSError) as exc:
         raise TaskBuildError(f"cannot build the image of task {task.name} from {task.environment_dir}: "
                              f"{exc}") from exc
+    finally:
+        if own and client is not None:
+            client.close()
     return TaskImage(tag, workdir, archive, built=built, seconds=time.perf_counter() - start)
 
 

@@ -33,8 +33,17 @@ PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in TEXTWORLD_IDS and i no
 
 # Terminal-v0 grades every episode in a Docker container (~1 s): its 200-episode expert test and
 # 10,000-step fuzz run in the slow pass; tests/envs/terminal plays every task in the default pass.
-SLOW_EPISODES = {"agentgym/Terminal-v0"}
-HEAVY_PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in SLOW_EPISODES else p for i, p in zip(ENV_IDS, PARAMS, strict=True)]
+CONTAINER_ENVS = {"agentgym/Terminal-v0"}
+HEAVY_PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in CONTAINER_ENVS else p for i, p in zip(ENV_IDS, PARAMS, strict=True)]
+
+
+@pytest.fixture(autouse=True)
+def _docker_for_terminal(request: pytest.FixtureRequest) -> None:
+    """Terminal-v0's tasks are containers: its contract tests need the engine and the sandbox image
+    (skipped without them, failed under AGENTGYM_REQUIRE_DOCKER=1, as every docker test)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("env_id") in CONTAINER_ENVS:
+        request.getfixturevalue("sandbox_image")
 
 
 def _make(env_id: str, **kwargs) -> TextEnv:

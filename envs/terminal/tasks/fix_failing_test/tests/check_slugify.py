@@ -12,8 +12,10 @@ from textutils import slugify  # noqa: E402
 cases = {"Hello World": "hello-world", "Hello, World!": "hello-world", "  a  b  ": "a-b",
          "Top 10 -- Tips": "top-10-tips", "ALL-CAPS": "all-caps", "": "", "!!!": ""}
 suite = unittest.defaultTestLoader.loadTestsFromName("test_textutils")
-if not unittest.TextTestRunner(verbosity=0).run(suite).wasSuccessful():
-    sys.exit("the visible tests fail")
+result = unittest.TestResult()  # no runner: its report has timings, and the grader's output stays reproducible
+suite.run(result)
+if not result.wasSuccessful():
+    sys.exit(f"the visible tests fail: {[test.id() for test, _ in result.failures + result.errors]}")
 wrong = {text: slugify(text) for text, want in cases.items() if slugify(text) != want}
 if wrong:
     sys.exit(f"wrong slugs: {wrong}")
