@@ -19,6 +19,9 @@ Grading, in order (the agent never sees the tests, and what it leaves behind can
    modified interpreter can stand on that ``PATH``.
 4. The reward file is read after the call, when the executor has killed whatever test.sh started.
 
+An episode in which no call reached the container (malformed actions only, then an answer) gets
+the grade of the task's untouched container, computed once per task content and process.
+
 Limits: ``[agent] timeout_sec`` bounds the total time the agent's commands run in the container
 (model thinking time is not counted); ``[environment] cpus`` and ``memory_mb`` become the sandbox's
 limits; ``allow_internet = false`` (or ``network_mode = "no-network"``) leaves only loopback.
@@ -51,6 +54,9 @@ TESTS_DIR, LOGS_DIR = "/tests", "/logs"
 REWARD_TXT, REWARD_JSON = f"{LOGS_DIR}/verifier/reward.txt", f"{LOGS_DIR}/verifier/reward.json"
 GRADER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SEED_ARCHIVE = "/tmp/.agentgym-task-files.tar"
+# The grade of a task's untouched container, by task content: an episode whose calls never reached
+# its container (only malformed actions, then an answer) gets it without a container of its own.
+_UNTOUCHED_GRADES: dict[str, tuple[float, dict[str, Any]]] = {}
 SWEEP = (f"kill -KILL -1 2>/dev/null; chmod -R u+rwX {TESTS_DIR} {LOGS_DIR} 2>/dev/null; "
          f"find {TESTS_DIR} {LOGS_DIR} -mindepth 1 -maxdepth 1 -exec rm -rf {{}} + ; "
          f"[ -z \"$(find {TESTS_DIR} {LOGS_DIR} -mindepth 1 -print -quit)\" ] && mkdir -p {LOGS_DIR}/verifier")
@@ -255,11 +261,18 @@ class TerminalEnv(ToolEnv):
     def _finish(self, why: str) -> tuple[str, float, dict[str, Any]]:
         assert self.task is not None and self.image is not None
         lazy = self._sandboxes[self.task.name]
-        try:
-            reward, info = grade(self._box(), self.task, self.image.workdir)
-        except SandboxError:
-            lazy.recycle()
-            raise
+        untouched = self._seeded is None  # no call reached a container this episode
+        cached = _UNTOUCHED_GRADES.get(self.task.digest) if untouched else None
+        if cached is not None:
+            reward, info = cached[0], dict(cached[1])
+        else:
+            try:
+                reward, info = grade(self._box(), self.task, self.image.workdir)
+            except SandboxError:
+                lazy.recycle()
+                raise
+            if untouched:
+                _UNTOUCHED_GRADES[self.task.digest] = (reward, dict(info))
         success = reward >= 1.0
         info.update(success=success, reward=reward, ended=why)
         verdict = "passed" if success else "failed"
