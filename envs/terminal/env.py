@@ -114,9 +114,15 @@ def grade(box: BaseSandbox, task: TerminalTask, workdir: str) -> tuple[float, di
     command = (f"home=$(mktemp -d) && cd {shlex.quote(workdir)} && exec env -i {env} HOME=\"$home\" "
                f"bash --noprofile --norc {TESTS_DIR}/test.sh")
     result: ExecResult = box.run_shell(command, timeout=task.verifier_timeout)
-    reward = _read_reward(box, task)
     info: dict[str, Any] = {"verifier_exit_code": result.exit_code, "verifier_timed_out": result.timed_out,
                             "verifier_output": (result.stdout + result.stderr)[-2000:]}
+    try:
+        reward = _read_reward(box, task)
+    except FileNotFoundError:  # a directory on the way is gone
+        reward = None
+    except OSError as exc:  # a symlink, FIFO or directory where the reward file should be: tampering
+        info["reward_file_error"] = str(exc)
+        return 0.0, info
     if reward is None:
         if not result.timed_out:
             raise EnvCodeError(f"{task.name}: tests/test.sh exited {result.exit_code} without writing "

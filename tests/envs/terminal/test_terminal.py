@@ -149,6 +149,16 @@ def test_code_under_test_that_forges_the_reward_is_outrun(env: TerminalEnv) -> N
     assert reward == 0.0 and info["success"] is False
 
 
+def test_a_reward_file_that_is_not_a_file_scores_zero(env: TerminalEnv) -> None:
+    """Graded code that turns the reward file into a symlink (to a file it wrote "1" in) or a FIFO."""
+    forge = ("import os\nos.makedirs('/logs/verifier', exist_ok=True)\nopen('/tmp/one', 'w').write('1')\n"
+             "try:\n    os.symlink('/tmp/one', '/logs/verifier/reward.txt')\nexcept OSError:\n    pass\n"
+             "def slugify(text):\n    return 'wrong'\n")
+    reward, info, _ = play(env, "agentgym/fix-failing-test", [call("write_file", path="textutils.py", content=forge)])
+    assert reward == 0.0 and info["success"] is False
+    assert "symbolic link" in info["reward_file_error"]
+
+
 def test_tool_errors_are_readable(env: TerminalEnv) -> None:
     _, _, observations = play(env, "agentgym/csv-report", [call("read_file", path="nope.txt"),
                                                           call("read_file", path="/etc/shadow"), "not a call"])
