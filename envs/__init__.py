@@ -11,6 +11,7 @@ from agentgym.registry import register
 
 from .code import register_code_envs
 from .search import register_search_envs
+from .terminal import register_terminal_envs
 from .textworld import register_textworld_envs
 from .toolworld import register_toolworld_envs
 from .webshop import register_webshop_envs
@@ -33,3 +34,4 @@ register_code_envs()
 register_toolworld_envs()
 register_textworld_envs()
 register_webshop_envs()
+register_terminal_envs()

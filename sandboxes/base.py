@@ -49,7 +49,10 @@ class SandboxSpec:
     is an explicit opt-in. ``runtime`` is ``"runc"``, ``"runsc"`` (gVisor, required) or
     ``"auto"`` (gVisor when the engine has it). ``preload`` lists modules the warm interpreter
     imports once so calls get them for free. ``ttl`` (seconds) is when the reaper may remove
-    the container whatever its owner is doing.
+    the container whatever its owner is doing. ``mounts`` (Docker only) lists more writable
+    directories (absolute paths; a terminal task's working directory, ``/tests``, ``/logs``), each a
+    tmpfs of ``workdir_mb`` owned by the code's user like the work dir but executable (a task's
+    scripts run from there); the root stays read-only.
     """
 
     image: str = DEFAULT_IMAGE
@@ -65,6 +68,7 @@ class SandboxSpec:
     preload: tuple[str, ...] = ()
     ttl: float = 7200.0
     env: tuple[tuple[str, str], ...] = field(default=())
+    mounts: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> SandboxSpec:
         return dataclasses.replace(self, **changes)

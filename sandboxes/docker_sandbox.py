@@ -98,6 +98,16 @@ def check_env(env: dict[str, str]) -> None:
                           "executor's own arguments it must fit the kernel's ARG_MAX)")
 
 
+def check_mounts(mounts: tuple[str, ...], workdir: str) -> None:
+    """Refuse extra mounts that are not distinct absolute directories other than /, /tmp and the work dir."""
+    for path in mounts:
+        if not path.startswith("/") or os.path.normpath(path) != path or path in ("/", "/tmp", workdir):
+            raise ConfigError(f"SandboxSpec.mounts: {path!r} must be a normalised absolute path other than /, /tmp "
+                              f"and the work dir {workdir}")
+    if len(set(mounts)) != len(mounts):
+        raise ConfigError(f"SandboxSpec.mounts lists a directory twice: {mounts}")
+
+
 @functools.lru_cache(maxsize=1)
 def _executor_source() -> str:
     return Path(executor.__file__).read_text()
@@ -116,6 +126,7 @@ class DockerSandbox(BaseSandbox):
 
         environment = {"HOME": self.workdir, "LANG": "C.UTF-8", **dict(self.spec.env)}
         check_env(environment)
+        check_mounts(self.spec.mounts, self.workdir)
         self.client = client or docker_client()
         self.container_id: str | None = None
         self._socket: Any = None
@@ -131,13 +142,14 @@ class DockerSandbox(BaseSandbox):
         config = {"workdir": self.workdir, "max_output": spec.max_output, "preload": list(spec.preload),
                   "user": {"uid": uid, "gid": uid}, "rlimits": {**USER_RLIMITS, "RLIMIT_AS": spec.memory_mb << 20},
                   **({"connect": f"{LINK_MOUNT}/{LINK_NAME}"} if direct else {})}
-        memory = f"{spec.memory_mb + spec.workdir_mb + 2 * spec.tmp_mb + EXECUTOR_RESERVE_MB}m"
+        memory = f"{spec.memory_mb + (1 + len(spec.mounts)) * spec.workdir_mb + 2 * spec.tmp_mb + EXECUTOR_RESERVE_MB}m"
+        user_dir = f"nosuid,nodev,size={spec.workdir_mb}m,uid={uid},gid={uid},mode=0700"
         api = self.client.api
         host_config = api.create_host_config(
             network_mode="bridge" if spec.network else "none",
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={spec.tmp_mb}m",
-                   self.workdir: f"rw,nosuid,nodev,size={spec.workdir_mb}m,uid={uid},gid={uid},mode=0700"},
+                   self.workdir: f"rw,{user_dir}", **dict.fromkeys(spec.mounts, f"rw,exec,{user_dir}")},
             shm_size=f"{spec.tmp_mb}m",
             mem_limit=memory,
             memswap_limit=memory,

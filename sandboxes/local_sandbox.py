@@ -31,6 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from agentgym.errors import ConfigError
+
 from . import executor
 from .base import BaseSandbox, SandboxSpec
 from .channel import Channel
@@ -89,6 +91,8 @@ class LocalSandbox(BaseSandbox):
     def __init__(self, spec: SandboxSpec | None = None, *, python: str = sys.executable,
                  hide: tuple[str, ...] = ()) -> None:
         super().__init__(spec or SandboxSpec())
+        if self.spec.mounts:
+            raise ConfigError(f"SandboxSpec.mounts {self.spec.mounts} needs the Docker backend")
         reason = local_unavailable_reason()
         if reason:
             raise SandboxUnavailable(reason)

@@ -161,3 +161,10 @@ def test_verifiers_example(monkeypatch: pytest.MonkeyPatch) -> None:
     _, printed = _run(_block("Example: a SingleTurnEnv as an agentgym env"), monkeypatch)
     assert printed.splitlines() == ["Answer with <answer>NUMBER</answer>. | What is 4 + 4? | SingleTurnEnv-1",
                                     "1.0 True True {'correct': 1.0, 'num_turns': 1.0}"]
+
+
+@pytest.mark.docker
+def test_terminal_example(monkeypatch: pytest.MonkeyPatch, sandbox_image: str) -> None:
+    ns, printed = _run(_block("Terminal tasks: `agentgym/Terminal-v0`"), monkeypatch)
+    assert printed.splitlines() == ["agentgym/csv-report", "['[exit code 0]', 'region,amount']", "1.0 True"]
+    assert ns["terminated"] and ns["env"].unwrapped.task.name == "agentgym/csv-report"

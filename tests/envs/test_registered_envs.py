@@ -31,6 +31,20 @@ MAKE_KWARGS = {i: {"num_games": 8} for i in TEXTWORLD_IDS}
 PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in TEXTWORLD_IDS and i not in TEXTWORLD_DEFAULT_PASS else i
           for i in ENV_IDS]
 
+# Terminal-v0 plays every episode in a Docker container (~0.5 s with grading): its 200-episode expert
+# test runs in the slow pass; tests/envs/terminal plays every task with its expert in the default pass.
+CONTAINER_ENVS = {"agentgym/Terminal-v0"}
+HEAVY_PARAMS = [pytest.param(i, marks=pytest.mark.slow) if i in CONTAINER_ENVS else p for i, p in zip(ENV_IDS, PARAMS, strict=True)]
+
+
+@pytest.fixture(autouse=True)
+def _docker_for_terminal(request: pytest.FixtureRequest) -> None:
+    """Terminal-v0's tasks are containers: its contract tests need the engine and the sandbox image
+    (skipped without them, failed under AGENTGYM_REQUIRE_DOCKER=1, as every docker test)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("env_id") in CONTAINER_ENVS:
+        request.getfixturevalue("sandbox_image")
+
 
 def _make(env_id: str, **kwargs) -> TextEnv:
     return agentgym.make(env_id, **MAKE_KWARGS.get(env_id, {}), **kwargs)
@@ -70,7 +84,8 @@ def test_same_seed_same_task(env_id: str) -> None:
         assert info1["state_key"] == info2["state_key"] and info1["state_key"] is not None
         assert info1.get("task_id") == info2.get("task_id")
         observations.add(obs1)
-    assert len(observations) > 5  # and the seed does pick the task
+    pool = first.unwrapped.num_tasks or 6  # a pool smaller than 6 (Terminal's 4 tasks) shows all its tasks
+    assert len(observations) > min(5, pool - 1)  # and the seed does pick the task
 
 
 @pytest.mark.parametrize("env_id", PARAMS)
@@ -133,7 +148,7 @@ def test_random_strings_never_crash(env_id: str) -> None:
     assert time.perf_counter() - start < 30
 
 
-@pytest.mark.parametrize("env_id", PARAMS)
+@pytest.mark.parametrize("env_id", HEAVY_PARAMS)
 def test_expert_solves_95_percent(env_id: str, caplog: pytest.LogCaptureFixture) -> None:
     """Solved means the env's own ``info["success"]`` on the final step (issue 21: not a positive
     outcome), which every built-in env sets itself (the core's fallback would warn)."""

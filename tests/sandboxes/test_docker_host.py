@@ -227,3 +227,27 @@ def test_a_container_that_exits_at_start_is_reported_at_once(image_without_pytho
     with pytest.raises(SandboxUnavailable, match="exit|exited|not start|start"):
         DockerSandbox(SandboxSpec(image=image_without_python), labels=TEST_LABELS, pool="test", direct=direct)
     assert time.monotonic() - started < 10
+
+
+def test_extra_mounts_are_the_users_executable_dirs_on_a_read_only_root() -> None:
+    spec = SandboxSpec(mounts=("/app", "/logs"))
+    with DockerSandbox(spec, labels=TEST_LABELS, pool="test") as box:
+        box.write_file("/app/run.sh", "#!/bin/sh\necho ran\n", 0o755)
+        result = box.run_shell("/app/run.sh && touch /logs/x && stat -c %u /app /logs && id -u; touch /etc/x")
+        ran, app_uid, logs_uid, me = result.stdout.split()
+        assert ran == "ran" and app_uid == logs_uid == me
+        assert "Read-only file system" in result.stderr
+        assert box.run_shell("cp /bin/true /workspace/t && /workspace/t").exit_code != 0  # the work dir stays noexec
+
+
+@pytest.mark.parametrize("mounts", [("relative",), ("/",), ("/tmp",), ("/workspace",), ("/a/../b",), ("/a", "/a")])
+def test_bad_mounts_are_refused_before_any_container(mounts: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError, match="SandboxSpec.mounts"):
+        DockerSandbox(SandboxSpec(mounts=mounts), labels=TEST_LABELS, pool="test")
+
+
+def test_local_sandbox_refuses_mounts() -> None:
+    from agentgym.sandboxes.local_sandbox import LocalSandbox
+
+    with pytest.raises(ConfigError, match="needs the Docker backend"):
+        LocalSandbox(SandboxSpec(mounts=("/app",)))
