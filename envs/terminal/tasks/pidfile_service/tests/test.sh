@@ -16,7 +16,8 @@ check() {
   [ "$(cat /app/worker.pid)" = "$pid" ] || { echo "second start replaced the worker"; return 1; }
   workers=$(grep -l '[w]orker\.py' /proc/[0-9]*/cmdline 2>/dev/null | wc -l)
   [ "$workers" = 1 ] || { echo "$workers workers run"; return 1; }
-  sleep 0.5
+  # up to 5 s for the first line: a python worker can take seconds to start on a loaded machine
+  for _ in $(seq 50); do [ -s "$log" ] && break; sleep 0.1; done
   [ -s "$log" ] || { echo "the worker does not write its log"; return 1; }
   [ "$(timeout 10 /app/svc.sh status)" = running ] || { echo "status is not running"; return 1; }
   timeout 10 /app/svc.sh stop || { echo "stop failed"; return 1; }
