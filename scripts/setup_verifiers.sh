@@ -6,11 +6,8 @@
 # (and 0.2-0.4 pin mcp <2 or ==2.0, against the mcp extra's >=2.3): one venv cannot hold both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { printf '==> %s\n' "$*"; }
-export PYTHONWARNINGS="ignore:Editable installation"
-pip() {
-  .venv-verifiers/bin/python -m pip -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-}
+venv=.venv-verifiers
+source scripts/lib/venv.sh  # say, pip
 
 start=$SECONDS
 python3 -m venv .venv-verifiers

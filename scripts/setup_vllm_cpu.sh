@@ -8,11 +8,8 @@
 # cannot import Qwen2ForCausalLM; nothing here uses them, so they are removed after the install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { printf '==> %s\n' "$*"; }
-export PYTHONWARNINGS="ignore:Editable installation"
-pip() {
-  .venv-vllm/bin/python -m pip -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-}
+venv=.venv-vllm
+source scripts/lib/venv.sh  # say, pip
 
 start=$SECONDS
 python3 -m venv .venv-vllm

@@ -9,14 +9,16 @@ A task is a directory::
     solution/solve.sh      # a reference solution (the scripted expert runs it)
 
 The fields read here are the ones of Harbor's ``TaskConfig`` (schema 1.x) that the terminal env
-honours; the others are accepted and ignored. ``harbor`` itself needs Python 3.12, so it is not a
-dependency: where it is installed, ``tests/envs/terminal`` validates every shipped task with its
-own model too.
+honours, with Harbor's rules for them (``[task] name`` is ``org/name``; ``network_mode``, when set,
+wins over the deprecated ``allow_internet``); the others are accepted and ignored. ``harbor`` itself
+needs Python 3.12, so it is not a dependency: the tests marked ``harbor`` (in their own venv,
+``scripts/setup_harbor.sh``) check that this reader and harbor's own task model agree.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ TASKS_DIR = Path(__file__).parent / "tasks"
 REQUIRED = ("task.toml", "instruction.md", "environment/Dockerfile", "tests/test.sh")
 DEFAULT_AGENT_TIMEOUT_S = 600.0  # Harbor leaves it unset (no limit); an RL episode needs one
 DEFAULT_VERIFIER_TIMEOUT_S = 600.0  # Harbor's default
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*/[a-zA-Z0-9][a-zA-Z0-9._-]*$")  # Harbor's org/name
+NETWORK_MODES = ("no-network", "public", "allowlist")  # an allowlist is not enforced here: no network
 
 
 def _number(table: dict[str, Any], key: str, default: float | None, where: str, *, positive: bool = True) -> float | None:
@@ -106,9 +110,9 @@ def load_task(path: str | Path) -> TerminalTask:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
     agent, verifier = _table(data, "agent", where), _table(data, "verifier", where)
     environment, info = _table(data, "environment", where), _table(data, "task", where)
-    name = info.get("name", path.name)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: [task] name must be a non-empty string")
+    name = info.get("name") if "task" in data else path.name  # Harbor too: no [task], the directory's name
+    if "task" in data and (not isinstance(name, str) or not NAME.match(name) or ".." in name):
+        raise ConfigError(f"{where}: [task] name must be 'org/name' (Harbor's package name), not {name!r}")
     env = verifier.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise ConfigError(f"{where}: [verifier] env must map names to strings")
@@ -117,8 +121,12 @@ def load_task(path: str | Path) -> TerminalTask:
     if environment.get("docker_image"):
         raise ConfigError(f"{where}: prebuilt docker_image tasks are not supported; give environment/Dockerfile")
     mode = environment.get("network_mode")
-    network = bool(environment.get("allow_internet", True)) and mode in (None, "public")
+    if mode is not None and mode not in NETWORK_MODES:
+        raise ConfigError(f"{where}: [environment] network_mode must be one of {NETWORK_MODES}, not {mode!r}")
+    network = mode == "public" if mode is not None else bool(environment.get("allow_internet", True))
     memory = _number(environment, "memory_mb", 2048, where)
+    if not float(memory).is_integer():
+        raise ConfigError(f"{where}: memory_mb must be a whole number of MB, not {memory!r}")
     return TerminalTask(
         name=name, path=path.resolve(), instruction=(path / "instruction.md").read_text().strip(),
         agent_timeout=_number(agent, "timeout_sec", None, where) or DEFAULT_AGENT_TIMEOUT_S,
