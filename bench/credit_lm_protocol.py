@@ -30,10 +30,24 @@ answer it, on the same tiny transformer (weights shared by every turn) and Bifur
    GRPO's (a censored run counts the budget), the mean ratio and a percentile-bootstrap 95 % CI.
    **Decision rule** per cell: the oracle *clears* if the CI's upper bound is ≤ 0.5; a mean ratio
    > 0.5 means "no, for any estimator" (perfect placement does not halve GRPO's episodes);
-   between the two, "not shown at n seeds". Only a cell that clears gets the GiGPO / IGPO /
-   A²TGPO grid (``--grid``), each at its own tuned learning rate, judged by the same rule.
+   between the two, "not shown at n seeds". Only a cell that clears gets the estimator grid
+   (``--grid``, ``GRID_METHODS``), each at its own tuned learning rate, judged by the same rule.
 7. **Resumable**: every run is appended to ``credit_lm_protocol_runs.jsonl`` with its config
    hash, commit, load and wall time; a rerun skips what is done, so the grid can run in parts.
+
+Grid rows (configs in ``METHODS``; each with the demo's invalid_turn_penalty 0.1): GiGPO, IGPO and
+A²TGPO as in ``bench/credit_lm.py``; ``aem``, GRPO then AEM [reconstruction] (β 0.2, clip 3: each
+turn's advantage rescaled by its sampled response's surprisal relative to its group, read from the
+rollout's log-probs); ``spa``, SPA-RL with ``features: model`` (a ridge head on the policy's last
+hidden state, refitted every batch; the trainer's scorer supplies the states and the bench's credit
+hook passes it through) and ``spa_text`` (hashed words, no model). Not rows, because Bifurcation's
+normal rollouts lack what they read: ``vpr`` needs state-group rollouts (K candidates per state,
+a Markovian prompt) and an env oracle ``verify_action``; Bifurcation has neither, and a verifier
+that knows the good label would be the oracle row again. ``siop`` probes the group's own final
+answers: Bifurcation's turns carry no ``answer`` (a run is a path of option choices judged at the
+end), so every reward would be 0. ``mapo`` needs per-turn judge scores and ``matchtir`` a gold tool
+trace (``info["gold_trace"]``) to match tool calls against: there is no judge and no tool call
+here, and scoring turns by the env's good labels would again be the oracle.
 
 Cells are ``H:position[:papers]``: position ``early`` / ``middle`` / ``late`` puts t* at stage 0 /
 H//2 / H−1 (the last turn: the control where IG cannot see the choice). ``papers`` is the regime
