@@ -163,8 +163,9 @@ def recipe_overrides(cfg: dict[str, Any], method: str, seed: int, model_dir: Pat
 
 
 class _Credit:
-    """The trainer's credit hook: the IG critic's ℓ for IG methods, then the library pipeline, and
-    localisation counts on the decisive stage."""
+    """The trainer's credit hook: the IG critic's ℓ for IG methods, then the library pipeline with
+    the trainer's scorer (SPA's ``features: model`` reads the policy's hidden states through it),
+    and localisation counts on the decisive stage."""
 
     def __init__(self, t_star: int | Sequence[int], critic: Any | None, decisive_only: bool = False):
         self.stars = frozenset([t_star] if isinstance(t_star, int) else t_star)  # the decisive stage(s)
@@ -181,7 +182,7 @@ class _Credit:
         if self.critic is not None:
             dicts = [{**t.to_dict(), "info": {**t.info, "run": t.seed}} for t in trajs]
             gold = self.critic.trajectory_gold_logprobs(dicts)
-        out = pipeline(TurnBatch.from_trajectories(trajs, gold_logp=gold))
+        out = pipeline(TurnBatch.from_trajectories(trajs, gold_logp=gold), scorer=scorer)
         if self.critic is not None:
             self.critic.update(dicts)
         adv = out.per_trajectory("advantages")

@@ -30,10 +30,24 @@ answer it, on the same tiny transformer (weights shared by every turn) and Bifur
    GRPO's (a censored run counts the budget), the mean ratio and a percentile-bootstrap 95 % CI.
    **Decision rule** per cell: the oracle *clears* if the CI's upper bound is ≤ 0.5; a mean ratio
    > 0.5 means "no, for any estimator" (perfect placement does not halve GRPO's episodes);
-   between the two, "not shown at n seeds". Only a cell that clears gets the GiGPO / IGPO /
-   A²TGPO grid (``--grid``), each at its own tuned learning rate, judged by the same rule.
+   between the two, "not shown at n seeds". Only a cell that clears gets the estimator grid
+   (``--grid``, ``GRID_METHODS``), each at its own tuned learning rate, judged by the same rule.
 7. **Resumable**: every run is appended to ``credit_lm_protocol_runs.jsonl`` with its config
    hash, commit, load and wall time; a rerun skips what is done, so the grid can run in parts.
+
+Grid rows (configs in ``METHODS``; each with the demo's invalid_turn_penalty 0.1): GiGPO, IGPO and
+A²TGPO as in ``bench/credit_lm.py``; ``aem``, GRPO then AEM [reconstruction] (β 0.2, clip 3: each
+turn's advantage rescaled by its sampled response's surprisal relative to its group, read from the
+rollout's log-probs); ``spa``, SPA-RL with ``features: model`` (a ridge head on the policy's last
+hidden state, refitted every batch; the trainer's scorer supplies the states and the bench's credit
+hook passes it through) and ``spa_text`` (hashed words, no model). Not rows, because Bifurcation's
+normal rollouts lack what they read: ``vpr`` needs state-group rollouts (K candidates per state,
+a Markovian prompt) and an env oracle ``verify_action``; Bifurcation has neither, and a verifier
+that knows the good label would be the oracle row again. ``siop`` probes the group's own final
+answers: Bifurcation's turns carry no ``answer`` (a run is a path of option choices judged at the
+end), so every reward would be 0. ``mapo`` needs per-turn judge scores and ``matchtir`` a gold tool
+trace (``info["gold_trace"]``) to match tool calls against: there is no judge and no tool call
+here, and scoring turns by the env's good labels would again be the oracle.
 
 Cells are ``H:position[:papers]``: position ``early`` / ``middle`` / ``late`` puts t* at stage 0 /
 H//2 / H−1 (the last turn: the control where IG cannot see the choice). ``papers`` is the regime
@@ -41,7 +55,7 @@ the credit papers target: two decisive stages (t*, t*+1; early 0, middle H//2−
 must both be good, p_good 0.9 / p_bad 0.1 and independent outcomes per group member (so a
 failed episode can hold good decisions GRPO punishes, and a success bad luck).
 
-    .venv/bin/python bench/credit_lm_protocol.py --quick     # seconds: every stage on a tiny budget
+    .venv/bin/python bench/credit_lm_protocol.py --quick     # seconds: every stage and the AEM / SPA rows, tiny budget
     nice -n 10 .venv/bin/python bench/credit_lm_protocol.py --ceilings --cells 4:early --seeds 10
     .venv/bin/python bench/credit_lm_protocol.py --grid --cells 4:early --seeds 10   # only if cleared
     .venv/bin/python bench/credit_lm_protocol.py --report-only
@@ -71,7 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 RUNS_NAME = "credit_lm_protocol_runs.jsonl"
 CEILING_METHODS = ("grpo", "oracle")
-GRID_METHODS = ("gigpo", "igpo", "a2tgpo")
+GRID_METHODS = ("gigpo", "igpo", "a2tgpo", "aem", "spa", "spa_text")  # configs: METHODS below
 THRESHOLD, CLAIM = 0.9, 0.5
 
 FULL: dict[str, Any] = {
@@ -100,6 +114,16 @@ def _load_lm() -> Any:
 
 
 lm = _load_lm()
+
+# Grid rows beyond bench/credit_lm.py's METHODS (whose CI test runs each): (credit config, needs the
+# IG critic). Every one keeps the demo's invalid_turn_penalty 0.1, like the rest of the grid.
+EXTRA_METHODS: dict[str, tuple[dict[str, Any], bool]] = {
+    "aem": ({"stages": [{"invalid_turn_penalty": {"penalty": 0.1}}, "grpo", {"aem": {"beta": 0.2, "clip": 3.0}}]},
+            False),
+    "spa": ({"method": "spa", "features": "model", **lm.PENALTY}, False),
+    "spa_text": ({"method": "spa", "features": "text", **lm.PENALTY}, False),
+}
+METHODS = {**lm.METHODS, **EXTRA_METHODS}
 
 
 # -- cells and pools ------------------------------------------------------------------------------
@@ -259,7 +283,7 @@ def _recipe(cfg: dict[str, Any], cell: Cell, start: int, model_dir: Path, out_di
         f"name=credit-lm-protocol-{method}", f"seed={seed}", f"model.path={model_dir}", "model.make_tiny=false",
         "model.device=cpu", f"env.kwargs={json.dumps(cell.env_kwargs())}", f"rollout.seed_start={start}",
         f"rollout.tasks_per_iter={cfg['tasks']}", f"rollout.task_pool={cfg['tasks']}",
-        f"rollout.group_size={cfg['group']}", f"credit={json.dumps(lm.METHODS[method][0])}", f"optim.lr={lr}",
+        f"rollout.group_size={cfg['group']}", f"credit={json.dumps(METHODS[method][0])}", f"optim.lr={lr}",
         f"sft.steps={steps}", f"sft.episodes={cfg['format_sft_episodes']}", f"sft.epsilon={epsilon}",
         "sft.imitate_exploration=true", f"eval.episodes_per_task={cfg['eval_episodes']}", "eval.every=0",
         f"train.iterations={cfg['max_iters']}", f"train.out_dir={out_dir}", f"train.threads={cfg['threads']}",
@@ -314,7 +338,7 @@ def rl_run(cfg: dict[str, Any], cell: Cell, start: int, start_dir: Path, method:
 
     torch.set_num_threads(cfg["threads"])
     t0 = time.perf_counter()
-    critic = lm._critic_class()() if lm.METHODS[method][1] else None
+    critic = lm._critic_class()() if METHODS[method][1] else None
     credit = lm._Credit(cell.stars, critic, method in lm.DECISIVE_ONLY)
     per_iter = cfg["tasks"] * cfg["group"]
     labels = [str(i + 1) for i in range(lm.N_OPTIONS)]
@@ -324,8 +348,11 @@ def rl_run(cfg: dict[str, Any], cell: Cell, start: int, start_dir: Path, method:
         contexts = decisive_contexts(cell, trainer.task_seeds(0, cfg["tasks"]), trainer.system_prompt)
         first = exact_metric(trainer.pm, contexts, labels)
         curve, per_task = [(0, first["mean"])], [first["per_task"]]
+        diagnostics: dict[str, list[float]] = {}
         for it in range(1, cfg["max_iters"] + 1):
-            trainer.step()
+            for k, v in trainer.step().items():
+                if k.startswith("credit/"):
+                    diagnostics.setdefault(k, []).append(float(v))
             if it % cfg["check_every"] == 0 or it == cfg["max_iters"]:
                 m = exact_metric(trainer.pm, contexts, labels)
                 curve.append((it * per_iter, m["mean"]))
@@ -337,7 +364,8 @@ def rl_run(cfg: dict[str, Any], cell: Cell, start: int, start_dir: Path, method:
     return {"kind": "rl", "method": method, "lr": lr, "seed": seed, "episodes_to_90": held(curve, cfg["hold"]),
             "auc": auc(curve, budget), "final": curve[-1][1], "sampled_final": sampled, "curve": curve,
             "per_task_last": per_task[-1], "iterations": curve[-1][0] // per_iter, "budget": budget,
-            "wall_s": time.perf_counter() - t0, **credit.summary()}
+            "wall_s": time.perf_counter() - t0, "credit_mean": {k: float(np.mean(v)) for k, v in diagnostics.items()},
+            **credit.summary()}
 
 
 def held(curve: Sequence[tuple[int, float]], hold: int) -> int | None:
@@ -541,15 +569,18 @@ class Bench:
         if not self.out_of_time():
             self.tuned(cell, start, start_dir, CEILING_METHODS, seeds)
 
-    def grid(self, cell: Cell, seeds: Sequence[int]) -> None:
+    def grid(self, cell: Cell, seeds: Sequence[int], methods: Sequence[str] = GRID_METHODS, *,
+             gated: bool = True) -> None:
+        """The estimator grid, each method at its tuned lr, only where the oracle cleared (``gated``
+        False: ``--quick``, which runs the rows' mechanics on a budget that cannot clear)."""
         rows = self.rows(cell)
         lrs = {m: best_lr(rows, m) for m in CEILING_METHODS}
         ratios = list(paired_ratios(rows, "oracle", lrs).values()) if None not in lrs.values() else []
-        if not ratios or verdict(ratios)[0] != "clears":
+        if gated and (not ratios or verdict(ratios)[0] != "clears"):
             self.log(f"{cell.name}: the oracle has not cleared {CLAIM}× tuned GRPO: no estimator grid")
             return
         start, start_dir = self.starts(cell)
-        self.tuned(cell, start, start_dir, GRID_METHODS, seeds)
+        self.tuned(cell, start, start_dir, methods, seeds)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -640,14 +671,31 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path
     return text
 
 
+def check_new_rows(rows: list[dict[str, Any]]) -> str:
+    """--quick's check that the EXTRA_METHODS rows ran and that their stages did their work: AEM found
+    the rollout's log-probs on every turn (without them its weight is 1 and it is GRPO in
+    disguise), SPA fitted its progress estimator. Raises AssertionError; returns a summary."""
+    ran = {r["method"]: r.get("credit_mean", {}) for r in rows if r["kind"] == "rl"}
+    missing = set(EXTRA_METHODS) - set(ran)
+    assert not missing, f"grid rows that did not run: {sorted(missing)}"
+    known = ran["aem"].get("credit/aem_known_share")
+    assert known == 1.0, f"aem saw turns without action log-probs (known share {known})"
+    for m in ("spa", "spa_text"):
+        assert "credit/spa_fit_rmse" in ran[m], f"{m} did not fit its progress estimator"
+    return (f"grid rows {', '.join(EXTRA_METHODS)} ran; aem log-prob share {known:.2f}, SPA fit RMSE "
+            f"{ran['spa']['credit/spa_fit_rmse']:.3f} (model features) / {ran['spa_text']['credit/spa_fit_rmse']:.3f} (text)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import platform
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     what = ap.add_mutually_exclusive_group(required=True)
-    what.add_argument("--quick", action="store_true", help="seconds: every stage on a tiny budget, in a temp dir")
+    what.add_argument("--quick", action="store_true",
+                      help="seconds: every stage and the AEM / SPA grid rows on a tiny budget (no oracle gate), in a temp dir")
     what.add_argument("--ceilings", action="store_true", help="format start, expert SFT, GRPO + oracle lr sweep and seeds")
-    what.add_argument("--grid", action="store_true", help="GiGPO / IGPO / A²TGPO, only in cells whose oracle cleared")
+    what.add_argument("--grid", action="store_true",
+                      help=f"{' / '.join(GRID_METHODS)}, only in cells whose oracle cleared")
     what.add_argument("--report-only", action="store_true")
     ap.add_argument("--cells", default="4:early")
     ap.add_argument("--seeds", type=int, default=10)
@@ -668,11 +716,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="credit-lm-protocol-quick-") as tmp:
             bench = Bench(QUICK, Path(tmp) / RUNS_NAME, Path(tmp))
             bench.ceilings(cells[0], range(2))
+            # The rows bench/credit_lm.py's test does not train (its METHODS do), once, the oracle's gate aside
+            bench.grid(cells[0], range(1), tuple(EXTRA_METHODS), gated=False)
             first = bench.executed
             bench.ceilings(cells[0], range(2))  # resumable: nothing left to run
+            bench.grid(cells[0], range(1), tuple(EXTRA_METHODS), gated=False)
             assert bench.executed == first, "a rerun repeated finished runs"
-            print(write_report(read_runs(Path(tmp) / RUNS_NAME), meta, Path(tmp)))
-            print(f"quick: {first} runs, rerun skipped all of them")
+            rows = read_runs(Path(tmp) / RUNS_NAME)
+            print(write_report(rows, meta, Path(tmp)))
+            print(f"quick: {first} runs, rerun skipped all of them; " + check_new_rows(rows))
         return 0
     out = Path(args.out)
     runs_file = out / RUNS_NAME

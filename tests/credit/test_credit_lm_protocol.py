@@ -1,6 +1,7 @@
 """bench/credit_lm_protocol.py (issue 24): cells and pools, the exact metric's contexts, early
-stopping, the lr choice, the paired-ratio CI and the decision rule, the format-start guard and
-(with torch) every stage end to end on a tiny budget, rerun-skipping included."""
+stopping, the lr choice, the paired-ratio CI and the decision rule, the format-start guard, the
+grid rows' pipelines (AEM, SPA) and (with torch) every stage and the AEM / SPA rows end to end
+on a tiny budget, rerun-skipping included."""
 
 from __future__ import annotations
 
@@ -100,13 +101,39 @@ def test_a_start_that_is_not_at_chance_stops_the_bench(bench, tmp_path: Path) ->
         b.starts(cell)
 
 
-def test_quick_mode_runs_every_ceiling_stage_and_a_rerun_skips_them(bench, capsys) -> None:
+def test_quick_mode_runs_every_stage_and_the_new_grid_rows_and_a_rerun_skips_them(bench, capsys) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     assert bench.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "rerun skipped all of them" in out and "format-only start" in out and "representability" in out
     assert "| grpo | 1e-03 |" in out and "| oracle | 1e-03 |" in out and "**oracle / GRPO**" in out
+    for m in ("aem", "spa", "spa_text"):  # AEM after GRPO, SPA on model and on text features
+        assert f"| {m} | 1e-03 |" in out and f"**{m} / GRPO**" in out
+    assert "| gigpo |" not in out  # bench/credit_lm.py's test trains GiGPO / IGPO / A²TGPO: not twice
+    assert "aem log-prob share 1.00" in out and "(model features)" in out
+
+
+def test_grid_rows_are_pipelines_with_the_new_stages_in_place(bench) -> None:
+    from agentgym.credit import build_pipeline
+
+    assert {"aem", "spa", "spa_text"} <= set(bench.GRID_METHODS) <= set(bench.METHODS)
+    names = {m: [st.name for st in build_pipeline(bench.METHODS[m][0]).stages] for m in bench.GRID_METHODS}
+    assert names["aem"] == ["invalid_turn_penalty", "outcome", "aem"]  # AEM rescales GRPO's advantage
+    assert names["spa"] == names["spa_text"] == ["invalid_turn_penalty", "spa"]
+    assert build_pipeline(bench.METHODS["spa"][0]).needs_model  # so the trainer builds the scorer it reads
+    assert not build_pipeline(bench.METHODS["spa_text"][0]).needs_model
+
+
+def test_the_quick_check_catches_a_missing_row_or_a_silent_aem(bench) -> None:
+    diag = {"credit/aem_known_share": 1.0, "credit/spa_fit_rmse": 0.3}
+    rows = [{"kind": "rl", "method": m, "credit_mean": diag} for m in ("aem", "spa", "spa_text")]
+    assert "aem log-prob share 1.00" in bench.check_new_rows(rows)
+    with pytest.raises(AssertionError, match="did not run"):
+        bench.check_new_rows(rows[:-1])
+    rows[0]["credit_mean"] = {"credit/aem_known_share": 0.0}
+    with pytest.raises(AssertionError, match="without action log-probs"):
+        bench.check_new_rows(rows)
 
 
 def test_the_report_says_when_neither_run_held_the_threshold(bench) -> None:
