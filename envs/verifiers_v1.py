@@ -48,10 +48,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
+from agentgym.envs.verifiers import TOOL_PROMPT, _Loop, _text
 from agentgym.errors import ConfigError, EnvCodeError
 from agentgym.parsers import ToolCallParser, extract_action
-
-from agentgym.envs.verifiers import TOOL_PROMPT, _Loop, _text
 
 __all__ = ["VerifiersV1Env", "load"]
 
@@ -153,8 +152,10 @@ class VerifiersV1Env(TextEnv):
         self.timeout = timeout
         self._loop = _Loop()
         self._agent = vf.Agent(
+            # a train client's config: the interception then serves a streaming request from
+            # get_response (as it does for a renderer) instead of relaying a provider's stream
             vf.AgentConfig(model="agentgym-policy", harness=harness, runtime=runtime or vf.SubprocessConfig(),
-                           max_turns=max_turns, network_notice=False),
+                           client=vf.TrainClientConfig(), max_turns=max_turns, network_notice=False),
             interception=_policy_interception(vf, self))
         self._server = self._agent.interception
         self._loop.run(self._server.__aenter__(), timeout, "starting the interception server")
@@ -163,7 +164,7 @@ class VerifiersV1Env(TextEnv):
         self._reply: asyncio.Future | None = None  # the turn waiting for the action
         self._refused: ConfigError | None = None
         self._seen = 0  # messages of the conversation the policy has seen (its replies included)
-        self._schemas: dict[str, Any] = {}
+        self._tool_defs: list[dict[str, Any]] = []
         self._parser: ToolCallParser | None = None
         self._key = ""
 
@@ -220,15 +221,15 @@ class VerifiersV1Env(TextEnv):
     def _tools(self, request: Any) -> None:
         """The request's tools: the parser for the action's calls and the system prompt's listing."""
         tools = [t.model_dump(mode="json", exclude_none=True) for t in request.tools or []]
-        self._schemas = {t["name"]: t.get("parameters", {}) for t in tools}
-        self._parser = (ToolCallParser(ignore_think=False, answer_tag=None, answer_key=None, schemas=self._schemas)
+        schemas = {t["name"]: t.get("parameters", {}) for t in tools}
+        self._parser = (ToolCallParser(ignore_think=False, answer_tag=None, answer_key=None, schemas=schemas)
                         if tools else None)
         self._tool_defs = tools
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         """The current request's tools in OpenAI format: what a policy sends as ``tools=[...]``."""
         return [{"type": "function", "function": {k: t[k] for k in ("name", "description", "parameters") if k in t}}
-                for t in getattr(self, "_tool_defs", [])]
+                for t in self._tool_defs]
 
     def _reset(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self._release()

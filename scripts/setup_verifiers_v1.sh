@@ -15,7 +15,9 @@ pip install --upgrade pip
 torch="${AGENTGYM_TORCH:-torch==2.13.0}"  # pinned first, as scripts/setup.sh does: never a CUDA build
 say "installing ${torch}, then agentgym[verifiers-v1] (editable) + pytest"
 pip install "${torch}"
-pip install -e ".[verifiers-v1]" "pytest>=8" "pytest-timeout>=2.3"
+# uv: verifiers runs its harness programs (null, bash) as PEP 723 scripts with it; on the venv's PATH it
+# is found there, instead of verifiers installing one into ~/.local
+pip install -e ".[verifiers-v1]" "pytest>=8" "pytest-timeout>=2.3" "uv>=0.8"
 "${venv}/bin/python" -m pip check
 say "ready in ${venv} ($((SECONDS - start)) s): verifiers $("${venv}/bin/python" -c \
   'import importlib.metadata as m; print(m.version("verifiers"))')"

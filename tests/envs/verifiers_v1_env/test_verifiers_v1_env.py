@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,21 @@ def test_single_turn_the_trace_reward_is_the_reward():
     env.reset(seed=0)
     *_, reward, terminated, _, info = env.step("<answer>999</answer>")
     assert (reward, terminated, info["success"]) == (0.0, True, False)
+    env.close()
+
+
+def test_verifiers_own_null_harness_runs_its_chat_program_against_the_policy(monkeypatch):
+    # the null harness is a PEP 723 program verifiers runs with uv (setup_verifiers_v1.sh installs uv in
+    # the venv; its first run fetches the program's dependencies from the package index)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if shutil.which("uv") is None:
+        pytest.skip("uv is not installed (bash scripts/setup_verifiers_v1.sh installs it)")
+    env = load("vf1_arith", harness="null", timeout=600)
+    obs, info = env.reset(seed=0)
+    assert obs.startswith("What is ") and env.system_prompt == "Answer with <answer>NUMBER</answer>."
+    _, reward, terminated, truncated, info = env.step(f"<answer>{_sum(obs)}</answer>")
+    assert (reward, terminated, truncated, info["success"]) == (1.0, True, False, True)
+    assert info["stop_condition"] == "agent_completed"
     env.close()
 
 

@@ -9,7 +9,7 @@ import json
 import re
 
 import verifiers.v1 as vf
-from openai import AsyncOpenAI, APIStatusError
+from openai import APIStatusError, AsyncOpenAI
 
 __all__ = ["ArithTaskset", "ChatHarness"]
 
