@@ -132,7 +132,7 @@ class VerifiersV1Env(TextEnv):
         elif not isinstance(taskset, vf.Taskset):
             raise TypeError(f"expected a verifiers v1 Taskset or a taskset id, got {type(taskset).__name__}")
         else:
-            taskset_id = taskset.config.id or type(taskset).__module__
+            taskset_id = taskset.config.id or type(taskset).__name__
         if not taskset.bounded:
             raise ConfigError(f"{taskset_id}: an infinite taskset; bound it first (taskset.take(n))")
         self.vf = vf

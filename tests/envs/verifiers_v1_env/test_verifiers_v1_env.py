@@ -1,6 +1,7 @@
 """verifiers 0.4 (v1) environments as agentgym envs (agentgym.envs.verifiers_v1), against the real
 package: a taskset + harness (vf1_arith, in this folder) played one model turn per step, single turn
-and with tool calls the harness runs, the trace's score as the reward, a raising reward function as
+and with tool calls the harness runs (its own in-process harness; verifiers' null harness program,
+with an MCP tool server verifiers starts), the trace's score as the reward, a raising reward function as
 EnvCodeError, `agentgym rollout` and `check` on a ``verifiers-v1/<taskset>-v0`` id.
 Run in .venv-verifiers-v1 (bash scripts/setup_verifiers_v1.sh): -m verifiers_v1."""
 
@@ -20,7 +21,7 @@ pytest.importorskip("verifiers.v1")
 
 import agentgym  # noqa: E402
 from agentgym.envs.verifiers_v1 import VerifiersV1Env, load  # noqa: E402
-from agentgym.errors import EnvCodeError  # noqa: E402
+from agentgym.errors import ConfigError, EnvCodeError  # noqa: E402
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # the taskset id vf1_arith is this folder's module
@@ -49,18 +50,38 @@ def test_single_turn_the_trace_reward_is_the_reward():
     env.close()
 
 
-def test_verifiers_own_null_harness_runs_its_chat_program_against_the_policy(monkeypatch):
-    # the null harness is a PEP 723 program verifiers runs with uv (setup_verifiers_v1.sh installs uv in
-    # the venv; its first run fetches the program's dependencies from the package index)
+@pytest.fixture
+def uv_on_path(monkeypatch):
+    """verifiers runs its harness programs (null, bash) as PEP 723 scripts with uv (the setup script
+    installs it in the venv; a first run fetches the program's dependencies from the package index),
+    and a tool server as ``python -m <its module>`` (this folder, on PYTHONPATH)."""
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
     if shutil.which("uv") is None:
         pytest.skip("uv is not installed (bash scripts/setup_verifiers_v1.sh installs it)")
+
+
+def test_verifiers_own_null_harness_runs_its_chat_program_against_the_policy(uv_on_path):
     env = load("vf1_arith", harness="null", timeout=600)
     obs, info = env.reset(seed=0)
     assert obs.startswith("What is ") and env.system_prompt == "Answer with <answer>NUMBER</answer>."
     _, reward, terminated, truncated, info = env.step(f"<answer>{_sum(obs)}</answer>")
     assert (reward, terminated, truncated, info["success"]) == (1.0, True, False, True)
     assert info["stop_condition"] == "agent_completed"
+    env.close()
+
+
+def test_an_mcp_toolset_served_by_verifiers_runs_the_calls_of_the_action(uv_on_path):
+    env = load("vf1_arith", harness="null", taskset_args={"kind": "mcp"}, timeout=600)
+    obs, _ = env.reset(seed=2)
+    assert [t["function"]["name"] for t in env.tool_schemas()] == ["add"] and "<tool_call>" in env.system_prompt
+    a, b = obs.removeprefix("What is ").removesuffix("?").split(" + ")
+    call = json.dumps({"name": "add", "arguments": {"a": int(a), "b": int(b)}})
+    obs, reward, terminated, _, info = env.step(f"<tool_call>{call}</tool_call>")
+    assert (obs, reward, terminated, info["role"]) == (str(_sum(f"What is {a} + {b}?")), 0.0, False, "tool")
+    assert info["tool_calls"] == [{"name": "add", "arguments": {"a": int(a), "b": int(b)}, "result": obs}]
+    _, reward, terminated, _, info = env.step(f"<answer>{obs}</answer>")
+    assert (reward, terminated, info["success"], info["metrics"]["turns"]) == (1.0, True, True, 2.0)
     env.close()
 
 
@@ -103,6 +124,13 @@ def test_a_raising_reward_function_is_env_code_error_not_reward_zero():
         env.step("<answer>2</answer>")
     obs, _ = env.reset(seed=1)  # the env stays usable
     assert obs.startswith("What is ")
+    env.close()
+
+
+def test_a_harness_on_another_dialect_than_chat_completions_is_refused():
+    env = load("vf1_arith", harness={"id": "vf1_arith", "api": "responses"})
+    with pytest.raises(ConfigError, match="ResponsesDialect"):
+        env.reset(seed=0)
     env.close()
 
 

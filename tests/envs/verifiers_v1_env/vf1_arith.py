@@ -1,10 +1,11 @@
 """A small verifiers v1 environment for the adapter's tests: a taskset of sums (its module is the
 taskset id ``vf1_arith``) and its own harness, an in-process chat loop that offers an ``add`` tool
-(``tools=False``: none, one reply) and runs the calls the model makes until it answers in text.
+(``tools=False``: none, one reply; ``api="responses"``: it asks through the Responses API) and runs the calls the model makes until it answers in text.
 ``kind="raising"``: the reward function raises (a bug in the env)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -18,13 +19,23 @@ class ArithData(vf.TaskData):
     answer: int
 
 
-class ArithTask(vf.Task[ArithData]):
+class ArithTaskConfig(vf.TaskConfig):
+    mcp: bool = False
+
+
+class ArithTask(vf.Task[ArithData, vf.State, ArithTaskConfig]):
     @vf.reward(weight=1.0)
     async def correct(self, trace: vf.Trace) -> float:
         if self.data.name == "raising":
             return 1 / 0
         found = re.search(r"<answer>\s*(-?\d+)\s*</answer>", trace.last_reply)
         return float(found is not None and int(found.group(1)) == self.data.answer)
+
+    @classmethod
+    def toolsets(cls, config: ArithTaskConfig) -> list[vf.Toolset]:
+        from vf1_tools import AddToolset
+
+        return [AddToolset(vf.ToolsetConfig())] if config.mcp else []
 
     @vf.metric
     async def turns(self, trace: vf.Trace) -> float:
@@ -39,7 +50,8 @@ class ArithConfig(vf.TasksetConfig):
 class ArithTaskset(vf.Taskset[ArithTask, ArithConfig]):
     def load(self) -> list[ArithTask]:
         return [ArithTask(ArithData(prompt=f"What is {i + 2} + {3 * i}?", answer=4 * i + 2, name=self.config.kind,
-                                    system_prompt="Answer with <answer>NUMBER</answer>."), self.config.task)
+                                    system_prompt="Answer with <answer>NUMBER</answer>."),
+                          ArithTaskConfig(mcp=self.config.kind == "mcp"))
                 for i in range(self.config.num_tasks)]
 
 
@@ -49,6 +61,7 @@ ADD = {"type": "function", "function": {"name": "add", "description": "Add two i
 
 class ChatHarnessConfig(vf.HarnessConfig):
     tools: bool = True
+    api: str = "chat"  # "responses": ask once through OpenAI's Responses API instead
 
 
 class ChatHarness(vf.Harness[ChatHarnessConfig]):
@@ -63,7 +76,10 @@ class ChatHarness(vf.Harness[ChatHarnessConfig]):
         messages = [*([{"role": "system", "content": system}] if system else []), {"role": "user", "content": prompt}]
         client = AsyncOpenAI(base_url=endpoint, api_key=secret, max_retries=0)
         try:
-            while True:
+            if self.config.api == "responses":
+                with contextlib.suppress(APIStatusError):  # the refusal of a dialect it does not serve
+                    await client.responses.create(model=ctx.model, input=prompt)
+            while self.config.api == "chat":
                 kwargs = {"tools": [ADD]} if self.config.tools else {}
                 try:
                     reply = (await client.chat.completions.create(model=ctx.model, messages=messages, **kwargs))
