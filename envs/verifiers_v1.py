@@ -48,9 +48,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentgym.core import InfraError, StepResult, TextEnv
-from agentgym.envs.verifiers import TOOL_PROMPT, _Loop, _text
+from agentgym.envs.verifiers import TOOL_PROMPT, _Loop, _text, assistant_message
 from agentgym.errors import ConfigError, EnvCodeError
-from agentgym.parsers import ToolCallParser, extract_action
+from agentgym.parsers import ToolCallParser
 
 __all__ = ["VerifiersV1Env", "load"]
 
@@ -70,12 +70,14 @@ def require_verifiers_v1() -> Any:
     return vf
 
 
-def _policy_interception(vf: Any, env: VerifiersV1Env) -> Any:
+def _policy_interception(vf: Any, env: VerifiersV1Env, runtime: Any) -> Any:
     """An interception server whose model client is ``env``: each model call the harness makes
-    is handed to the agentgym policy and answered with its action."""
+    is handed to the agentgym policy and answered with its action. Tunnelled, as verifiers' own
+    agent sizes it, when ``runtime`` is remote."""
     from verifiers.v1.clients.train import serialize_completion
     from verifiers.v1.dialects.chat import ChatDialect
     from verifiers.v1.interception import InterceptionServer
+    from verifiers.v1.runtimes import runtime_is_local
 
     class PolicyClient(vf.Client):
         async def get_response(self, dialect: Any, body: dict, sampling: Any, session_id: str | None = None,
@@ -96,7 +98,7 @@ def _policy_interception(vf: Any, env: VerifiersV1Env) -> Any:
         def _client(self, config: Any) -> Any:
             return client
 
-    return PolicyInterception()
+    return PolicyInterception(requires_tunnel=not runtime_is_local(runtime))
 
 
 class VerifiersV1Env(TextEnv):
@@ -151,12 +153,13 @@ class VerifiersV1Env(TextEnv):
         self.pass_threshold = pass_threshold
         self.timeout = timeout
         self._loop = _Loop()
+        runtime = runtime or vf.SubprocessConfig()
         self._agent = vf.Agent(
             # a train client's config: the interception then serves a streaming request from
             # get_response (as it does for a renderer) instead of relaying a provider's stream
-            vf.AgentConfig(model="agentgym-policy", harness=harness, runtime=runtime or vf.SubprocessConfig(),
+            vf.AgentConfig(model="agentgym-policy", harness=harness, runtime=runtime,
                            client=vf.TrainClientConfig(), max_turns=max_turns, network_notice=False),
-            interception=_policy_interception(vf, self))
+            interception=_policy_interception(vf, self, runtime))
         self._server = self._agent.interception
         self._loop.run(self._server.__aenter__(), timeout, "starting the interception server")
         self._episode: asyncio.Task | None = None  # the running rollout, on the loop
@@ -255,26 +258,10 @@ class VerifiersV1Env(TextEnv):
         shown = [m for m in messages if m.role != "system"]
         return self._render(shown), {"task_id": task_id, "state_key": self._key, "task_idx": task.data.idx}
 
-    def _assistant_message(self, action: str) -> tuple[Any, dict[str, Any]]:
-        info: dict[str, Any] = {}
-        calls = []
-        if self._parser is not None:
-            extracted = extract_action(action)
-            parsed = self._parser.parse(extracted.text) if extracted.error is None else None
-            error = extracted.error if parsed is None else parsed.error
-            if error is not None:
-                info["parse_error"] = str(error)
-            elif parsed is not None and parsed.kind == "tool_call":
-                calls = [self.vf.ToolCall(id=f"call_{self.turn}_{i}", name=c.name,
-                                          arguments=json.dumps(c.arguments, ensure_ascii=False))
-                         for i, c in enumerate(parsed.tool_calls)]
-        info["void"] = not calls and not action.strip()
-        return self.vf.AssistantMessage(content=action, tool_calls=calls or None), info
-
     def _step(self, action: str) -> StepResult:
         if self._episode is None or self._reply is None:
             raise EnvCodeError(f"{self.name}: step() without a running rollout")
-        message, info = self._assistant_message(action)
+        message, info = assistant_message(self.vf, action, self._parser, self.turn)
         reply, self._reply = self._reply, None
         self._event = concurrent.futures.Future()
         self._loop.loop.call_soon_threadsafe(reply.set_result, message)
