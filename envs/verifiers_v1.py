@@ -29,9 +29,9 @@ between turns (run tools, compact), and scoring, stops and limits are verifiers'
   an :class:`~agentgym.errors.EnvCodeError`, never a reward of 0; the runtime, tunnel or
   interception failing is an :class:`~agentgym.core.InfraError`.
 
-Supported: harnesses that speak the OpenAI chat-completions dialect (``null``, ``bash`` and
-in-process harnesses that use it); the subprocess runtime (default) or any the taskset's tasks
-name. Not supported: multi-agent envs (``Env`` subclasses other than the single-agent one),
+Supported: harnesses that speak the OpenAI chat-completions dialect (tested: verifiers' ``null``
+harness, with an MCP toolset, and an in-process harness; ``bash`` speaks it too); the subprocess
+runtime (default; the only one tested) or a ``runtime`` config the harness needs. Not supported: multi-agent envs (``Env`` subclasses other than the single-agent one),
 user-simulated exchanges (``agent.interaction``), the Responses and Anthropic dialects, group
 scoring across rollouts. Needs the ``verifiers-v1`` extra (``pip install
 'agentgym-rl[verifiers-v1]'``), in a venv without the ``verifiers`` (0.1) or ``mcp`` extras.
