@@ -43,6 +43,8 @@ _VERSION = re.compile(r"-v\d+$")
 # ``verifiers/<module>-v0``: the verifiers env of an importable module, registered on first use
 # (agentgym.envs.verifiers). Not ``verifiers:<module>``: gymnasium.make reads ``a:b`` as "import a, make b".
 _VERIFIERS_ID = re.compile(r"^verifiers/([A-Za-z_][\w.-]*)-v0$")
+# ``verifiers-v1/<taskset module>-v0``: a verifiers 0.4 (v1) taskset played by its harness (agentgym.envs.verifiers_v1)
+_VERIFIERS_V1_ID = re.compile(r"^verifiers-v1/([A-Za-z_][\w.-]*)-v0$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,12 +161,16 @@ def spec(id: str) -> EnvSpec:
     """The spec of ``id``. Unknown ids raise :class:`VersionNotFoundError` (listing the name's
     registered versions) when only the version is wrong, else :class:`NameNotFoundError` (with
     close matches). ``verifiers/<module>-v0`` is registered on first use: the verifiers env that
-    the module's ``load_environment()`` builds (:mod:`agentgym.envs.verifiers`)."""
+    the module's ``load_environment()`` builds (:mod:`agentgym.envs.verifiers`);
+    ``verifiers-v1/<taskset module>-v0`` a verifiers v1 taskset (:mod:`agentgym.envs.verifiers_v1`)."""
     if id not in registry:
         _load_entry_points()
     if id not in registry and (found := _VERIFIERS_ID.match(id)):
         register(id, "agentgym.envs.verifiers:VerifiersEnv", kwargs={"environment": found.group(1)},
                  description=f"the verifiers env of module {found.group(1)} (its load_environment())")
+    if id not in registry and (found := _VERIFIERS_V1_ID.match(id)):
+        register(id, "agentgym.envs.verifiers_v1:VerifiersV1Env", kwargs={"taskset": found.group(1)},
+                 description=f"the verifiers v1 taskset {found.group(1)}, played by its harness")
     if id not in registry:
         name = _VERSION.sub("", id)
         versions = sorted(k for k in registry if _VERSION.sub("", k) == name)

@@ -33,7 +33,8 @@ plays that protocol one assistant turn per agentgym step, with no model client: 
 verifiers is async; the env runs its coroutines on an event loop in a thread it owns, so the
 sync ``step`` works from any thread. Needs the ``verifiers`` extra (``pip install
 'agentgym-rl[verifiers]'``): the classic API (``vf.MultiTurnEnv``, ``env_response``, ``Rubric``)
-of verifiers 0.1.x; 0.4 replaced it with tasksets and harnesses.
+of verifiers 0.1.x; 0.4 replaced it with tasksets and harnesses (:mod:`agentgym.envs.verifiers_v1`
+plays those).
 """
 
 from __future__ import annotations
@@ -193,6 +194,24 @@ def _dump(message: Any) -> Any:
     return message.model_dump(exclude_none=True) if hasattr(message, "model_dump") else message
 
 
+def assistant_message(vf: Any, action: str, parser: ToolCallParser | None, turn: int) -> tuple[Any, dict[str, Any]]:
+    """The action as verifiers' assistant message (0.1's and v1's have the same shape), with the
+    tool calls written in it when ``parser`` (the env's tools) is given; and the step's info."""
+    info: dict[str, Any] = {}
+    calls = []
+    if parser is not None:
+        extracted = extract_action(action)
+        parsed = parser.parse(extracted.text) if extracted.error is None else None
+        error = extracted.error if parsed is None else parsed.error
+        if error is not None:
+            info["parse_error"] = str(error)
+        elif parsed is not None and parsed.kind == "tool_call":
+            calls = [vf.ToolCall(id=f"call_{turn}_{i}", name=c.name, arguments=json.dumps(c.arguments, ensure_ascii=False))
+                     for i, c in enumerate(parsed.tool_calls)]
+    info["void"] = not calls and not action.strip()
+    return vf.AssistantMessage(content=action, tool_calls=calls or None), info
+
+
 class VerifiersEnv(TextEnv):
     """A verifiers ``Environment`` played one assistant turn per step (see the module docstring).
 
@@ -317,26 +336,9 @@ class VerifiersEnv(TextEnv):
         task_id = f"{self.name}-{row['example_id']}"
         return self._render(prompt), {"task_id": task_id, "state_key": self._state_key(), "example_id": row["example_id"]}
 
-    def _assistant_message(self, action: str) -> tuple[Any, dict[str, Any]]:
-        """The action as verifiers' assistant message, with the tool calls written in it."""
-        info: dict[str, Any] = {}
-        calls = []
-        if self._tool_defs:
-            extracted = extract_action(action)
-            parsed = self._parser.parse(extracted.text) if extracted.error is None else None
-            error = extracted.error if parsed is None else parsed.error
-            if error is not None:
-                info["parse_error"] = str(error)
-            elif parsed is not None and parsed.kind == "tool_call":
-                calls = [self.vf.ToolCall(id=f"call_{self.turn}_{i}", name=c.name,
-                                          arguments=json.dumps(c.arguments, ensure_ascii=False))
-                         for i, c in enumerate(parsed.tool_calls)]
-        info["void"] = not calls and not action.strip()
-        return self.vf.AssistantMessage(content=action, tool_calls=calls or None), info
-
     def _step(self, action: str) -> StepResult:
         state = self.state
-        message, info = self._assistant_message(action)
+        message, info = assistant_message(self.vf, action, self._parser if self._tool_defs else None, self.turn)
         step = {"prompt": list(self._messages), "completion": [message], "response": None, "tokens": None,
                 "reward": None, "advantage": None, "is_truncated": False,
                 "trajectory_id": state["trajectory_id"], "extras": {}}

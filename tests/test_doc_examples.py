@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import os
 import re
 import shlex
 import subprocess
@@ -161,6 +162,16 @@ def test_verifiers_example(monkeypatch: pytest.MonkeyPatch) -> None:
     _, printed = _run(_block("Example: a SingleTurnEnv as an agentgym env"), monkeypatch)
     assert printed.splitlines() == ["Answer with <answer>NUMBER</answer>. | What is 4 + 4? | SingleTurnEnv-1",
                                     "1.0 True True {'correct': 1.0, 'num_turns': 1.0}"]
+
+
+@pytest.mark.verifiers_v1
+def test_verifiers_v1_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("verifiers.v1")
+    # the null harness's program runs with the venv's uv (scripts/setup_verifiers_v1.sh installs it)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    _, printed = _run(_block("Example: a v1 taskset, played by verifiers' `null` harness"), monkeypatch)
+    assert printed.splitlines() == ["Answer with <answer>NUMBER</answer>. | What is 4 + 4? | SumTaskset-1",
+                                    "1.0 True True {'correct': 1.0}"]
 
 
 @pytest.mark.docker

@@ -132,6 +132,18 @@ def test_a_verifiers_id_is_registered_on_first_use_and_names_its_extra() -> None
         agentgym.make("verifiers/my_vf_env-v0")
 
 
+def test_a_verifiers_v1_id_is_registered_on_first_use_and_names_its_extra() -> None:
+    env_spec = agentgym.spec("verifiers-v1/my_taskset-v0")
+    assert (env_spec.entry_point, env_spec.kwargs) == ("agentgym.envs.verifiers_v1:VerifiersV1Env",
+                                                       {"taskset": "my_taskset"})
+    with pytest.raises(UnknownEnvError):
+        agentgym.spec("verifiers-v1/my_taskset-v1")
+    if importlib.util.find_spec("verifiers") is not None:
+        pytest.skip("verifiers is installed here: tests/envs/verifiers_v1_env covers building the env")
+    with pytest.raises(ImportError, match=r"pip install 'agentgym-rl\[verifiers-v1\]'"):
+        agentgym.make("verifiers-v1/my_taskset-v0")
+
+
 def test_spec_json_round_trip_in_another_process() -> None:
     spec = agentgym.spec(BIF)
     assert EnvSpec.from_json(spec.to_json()) == spec
