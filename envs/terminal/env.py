@@ -28,7 +28,8 @@ limits; ``allow_internet = false`` (or ``network_mode = "no-network"``) leaves o
 
 Failures: a test.sh that times out or writes reward 0 is the agent's failure (reward 0); a
 container, engine or image build that fails raises an ``InfraError`` (the episode is masked); a
-test.sh that exits without writing a reward file raises ``EnvCodeError`` (a broken task).
+test.sh that exits without writing a reward file raises ``EnvCodeError`` (a broken task); one
+killed by a signal scores 0 (the graded code runs as the same user and can kill it).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _read_reward(box: BaseSandbox, task: TerminalTask) -> float | None:
 
 def grade(box: BaseSandbox, task: TerminalTask, workdir: str) -> tuple[float, dict[str, Any]]:
     """Run the task's tests in ``box`` (see the module docstring): ``(reward, info)``.
-    SandboxError (infra) and EnvCodeError (a test.sh that wrote no reward) propagate."""
+    SandboxError (infra) and EnvCodeError (a test.sh that exited without writing a reward) propagate;
+    a test.sh killed by a signal scores 0."""
     swept = box.run_shell(SWEEP, timeout=30.0)
     if not swept.ok:
         raise InfraError(f"{task.name}: could not clear {TESTS_DIR} and {LOGS_DIR} before grading: "
@@ -122,6 +124,12 @@ def grade(box: BaseSandbox, task: TerminalTask, workdir: str) -> tuple[float, di
         reward = None
     except OSError as exc:  # a symlink, FIFO or directory where the reward file should be: tampering
         info["reward_file_error"] = str(exc)
+        return 0.0, info
+    if reward is None and result.exit_code is not None and (result.exit_code < 0 or result.exit_code >= 128):
+        # test.sh died by a signal: the code under test runs as the same user and can kill it (kill -9 -1).
+        # Scored as the agent's failure: an EnvCodeError here would let a policy turn a failing episode
+        # into an uncounted one.
+        info["verifier_killed"] = True
         return 0.0, info
     if reward is None:
         if not result.timed_out:

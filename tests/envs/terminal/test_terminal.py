@@ -95,15 +95,16 @@ def test_network_mode_wins_over_allow_internet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_expert_solves_every_task(env: TerminalEnv, task: str) -> None:
-    solved = 0
+    failed = {}
     for seed in range(5):
         env.reset(seed=seed, options={"task": task})
         while True:
             _, reward, terminated, truncated, info = env.step(env.expert_action())
             if terminated or truncated:
                 break
-        solved += info["success"] and reward == 1.0
-    assert solved == 5, f"{task}: expert solved {solved}/5"
+        if not (info["success"] and reward == 1.0):
+            failed[seed] = info.get("verifier_output")
+    assert not failed, f"{task}: the expert failed seeds {failed}"
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -231,3 +232,30 @@ def test_load_registers_a_task_directory(tmp_path: Path, sandbox_image: str) -> 
     finally:
         made.close()
         agentgym.registry.unregister(env_id)
+
+
+ALWAYS_EQUAL = ("class Slug(str):\n    def __eq__(self, other):\n        return True\n\n"
+                "    def __ne__(self, other):\n        return False\n\n    __hash__ = str.__hash__\n\n\n"
+                "def slugify(text):\n    return Slug('wrong')\n")
+READ_THE_CASES = ("import glob, re\nFOUND = ''.join(open(p).read() for p in glob.glob('/tests/*.py'))\n\n\n"
+                  "def slugify(text):\n    hit = re.search(re.escape(repr(text)) + r': (\"[^\"]*\")', FOUND)\n"
+                  "    return hit.group(1).strip('\"') if hit else 'wrong'\n")
+
+
+@pytest.mark.parametrize("forge", [
+    pytest.param("import os\nos._exit(0)\n", id="exit-0-at-import"),
+    pytest.param(ALWAYS_EQUAL, id="always-equal-str"),
+    pytest.param(READ_THE_CASES, id="read-the-hidden-cases"),
+])
+def test_code_under_test_cannot_decide_its_own_verdict(env: TerminalEnv, forge: str) -> None:
+    """fix-failing-test's checker never imports the agent's module: slugify runs in a child that
+    only reports strings, after the checker deleted its file (the hidden cases)."""
+    reward, info, _ = play(env, "agentgym/fix-failing-test", [call("write_file", path="textutils.py", content=forge)])
+    assert reward == 0.0 and info["success"] is False, info.get("verifier_output")
+
+
+def test_code_under_test_that_kills_the_grader_scores_zero(env: TerminalEnv) -> None:
+    """`kill -9 -1` from the graded build kills test.sh too: a failure of the agent, not a broken task
+    (an EnvCodeError would take the episode out of training)."""
+    reward, info, _ = play(env, "agentgym/broken-build", [call("write_file", path="build.sh", content="#!/bin/bash\nkill -9 -1\n")])
+    assert reward == 0.0 and info["success"] is False and info["verifier_killed"] is True

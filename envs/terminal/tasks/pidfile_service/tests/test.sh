@@ -11,6 +11,8 @@ check() {
   [ -s /app/worker.pid ] || { echo "no pid file"; return 1; }
   pid=$(cat /app/worker.pid)
   alive "$pid" || { echo "recorded pid $pid is not alive"; return 1; }
+  # the recorded pid may still be the shell that is about to exec the worker: up to 5 s for the exec
+  for _ in $(seq 50); do grep -q worker.py "/proc/$pid/cmdline" 2>/dev/null && break; sleep 0.1; done
   grep -q worker.py "/proc/$pid/cmdline" || { echo "pid $pid is not the worker"; return 1; }
   timeout 10 /app/svc.sh start "$log" || { echo "second start failed"; return 1; }
   [ "$(cat /app/worker.pid)" = "$pid" ] || { echo "second start replaced the worker"; return 1; }
