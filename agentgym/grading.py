@@ -58,6 +58,14 @@ class Graded:
     seconds: float = 0.0
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has data within ``timeout`` s. poll, not select: select refuses an fd ≥ 1024,
+    and a trainer with many sandboxes and sockets open has such fds."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 class _Worker:
     """One grading process and the warm-ups it has done."""
 
@@ -87,8 +95,7 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not _readable(fd, left):
                 return None
             chunk = os.read(fd, 1 << 16)
             if not chunk:  # the worker died

@@ -59,7 +59,9 @@ def kill(box) -> None:  # noqa: ANN001
     else:
         os.killpg(box._proc.pid, signal.SIGKILL)  # unshare and the executor under it
         box._proc.wait()
-        select.select([box._proc.stdout], [], [], 60)  # the executor's end of the pipe is closed
+        poller = select.poll()  # not select(): a long test session holds fds ≥ 1024
+        poller.register(box._proc.stdout, select.POLLIN)
+        poller.poll(60_000)  # the executor's end of the pipe is closed
 
 
 @pytest.mark.parametrize("twin", ["sync", "async"])
