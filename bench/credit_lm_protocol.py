@@ -592,8 +592,9 @@ def cell_report(cell: Cell, rows: list[dict[str, Any]]) -> list[str]:
         r = kinds["format_start"]
         out.append(f"* pool: {describe_pool(cell, r['seed_start'], r['config']['tasks'])}")
         out.append(f"* format-only start ({r['sft_steps']} SFT steps, ε = 1): sampled valid-turn share "
-                   f"{r['valid_share']:.2f}, π(good | t*) per task {[round(p, 2) for p in r['pi_good']]} "
-                   f"(chance {1 / lm.N_OPTIONS:.2f}) — {'at chance' if r['at_chance'] else 'NOT at chance'}")
+                   f"{r['valid_share']:.2f}, π(good | t*{'' if len(cell.stars) == 1 else ' at every decisive stage'}) "
+                   f"per task {[round(p, 2) for p in r['pi_good']]} (chance {lm.N_OPTIONS ** -len(cell.stars):.2f}) — "
+                   f"{'at chance' if r['at_chance'] else 'NOT at chance'}")
     if "expert_sft" in kinds:
         r = kinds["expert_sft"]
         out.append(f"* representability (expert-only SFT, {r['sft_steps']} steps from the base model): π(good | t*) "
@@ -708,7 +709,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--findings", help="a markdown file appended to the report")
     args = ap.parse_args(argv)
     cells = [Cell.parse(c) for c in args.cells.split(",")]
-    command = "python bench/credit_lm_protocol.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for flag in ("--note", "--findings"):  # printed in full below the command; not repeated in it
+        if flag in given[:-1]:
+            del given[given.index(flag):given.index(flag) + 2]
+    command = "python bench/credit_lm_protocol.py " + " ".join(given)
     meta = {"command": command, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}", "note": args.note,
             "findings": Path(args.findings).read_text().splitlines() if args.findings else []}
