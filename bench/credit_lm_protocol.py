@@ -87,6 +87,7 @@ RUNS_NAME = "credit_lm_protocol_runs.jsonl"
 CEILING_METHODS = ("grpo", "oracle")
 GRID_METHODS = ("gigpo", "igpo", "a2tgpo", "aem", "spa", "spa_text")  # configs: METHODS below
 THRESHOLD, CLAIM = 0.9, 0.5
+STUCK = 0.05  # a task whose exact π ends below this has collapsed: no group samples its good label
 
 FULL: dict[str, Any] = {
     "tasks": 4, "group": 8, "max_iters": 100, "check_every": 2, "hold": 2, "eval_episodes": 8,
@@ -641,7 +642,36 @@ def cell_report(cell: Cell, rows: list[dict[str, Any]]) -> list[str]:
                    f"{ {s: round(x, 2) for s, x in ratios.items()} }; mean {mean:.2f}, bootstrap 95 % CI "
                    f"[{lo:.2f}, {hi:.2f}] → {words}. Secondary: AUC {m} − GRPO per seed mean {np.mean(diffs):+.3f}, "
                    f"95 % CI [{dlo:+.3f}, {dhi:+.3f}]")
+    if "format_start" in kinds:
+        out.append(stuck_tasks(cell, kinds["format_start"], paired_runs(rows, "oracle", lrs)))
     return [*out, ""]
+
+
+def unique_stages(cell: Cell, start: int, n: int) -> list[list[int]]:
+    """Per task: the decisive stages where its good label is one no other task in the pool wants there."""
+    tasks = pool(cell, start, n)
+    return [[s for s in cell.stars if sum(u[s][1] == t[s][1] for u in tasks) == 1] for t in tasks]
+
+
+def stuck_tasks(cell: Cell, start_row: dict[str, Any], pairs: dict[int, tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """Which tasks end collapsed (exact π < STUCK) in the paired runs at tuned lr, and whether each
+    has a stage-unique good label: the report's evidence for the interference finding."""
+    start, n = start_row["seed_start"], start_row["config"]["tasks"]
+    tasks, unique = pool(cell, start, n), unique_stages(cell, start, n)
+    runs = {"grpo": [b for _, b in pairs.values()], "oracle": [a for a, _ in pairs.values()]}
+    if not runs["grpo"]:
+        return "* stuck tasks: no paired runs yet"
+    stuck = {m: [[i for i, p in enumerate(r["per_task_last"]) if p < STUCK] for r in rs] for m, rs in runs.items()}
+    per_task = [sum(i in s for ss in stuck.values() for s in ss) for i in range(len(tasks))]
+    alone = [sum(s == [i] for ss in stuck.values() for s in ss) for i in range(len(tasks))]
+    cases = sum(per_task)
+    in_unique = sum(k for k, u in zip(per_task, unique, strict=True) if u)
+    by_task = "; ".join(
+        f"task {i} ({', '.join(f't{s} label {tasks[i][s][1]} unique' for s in unique[i]) or 'no unique label'}) "
+        f"{per_task[i]} ({alone[i]} alone)" for i in range(len(tasks)))
+    return (f"* stuck tasks (exact π < {STUCK} at the end), paired runs at tuned lr: "
+            + ", ".join(f"{m} {sum(bool(s) for s in ss)} / {len(ss)} runs" for m, ss in stuck.items())
+            + f"; {in_unique} of {cases} stuck task-runs are tasks with a stage-unique good label. By task: {by_task}")
 
 
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path) -> str:

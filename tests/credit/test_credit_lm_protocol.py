@@ -142,3 +142,29 @@ def test_the_report_says_when_neither_run_held_the_threshold(bench) -> None:
     text = "\n".join(bench.cell_report(bench.Cell.parse("4:early"), rows))
     assert "per seed {0: 1.0, 1: 1.0, 2: 1.0}" in text and "on 3 of 3 seeds neither run held 0.9" in text
     assert "| grpo | 1e-03 | sweep | 3 | >3200 [—–>3200] (0/3) |" in text
+
+
+def test_the_report_counts_stuck_tasks_and_whether_their_good_label_is_stage_unique(bench) -> None:
+    cell = bench.Cell.parse("4:early")
+    start = bench.balanced_start(cell, 4)
+    labels = [t[0][1] for t in bench.pool(cell, start, 4)]
+    unique = [i for i, x in enumerate(labels) if labels.count(x) == 1]
+    shared = [i for i in range(4) if i not in unique]
+    assert unique and shared  # 4 tasks, 3 labels, none on more than half: both kinds exist
+    assert bench.unique_stages(cell, start, 4) == [[0] if i in unique else [] for i in range(4)]
+    u, s = unique[0], shared[0]
+
+    def last(*stuck: int) -> list[float]:
+        return [0.01 if i in stuck else 0.95 for i in range(4)]
+
+    start_row = {"kind": "format_start", "seed_start": start, "config": {"tasks": 4}, "sft_steps": 150,
+                 "valid_share": 1.0, "pi_good": [0.3] * 4, "at_chance": True}
+    runs = [last(u), last(), last(u, s)]  # seeds 0-2; GRPO and the oracle share them here
+    rows = [start_row] + [{**rl(m, 1e-3, seed, None), "per_task_last": p, "final": 0.7, "sampled_final": 0.7,
+                           "mass": 0.3, "loc": 0.5, "iterations": 100, "wall_s": 1.0}
+                          for m in ("grpo", "oracle") for seed, p in enumerate(runs)]
+    text = "\n".join(bench.cell_report(cell, rows))
+    assert "stuck tasks (exact π < 0.05 at the end)" in text and "grpo 2 / 3 runs, oracle 2 / 3 runs" in text
+    assert "4 of 6 stuck task-runs are tasks with a stage-unique good label" in text
+    assert f"task {u} (t0 label {labels[u]} unique) 4 (2 alone)" in text
+    assert f"task {s} (no unique label) 2 (0 alone)" in text
