@@ -647,9 +647,8 @@ def cell_report(cell: Cell, rows: list[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
-def unique_stages(cell: Cell, start: int, n: int) -> list[list[int]]:
-    """Per task: the decisive stages where its good label is one no other task in the pool wants there."""
-    tasks = pool(cell, start, n)
+def unique_stages(cell: Cell, tasks: list[dict[int, tuple[str, str]]]) -> list[list[int]]:
+    """Per task of a pool: the decisive stages where its good label is one no other task in the pool wants there."""
     return [[s for s in cell.stars if sum(u[s][1] == t[s][1] for u in tasks) == 1] for t in tasks]
 
 
@@ -657,7 +656,8 @@ def stuck_tasks(cell: Cell, start_row: dict[str, Any], pairs: dict[int, tuple[di
     """Which tasks end collapsed (exact π < STUCK) in the paired runs at tuned lr, and whether each
     has a stage-unique good label: the report's evidence for the interference finding."""
     start, n = start_row["seed_start"], start_row["config"]["tasks"]
-    tasks, unique = pool(cell, start, n), unique_stages(cell, start, n)
+    tasks = pool(cell, start, n)
+    unique = unique_stages(cell, tasks)
     runs = {"grpo": [b for _, b in pairs.values()], "oracle": [a for a, _ in pairs.values()]}
     if not runs["grpo"]:
         return "* stuck tasks: no paired runs yet"

@@ -147,11 +147,12 @@ def test_the_report_says_when_neither_run_held_the_threshold(bench) -> None:
 def test_the_report_counts_stuck_tasks_and_whether_their_good_label_is_stage_unique(bench) -> None:
     cell = bench.Cell.parse("4:early")
     start = bench.balanced_start(cell, 4)
-    labels = [t[0][1] for t in bench.pool(cell, start, 4)]
+    tasks = bench.pool(cell, start, 4)
+    labels = [t[0][1] for t in tasks]
     unique = [i for i, x in enumerate(labels) if labels.count(x) == 1]
     shared = [i for i in range(4) if i not in unique]
     assert unique and shared  # 4 tasks, 3 labels, none on more than half: both kinds exist
-    assert bench.unique_stages(cell, start, 4) == [[0] if i in unique else [] for i in range(4)]
+    assert bench.unique_stages(cell, tasks) == [[0] if i in unique else [] for i in range(4)]
     u, s = unique[0], shared[0]
 
     def last(*stuck: int) -> list[float]:
