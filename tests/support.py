@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import agentgym
 from agentgym.core import InfraError, StepResult, TextEnv
 from agentgym.envs.bifurcation import BifurcationEnv
 
@@ -50,14 +49,6 @@ def bench_module(script: str) -> Iterator[ModuleType]:
         yield module
     finally:
         sys.modules.pop(spec.name, None)
-
-
-def make_or_skip(env_id: str, **kwargs: Any) -> Any:
-    """``agentgym.make``, or a skip naming the missing optional extra (verifiers lives in its own venv)."""
-    try:
-        return agentgym.make(env_id, **kwargs)
-    except ImportError as exc:
-        pytest.skip(f"{env_id}: {exc}")
 
 
 class EchoEnv(TextEnv):

@@ -35,7 +35,7 @@ def _tracked() -> list[Path]:
     try:
         out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout: the tracked-file checks need `git ls-files`")
+        pytest.fail("not a git checkout: the tracked-file checks need `git ls-files` (run the tests from a clone)")
     return [ROOT / name for name in out.decode().split("\0") if name]
 
 

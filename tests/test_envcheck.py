@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_or_skip
 from typer.testing import CliRunner
 
 import agentgym
@@ -119,7 +118,6 @@ def _statuses(env_id: str, **kwargs: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("env_id", BUILTINS)
 def test_every_builtin_env_passes(env_id: str) -> None:
-    make_or_skip(env_id, **KWARGS.get(env_id, {})).close()
     results = _statuses(env_id, **KWARGS.get(env_id, {}))
     assert list(results) == ["gymnasium-checker", "reset-determinism", "state_key", "task_id", "success",
                              "task-pool", "malformed-actions", "redteam", "latency"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import make_or_skip
 
+import agentgym
 from agentgym.core import TextEnv
 from agentgym.registry import all_specs
 
@@ -48,7 +48,7 @@ def _make(env_id: str) -> TextEnv:
         kwargs["num_games"] = 1
     if env_id in CODE_ENVS:
         kwargs["backend"] = "local"
-    return make_or_skip(env_id, **kwargs)
+    return agentgym.make(env_id, **kwargs)
 
 
 def _outcome(env: TextEnv, action: str) -> tuple:

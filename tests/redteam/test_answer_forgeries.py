@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 from redteam_support import assert_held, episode
-from support import make_or_skip
 
 import agentgym
 from agentgym.envs.code.tasks import math_match, numeric_match
@@ -154,7 +153,7 @@ def test_webshop_purchase_forgeries() -> None:
 
 # -- TextWorld: game meta-commands and debug verbs -----------------------------------------------
 def test_textworld_meta_commands_do_nothing() -> None:
-    env = make_or_skip("agentgym/TextWorld-v0", num_games=1)
+    env = agentgym.make("agentgym/TextWorld-v0", num_games=1)
     try:
         meta = ["score", "quit", "restart", "restore", "undo", "xyzzy", "purloin carrot", "gonear kitchen",
                 "actions", "tree", "scope", "showme", "win", "verbose", "*", "go north; take all; eat all"]

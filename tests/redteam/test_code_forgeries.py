@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from redteam_support import PROBLEMS, assert_held, fill
-from support import TEST_LABELS, make_or_skip
+from support import TEST_LABELS
 
 import agentgym
 from agentgym.core import TextEnv
@@ -164,7 +164,7 @@ HUMANEVAL_ATTACKS = ["exit-0-at-load", "os-exit-0-before-asserts", "kill-the-gra
 
 
 def test_humaneval_forgeries_score_zero(backend: str) -> None:
-    env = make_or_skip("agentgym/HumanEval-v0", backend=backend, sandbox_labels=TEST_LABELS)
+    env = agentgym.make("agentgym/HumanEval-v0", backend=backend, sandbox_labels=TEST_LABELS)
     try:
         problem = {"entry_point": env.problems[0].entry_point, "tests": {"cases": [0]}}
         for name in HUMANEVAL_ATTACKS:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import TEST_LABELS, make_or_skip
+from support import TEST_LABELS
 
 import agentgym
 from agentgym.redteam import GENERIC_ATTACKS, run_redteam
@@ -28,7 +28,6 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def _check(env_id: str, **kwargs: object) -> None:
-    make_or_skip(env_id, **kwargs).close()
     results = run_redteam(lambda: agentgym.make(env_id, **kwargs), seeds=(0, 1))
     assert [r.attack for r in results] == [a.name for a in GENERIC_ATTACKS]
     not_held = {r.attack: r.to_json() for r in results if r.verdict not in ("held", "n/a")}

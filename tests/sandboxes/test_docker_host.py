@@ -111,7 +111,10 @@ def own_tempdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 def start_attacker(tmp: str, seconds: float) -> subprocess.Popen[str]:
     if os.geteuid() != 0 or ATTACKER_PYTHON is None:
-        pytest.skip("the attacker runs as nobody: needs root and a system python3")
+        why = "the attacker runs as nobody: needs root and a system python3"
+        if os.environ.get("AGENTGYM_REQUIRE_DOCKER") == "1":  # CI runs as root: there it must run
+            pytest.fail(f"AGENTGYM_REQUIRE_DOCKER=1 but {why}")
+        pytest.skip(why)
     attacker = subprocess.Popen([ATTACKER_PYTHON, "-c", ATTACKER, tmp, str(seconds)],
                                 user="nobody", group="nogroup", stdout=subprocess.PIPE, text=True, cwd="/")
     time.sleep(0.3)  # it is polling before the sandbox makes its socket

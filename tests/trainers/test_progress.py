@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import torch
 import typer
 import yaml
@@ -71,8 +70,7 @@ def _run_until(cmd: list[str], marker: str) -> tuple[int, str]:
 
 def test_ctrl_c_in_the_warm_start_says_nothing_is_saved_and_how_to_start_again(tiny_model_dir, tmp_path):
     agentgym = Path(sys.executable).with_name("agentgym")
-    if not agentgym.exists():
-        pytest.skip("no agentgym script beside this python")
+    assert agentgym.exists(), "no agentgym script beside this python: install the package (bash scripts/setup.sh)"
     recipe = _recipe_file(tiny_model_dir, tmp_path)
     # A real SIGINT to a process writing to a pipe, as `bash scripts/demo.sh > demo.out` then Ctrl-C.
     cmd = [str(agentgym), "train", str(recipe), "sft.steps=100000", "--progress-every", "0"]

@@ -58,7 +58,7 @@ def uv_on_path(monkeypatch):
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
     if shutil.which("uv") is None:
-        pytest.skip("uv is not installed (bash scripts/setup_verifiers_v1.sh installs it)")
+        pytest.fail("uv is not installed (bash scripts/setup_verifiers_v1.sh installs it)")
 
 
 def test_verifiers_own_null_harness_runs_its_chat_program_against_the_policy(uv_on_path):
