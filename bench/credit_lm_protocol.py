@@ -73,6 +73,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ RUNS_NAME = "credit_lm_protocol_runs.jsonl"
 CEILING_METHODS = ("grpo", "oracle")
 GRID_METHODS = ("gigpo", "igpo", "a2tgpo", "aem", "spa", "spa_text")  # configs: METHODS below
 THRESHOLD, CLAIM = 0.9, 0.5
-STUCK = 0.05  # a task whose exact π ends below this has collapsed: no group samples its good label
+STUCK = 0.05  # a task whose exact π ends below this has collapsed: a group of 8 seldom samples its good label
 
 FULL: dict[str, Any] = {
     "tasks": 4, "group": 8, "max_iters": 100, "check_every": 2, "hold": 2, "eval_episodes": 8,
@@ -663,15 +664,17 @@ def stuck_tasks(cell: Cell, start_row: dict[str, Any], pairs: dict[int, tuple[di
         return "* stuck tasks: no paired runs yet"
     stuck = {m: [[i for i, p in enumerate(r["per_task_last"]) if p < STUCK] for r in rs] for m, rs in runs.items()}
     per_task = [sum(i in s for ss in stuck.values() for s in ss) for i in range(len(tasks))]
-    alone = [sum(s == [i] for ss in stuck.values() for s in ss) for i in range(len(tasks))]
+    together = Counter(tuple(s) for ss in stuck.values() for s in ss if s)
     cases = sum(per_task)
     in_unique = sum(k for k, u in zip(per_task, unique, strict=True) if u)
     by_task = "; ".join(
         f"task {i} ({', '.join(f't{s} label {tasks[i][s][1]} unique' for s in unique[i]) or 'no unique label'}) "
-        f"{per_task[i]} ({alone[i]} alone)" for i in range(len(tasks)))
+        f"{per_task[i]} ({together[(i,)]} alone)" for i in range(len(tasks)))
     return (f"* stuck tasks (exact π < {STUCK} at the end), paired runs at tuned lr: "
             + ", ".join(f"{m} {sum(bool(s) for s in ss)} / {len(ss)} runs" for m, ss in stuck.items())
-            + f"; {in_unique} of {cases} stuck task-runs are tasks with a stage-unique good label. By task: {by_task}")
+            + f"; {in_unique} of {cases} stuck task-runs are tasks with a stage-unique good label. By task: {by_task}. "
+            + "Stuck together (the set of stuck tasks per run, both methods): "
+            + ", ".join(f"{{{', '.join(map(str, k))}}} {v}" for k, v in together.most_common()))
 
 
 def write_report(rows: list[dict[str, Any]], meta: dict[str, Any], out_dir: Path) -> str:

@@ -169,3 +169,4 @@ def test_the_report_counts_stuck_tasks_and_whether_their_good_label_is_stage_uni
     assert "4 of 6 stuck task-runs are tasks with a stage-unique good label" in text
     assert f"task {u} (t0 label {labels[u]} unique) 4 (2 alone)" in text
     assert f"task {s} (no unique label) 2 (0 alone)" in text
+    assert f"Stuck together (the set of stuck tasks per run, both methods): {{{u}}} 2, {{{min(u, s)}, {max(u, s)}}} 2" in text
